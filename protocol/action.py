@@ -1,0 +1,284 @@
+"""Signed actions: the envelope, the wire form, intrinsic validation, equivocation proofs.
+
+Theory of operation. An action travels as the canonical encoding of a map::
+
+    {"body": bin?, "env": bin, "sig": bin}
+
+``env`` holds the canonical encoding of the envelope map (version, co-op, author, seq, prev, deps,
+ts, kind, body_hash, body_size). The signature covers the domain-tagged ``env`` bytes and the
+action id is the SHA-256 of the domain-tagged ``env`` bytes, so neither needs re-encoding and the
+id cannot be changed without breaking the signature. The body (the canonical encoding of any
+value) travels beside the envelope and is bound to it only by ``body_hash`` and ``body_size``: a
+node may drop it (redaction) and the action stays verifiable and keeps its id.
+
+Intrinsic validity is everything that can be decided from the bytes alone: canonical encoding
+within limits, schema, key and signature policy (see keys.py), body binding, deps sorted and
+unique, and the genesis shape. Whether the action fits its author's chain needs the store and is
+decided in chain terms by ``chain.py``; whether the author was allowed to do it is the fold's
+business (a later layer).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from . import codec, domain
+from .errors import RejectCode, ValidationError
+from .ids import ID_BYTES
+from .keys import SigningKey, check_public_key, verify
+from .limits import DEFAULT_ACTION_LIMITS, ActionLimits, DecodeLimits
+
+PROTOCOL_VERSION = 1
+GENESIS_KIND = "coop.genesis"
+_KIND_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+_ENV_KEYS = frozenset({"author", "body_hash", "body_size", "coop", "deps", "kind", "prev", "seq", "ts", "v"})
+_MAX_ENV_BYTES = 4096
+
+
+def _bad(message: str, code: RejectCode = RejectCode.BAD_SCHEMA) -> ValidationError:
+    return ValidationError(code, message)
+
+
+def _is_id(v: object) -> bool:
+    return type(v) is bytes and len(v) == ID_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The signed part of an action. Construction validates everything local to the envelope."""
+
+    coop: bytes | None  # None only in a genesis action: the co-op's id is the genesis id
+    author: bytes
+    seq: int
+    prev: bytes | None
+    deps: tuple[bytes, ...]
+    ts: int  # milliseconds since the Unix epoch, as claimed by the author
+    kind: str
+    body_hash: bytes
+    body_size: int
+    v: int = PROTOCOL_VERSION
+
+    def check(self, limits: ActionLimits = DEFAULT_ACTION_LIMITS) -> None:
+        if type(self.v) is not int:
+            raise _bad("v must be an integer")
+        if self.v != PROTOCOL_VERSION:
+            raise _bad(f"protocol version {self.v} is not supported (this node speaks {PROTOCOL_VERSION})", RejectCode.UNSUPPORTED_VERSION)
+        if not (self.coop is None or _is_id(self.coop)):
+            raise _bad("coop must be nil or a 32-byte id")
+        if type(self.author) is not bytes:
+            raise _bad("author must be a 32-byte public key")
+        check_public_key(self.author)
+        if type(self.seq) is not int or self.seq < 1:
+            raise _bad("seq must be an integer >= 1")
+        if self.seq == 1:
+            if self.prev is not None:
+                raise _bad("prev must be nil when seq is 1")
+        elif not _is_id(self.prev):
+            raise _bad("prev must be a 32-byte action id when seq > 1")
+        if type(self.deps) is not tuple or not all(_is_id(d) for d in self.deps):
+            raise _bad("deps must be an array of 32-byte action ids")
+        if len(self.deps) > limits.max_deps:
+            raise _bad(f"{len(self.deps)} deps exceeds the limit of {limits.max_deps}", RejectCode.TOO_LARGE)
+        if any(a >= b for a, b in zip(self.deps, self.deps[1:])):
+            raise _bad("deps must be sorted ascending without repeats")
+        if type(self.ts) is not int or self.ts < 0:
+            raise _bad("ts must be a non-negative integer (milliseconds)")
+        if type(self.kind) is not str or not _KIND_RE.fullmatch(self.kind):
+            raise _bad("kind must be dotted lower-case words, e.g. 'ride.offer'")
+        if len(self.kind) > limits.max_kind_bytes:
+            raise _bad(f"kind longer than {limits.max_kind_bytes} bytes", RejectCode.TOO_LARGE)
+        if not _is_id(self.body_hash):
+            raise _bad("body_hash must be 32 bytes")
+        if type(self.body_size) is not int or self.body_size < 0:
+            raise _bad("body_size must be a non-negative integer")
+        if self.body_size > limits.max_body_bytes:
+            raise _bad(f"body of {self.body_size} bytes exceeds the limit of {limits.max_body_bytes}", RejectCode.TOO_LARGE)
+        is_genesis = self.kind == GENESIS_KIND
+        if is_genesis != (self.coop is None):
+            raise _bad("a genesis action (kind coop.genesis) has coop nil, and only it does")
+        if is_genesis and (self.seq != 1 or self.deps):
+            raise _bad("a genesis action has seq 1 and no deps")
+
+    def to_value(self) -> dict[str, object]:
+        return {
+            "author": self.author,
+            "body_hash": self.body_hash,
+            "body_size": self.body_size,
+            "coop": self.coop,
+            "deps": list(self.deps),
+            "kind": self.kind,
+            "prev": self.prev,
+            "seq": self.seq,
+            "ts": self.ts,
+            "v": self.v,
+        }
+
+    @classmethod
+    def from_value(cls, value: object) -> Envelope:
+        if not isinstance(value, dict):
+            raise _bad("env must encode a map")
+        if "v" in value and value["v"] != PROTOCOL_VERSION and type(value["v"]) is int:
+            raise _bad(f"protocol version {value['v']} is not supported", RejectCode.UNSUPPORTED_VERSION)
+        keys = value.keys()
+        if keys != _ENV_KEYS:
+            missing = sorted(_ENV_KEYS - keys)
+            extra = sorted(keys - _ENV_KEYS)
+            raise _bad(f"env fields wrong: missing {missing}, unexpected {extra}")
+        return cls(**value)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A decoded, intrinsically valid action. ``raw`` is the exact wire encoding."""
+
+    id: bytes
+    env: Envelope
+    env_bytes: bytes
+    sig: bytes
+    body: bytes | None
+    raw: bytes = field(repr=False)
+
+    @property
+    def coop(self) -> bytes:
+        """The co-op this action belongs to (a genesis belongs to the co-op it founds)."""
+        return self.env.coop if self.env.coop is not None else self.id
+
+    @property
+    def is_genesis(self) -> bool:
+        return self.env.coop is None
+
+    @property
+    def author(self) -> bytes:
+        return self.env.author
+
+    @property
+    def seq(self) -> int:
+        return self.env.seq
+
+    @property
+    def prev(self) -> bytes | None:
+        return self.env.prev
+
+    @property
+    def kind(self) -> str:
+        return self.env.kind
+
+    def body_value(self) -> object:
+        """The decoded body, or None when the body is not carried (redacted or withheld)."""
+        if self.body is None:
+            return None
+        return codec.decode(self.body, _body_limits(DEFAULT_ACTION_LIMITS))
+
+    def without_body(self) -> Action:
+        raw = codec.encode({"env": self.env_bytes, "sig": self.sig})
+        return Action(self.id, self.env, self.env_bytes, self.sig, None, raw)
+
+
+@lru_cache(maxsize=16)
+def _body_limits(limits: ActionLimits) -> DecodeLimits:
+    return DecodeLimits(
+        max_bytes=limits.max_body_bytes,
+        max_depth=limits.body_depth,
+        max_container_len=limits.body_container_len,
+        max_str_bytes=limits.body_str_bytes,
+        max_bin_bytes=limits.max_body_bytes,
+    )
+
+
+@lru_cache(maxsize=16)
+def _wire_limits(limits: ActionLimits) -> DecodeLimits:
+    return DecodeLimits(
+        max_bytes=limits.max_action_bytes,
+        max_depth=1,
+        max_container_len=3,
+        max_str_bytes=16,
+        max_bin_bytes=limits.max_action_bytes,
+    )
+
+
+_ENV_LIMITS = DecodeLimits(max_bytes=_MAX_ENV_BYTES, max_depth=2, max_container_len=64, max_str_bytes=256, max_bin_bytes=ID_BYTES)
+
+
+def sign_action(
+    key: SigningKey,
+    *,
+    coop: bytes | None,
+    seq: int,
+    prev: bytes | None,
+    deps: tuple[bytes, ...] | list[bytes] = (),
+    ts: int,
+    kind: str,
+    body: object,
+    limits: ActionLimits = DEFAULT_ACTION_LIMITS,
+) -> Action:
+    """Build and sign an action. ``deps`` are sorted and de-duplicated here."""
+    body_bytes = codec.encode(body)
+    env = Envelope(
+        coop=coop,
+        author=key.public_key,
+        seq=seq,
+        prev=prev,
+        deps=tuple(sorted(set(deps))),
+        ts=ts,
+        kind=kind,
+        body_hash=domain.body_hash(body_bytes),
+        body_size=len(body_bytes),
+    )
+    env.check(limits)
+    env_bytes = codec.encode(env.to_value())
+    sig = key.sign(domain.action_signing_input(env_bytes))
+    raw = codec.encode({"body": body_bytes, "env": env_bytes, "sig": sig})
+    if len(raw) > limits.max_action_bytes:
+        raise _bad(f"action of {len(raw)} bytes exceeds the limit of {limits.max_action_bytes}", RejectCode.TOO_LARGE)
+    action = Action(domain.action_id(env_bytes), env, env_bytes, sig, body_bytes, raw)
+    if action.id in env.deps:
+        raise _bad("an action cannot depend on itself")
+    return action
+
+
+def sign_genesis(key: SigningKey, *, ts: int, body: dict[str, object], limits: ActionLimits = DEFAULT_ACTION_LIMITS) -> Action:
+    """Found a co-op: the genesis body carries at least its ``name``; its id is the co-op id."""
+    check_genesis_body(body)
+    return sign_action(key, coop=None, seq=1, prev=None, deps=(), ts=ts, kind=GENESIS_KIND, body=body, limits=limits)
+
+
+def check_genesis_body(body: object) -> None:
+    if not isinstance(body, dict):
+        raise _bad("a genesis body is a map", RejectCode.BAD_BODY)
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name.encode()) > 128:
+        raise _bad("a genesis body needs a 'name': a non-empty string of at most 128 bytes", RejectCode.BAD_BODY)
+
+
+def decode_action(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS, *, check_signature: bool = True) -> Action:
+    """Decode and intrinsically validate one action; raise ``ProtocolError`` with a code if invalid."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    outer = codec.decode(data, _wire_limits(limits))
+    if not isinstance(outer, dict):
+        raise _bad("an action encodes a map {body?, env, sig}")
+    if "env" not in outer or "sig" not in outer or not outer.keys() <= {"body", "env", "sig"}:
+        raise _bad(f"action fields must be env, sig and optionally body; got {sorted(outer)}")
+    env_bytes, sig, body = outer["env"], outer["sig"], outer.get("body")
+    if type(env_bytes) is not bytes or type(sig) is not bytes or not (body is None or type(body) is bytes):
+        raise _bad("env, sig and body must be bin")
+    if "body" in outer and body is None:
+        raise _bad("omit body rather than sending nil")
+    env = Envelope.from_value(codec.decode(env_bytes, _ENV_LIMITS))
+    env.check(limits)
+    action_id = domain.action_id(env_bytes)
+    if action_id in env.deps:
+        raise _bad("an action cannot depend on itself")
+    if body is not None:
+        if len(body) != env.body_size or domain.body_hash(body) != env.body_hash:
+            raise _bad("body does not match body_hash and body_size", RejectCode.BAD_BODY)
+        body_value = codec.decode(body, _body_limits(limits))
+        if env.coop is None:
+            check_genesis_body(body_value)
+    elif env.coop is None:
+        raise _bad("a genesis action must carry its body (the charter)", RejectCode.BAD_BODY)
+    if check_signature:
+        verify(env.author, domain.action_signing_input(env_bytes), sig)
+    return Action(action_id, env, env_bytes, sig, body, data)

@@ -1,0 +1,56 @@
+"""One vocabulary of stable reject codes.
+
+Peers and clients match on ``RejectCode`` values, never on message text. The codes carry no
+HTTP status: only ``node/api.py`` maps a code to a status. Exception tree::
+
+    ProtocolError (code, message)
+    ├── DecodeError        bytes are not canonical msgpack within limits
+    ├── ValidationError    well-formed bytes that break a schema, size or signature rule
+    └── ChainError         an action that does not fit its author's chain
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class RejectCode(str, Enum):
+    # encoding
+    MALFORMED = "malformed"  # not decodable at all (truncated, bad UTF-8, wrong framing)
+    NOT_CANONICAL = "not_canonical"  # decodable, but not the one canonical encoding
+    TOO_LARGE = "too_large"  # a size, length, depth or count limit was exceeded
+    # schema
+    BAD_SCHEMA = "bad_schema"  # missing/extra field, wrong type, bad value
+    UNSUPPORTED_VERSION = "unsupported_version"
+    BAD_KEY = "bad_key"  # public key encoding rejected (non-canonical or small order)
+    BAD_SIGNATURE = "bad_signature"
+    BAD_BODY = "bad_body"  # carried body does not match body_hash / body_size
+    BAD_ID = "bad_id"  # textual id with the wrong prefix or encoding
+    # chain and store context
+    CHAIN_GAP = "chain_gap"  # predecessor missing and cannot be held
+    CHAIN_CONFLICT = "chain_conflict"  # position already taken by a different action
+    UNKNOWN_COOP = "unknown_coop"
+    BOGUS_PROOF = "bogus_proof"  # an equivocation proof that proves nothing
+
+
+class ProtocolError(ValueError):
+    """Base class: every protocol failure has a stable code and a human message."""
+
+    code: RejectCode
+
+    def __init__(self, code: RejectCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+class DecodeError(ProtocolError):
+    pass
+
+
+class ValidationError(ProtocolError):
+    pass
+
+
+class ChainError(ProtocolError):
+    pass
