@@ -81,7 +81,7 @@ class Envelope:
             raise _bad("deps must be an array of 32-byte action ids")
         if len(self.deps) > limits.max_deps:
             raise _bad(f"{len(self.deps)} deps exceeds the limit of {limits.max_deps}", RejectCode.TOO_LARGE)
-        if any(a >= b for a, b in zip(self.deps, self.deps[1:])):
+        if any(a >= b for a, b in zip(self.deps, self.deps[1:], strict=False)):
             raise _bad("deps must be sorted ascending without repeats")
         if type(self.ts) is not int or self.ts < 0:
             raise _bad("ts must be a non-negative integer (milliseconds)")

@@ -15,7 +15,7 @@ as it verifies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from . import codec, domain
 from .action import Action, decode_action
@@ -23,7 +23,7 @@ from .errors import ProtocolError, RejectCode, ValidationError
 from .limits import DEFAULT_ACTION_LIMITS, ActionLimits, DecodeLimits
 
 
-class Placement(str, Enum):
+class Placement(StrEnum):
     APPEND = "append"  # extends the head: store it, it becomes the new head
     PENDING = "pending"  # a gap below it: hold it until its predecessor arrives
     EQUIVOCATION = "equivocation"  # its seq is taken by a different action: a proven fork
@@ -90,7 +90,13 @@ def decode_proof(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS) -> E
     """Decode and fully re-verify a proof, including both signatures."""
     outer = codec.decode(
         data,
-        DecodeLimits(max_bytes=2 * limits.max_action_bytes + 64, max_depth=1, max_container_len=2, max_str_bytes=4, max_bin_bytes=limits.max_action_bytes),
+        DecodeLimits(
+            max_bytes=2 * limits.max_action_bytes + 64,
+            max_depth=1,
+            max_container_len=2,
+            max_str_bytes=4,
+            max_bin_bytes=limits.max_action_bytes,
+        ),
     )
     if not isinstance(outer, dict) or outer.keys() != {"a", "b"} or not all(type(v) is bytes for v in outer.values()):
         raise _bogus("a proof encodes a map {a: bin, b: bin}")

@@ -11,10 +11,10 @@ HTTP status: only ``node/api.py`` maps a code to a status. Exception tree::
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class RejectCode(str, Enum):
+class RejectCode(StrEnum):
     # encoding
     MALFORMED = "malformed"  # not decodable at all (truncated, bad UTF-8, wrong framing)
     NOT_CANONICAL = "not_canonical"  # decodable, but not the one canonical encoding

@@ -12,7 +12,7 @@ A co-op id is the id of its genesis action: ``coop_X`` and ``act_X`` name the sa
 from __future__ import annotations
 
 import base64
-from enum import Enum
+from enum import StrEnum
 
 from .errors import RejectCode, ValidationError
 
@@ -20,7 +20,7 @@ ID_BYTES = 32
 _TEXT_LEN = 52
 
 
-class IdKind(str, Enum):
+class IdKind(StrEnum):
     MEMBER = "mem"
     NODE = "node"
     COOP = "coop"

@@ -1,0 +1,364 @@
+"""The client HTTP API (aiohttp): JSON for people, msgpack for programs.
+
+This is the only place that maps reject codes to HTTP statuses. A request flows: size cap →
+decode (bounded) → intrinsic validation → ``Store.ingest`` (group commit) → answer. Every error
+answer is JSON ``{"error": code, "message": text}``.
+
+Validation of large batches runs in worker *processes*. Threads looked enough (libsodium drops
+the GIL while it verifies), but each verify thread must take the GIL back between signatures,
+and with the event loop and the decoder busy in Python it waits a whole switch interval each
+time: measured here, threads ran no faster than one core. Small submissions are validated
+inline, which is cheaper than a round trip to a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from aiohttp import web
+
+from protocol import Action, ProtocolError, RejectCode, decode_action
+from protocol.ids import IdKind, format_id, parse_id
+from protocol.limits import ActionLimits
+from protocol.messages import Submission, check_submission, decode_submission
+
+from . import __version__, views
+from .config import Limits
+from .store import IngestResult, Store, StoreError
+
+log = logging.getLogger("coopnet.api")
+
+INLINE_VALIDATION_MAX = 32  # smaller submissions are validated in the event loop
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+JSON_TYPE = "application/json"
+
+STATUS_FOR_CODE: dict[RejectCode, int] = {
+    RejectCode.MALFORMED: 400,
+    RejectCode.NOT_CANONICAL: 400,
+    RejectCode.BAD_ID: 400,
+    RejectCode.TOO_LARGE: 413,
+    RejectCode.BAD_SCHEMA: 422,
+    RejectCode.UNSUPPORTED_VERSION: 422,
+    RejectCode.BAD_KEY: 422,
+    RejectCode.BAD_SIGNATURE: 422,
+    RejectCode.BAD_BODY: 422,
+    RejectCode.UNKNOWN_COOP: 422,
+    RejectCode.CHAIN_CONFLICT: 409,
+    RejectCode.CHAIN_GAP: 409,
+    RejectCode.BOGUS_PROOF: 422,
+}
+
+
+class ApiError(Exception):
+    """An error answer: ``code`` is a stable string, ``status`` the HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra or {}
+
+
+def _from_protocol(e: ProtocolError) -> ApiError:
+    return ApiError(STATUS_FOR_CODE.get(e.code, 400), e.code.value, e.message)
+
+
+def _error_response(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> web.Response:
+    return web.json_response({"error": code, "message": message, **(extra or {})}, status=status)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return _error_response(e.status, e.code, e.message, e.extra)
+    except ProtocolError as e:
+        err = _from_protocol(e)
+        return _error_response(err.status, err.code, err.message)
+    except web.HTTPRequestEntityTooLarge as e:
+        return _error_response(413, "too_large", f"request body exceeds the limit of {e.max_size} bytes")
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _error_response(e.status, _HTTP_CODES.get(e.status, "http_error"), e.reason or "error")
+    except StoreError as e:
+        log.error("store unavailable: %s", e)
+        return _error_response(503, "unavailable", f"the store could not complete the request: {e}")
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return _error_response(500, "internal", "internal error; see the node log")
+
+
+@dataclass
+class ApiStats:
+    accepted: int = 0
+    known: int = 0
+    pending: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def count(self, results: Sequence[IngestResult]) -> None:
+        for r in results:
+            if r.status == "rejected":
+                assert r.code is not None
+                self.rejected[r.code.value] += 1
+            else:
+                setattr(self, r.status, getattr(self, r.status) + 1)
+
+
+def _wants_msgpack(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return any(t in accept for t in MSGPACK_TYPES)
+
+
+def _respond(request: web.Request, payload: dict[str, Any], status: int = 200) -> web.Response:
+    if _wants_msgpack(request):
+        return web.Response(body=msgpack.packb(payload, use_bin_type=True), status=status, content_type="application/msgpack")
+    return web.json_response(payload, status=status)
+
+
+def _validate_chunk(raws: Sequence[bytes], limits: ActionLimits) -> list[Action | ProtocolError]:
+    out: list[Action | ProtocolError] = []
+    for raw in raws:
+        try:
+            out.append(decode_action(raw, limits))
+        except ProtocolError as e:
+            out.append(e)
+    return out
+
+
+class Api:
+    """The handlers. Holds explicit references to what they use; built by ``node.node``."""
+
+    def __init__(self, store: Store, node_key_id: bytes, limits: Limits, started_ms: int, clock_ms: Callable[[], int]) -> None:
+        self.store = store
+        self.node_id = node_key_id
+        self.limits = limits
+        self.action_limits = ActionLimits(max_action_bytes=limits.max_action_bytes)
+        self.started_ms = started_ms
+        self.clock_ms = clock_ms
+        self.stats = ApiStats()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.limits.max_request_bytes, middlewares=[error_middleware])
+        app.add_routes(
+            [
+                web.get("/healthz", self.healthz),
+                web.get("/api/v1/node", self.node_info),
+                web.post("/api/v1/actions", self.post_actions),
+                web.get("/api/v1/actions/{id}", self.get_action),
+                web.get("/api/v1/coops", self.list_coops),
+                web.get("/api/v1/coops/{coop}", self.get_coop),
+                web.get("/api/v1/coops/{coop}/actions", self.list_actions),
+                web.get("/api/v1/coops/{coop}/chains", self.chains),
+                web.get("/api/v1/coops/{coop}/proofs", self.proofs),
+                web.get("/api/v1/proofs/{id}", self.get_proof),
+            ]
+        )
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: this process has SQLite and aiohttp threads that must not be cloned.
+            self._pool = ProcessPoolExecutor(self.limits.verify_workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    async def _cleanup(self, app: web.Application) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # ---- submitting --------------------------------------------------------------------------
+
+    async def _read_submission(self, request: web.Request) -> Submission:
+        if request.content_length is not None and request.content_length > self.limits.max_request_bytes:
+            raise ApiError(
+                413, "too_large", f"request body of {request.content_length} bytes exceeds the limit of {self.limits.max_request_bytes}"
+            )
+        ctype = request.content_type
+        if ctype not in MSGPACK_TYPES and ctype != JSON_TYPE:
+            raise ApiError(415, "unsupported_media_type", f"send {JSON_TYPE} or application/msgpack, not {ctype or 'nothing'}")
+        data = await request.read()
+        if not data:
+            raise ApiError(400, "malformed", "empty request body")
+        if ctype in MSGPACK_TYPES:
+            return decode_submission(data, max_actions=self.limits.max_batch_actions, max_action_bytes=self.limits.max_action_bytes)
+        try:
+            doc = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ApiError(400, "malformed", f"body is not JSON: {e}") from None
+        if isinstance(doc, dict):
+            for key in ("action", "actions"):
+                if key in doc:
+                    doc[key] = _unbase64(doc[key], key)
+        return check_submission(doc, self.limits.max_batch_actions)
+
+    async def _validate(self, raws: Sequence[bytes]) -> list[Action | ProtocolError]:
+        loop = asyncio.get_running_loop()
+        n = self.limits.verify_workers
+        if len(raws) < INLINE_VALIDATION_MAX or n == 0:
+            return _validate_chunk(raws, self.action_limits)
+        size = -(-len(raws) // n)
+        pool = self._workers()
+        try:
+            parts = await asyncio.gather(
+                *(loop.run_in_executor(pool, _validate_chunk, raws[i : i + size], self.action_limits) for i in range(0, len(raws), size))
+            )
+        except BrokenProcessPool:
+            # A worker died (OOM killer, a signal): start a fresh pool next time, do this one here.
+            log.error("validation worker died; restarting the pool")
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return _validate_chunk(raws, self.action_limits)
+        return [x for part in parts for x in part]
+
+    async def post_actions(self, request: web.Request) -> web.Response:
+        sub = await self._read_submission(request)
+        checked = await self._validate(sub.actions)
+        valid = [x for x in checked if isinstance(x, Action)]
+        stored = iter(await self.store.ingest(valid))
+        results: list[IngestResult] = []
+        for x in checked:
+            if isinstance(x, Action):
+                results.append(next(stored))
+            else:
+                results.append(IngestResult(b"", "rejected", x.code, x.message))
+        self.stats.count(results)
+        body = {"results": [views.result_view(r) for r in results], **_tally(results)}
+        if sub.single and results[0].status == "rejected":
+            r = results[0]
+            assert r.code is not None
+            raise ApiError(STATUS_FOR_CODE.get(r.code, 400), r.code.value, r.message or r.code.value, body)
+        return _respond(request, body)
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        ok = await self.store.writable()
+        return web.json_response({"ok": ok, "store": "writable" if ok else "not writable"}, status=200 if ok else 503)
+
+    async def node_info(self, request: web.Request) -> web.Response:
+        counts = await self.store.counts()
+        return _respond(
+            request,
+            {
+                "node_id": format_id(IdKind.NODE, self.node_id),
+                "version": __version__,
+                "protocol": 1,
+                "uptime_s": (self.clock_ms() - self.started_ms) // 1000,
+                "counts": counts,
+                "submitted": {
+                    "accepted": self.stats.accepted,
+                    "known": self.stats.known,
+                    "pending": self.stats.pending,
+                    "rejected": dict(self.stats.rejected),
+                },
+                "limits": {
+                    "max_request_bytes": self.limits.max_request_bytes,
+                    "max_batch_actions": self.limits.max_batch_actions,
+                    "max_action_bytes": self.limits.max_action_bytes,
+                    "max_page": self.limits.max_page,
+                    "max_pending": self.limits.max_pending,
+                },
+            },
+        )
+
+    async def get_action(self, request: web.Request) -> web.Response:
+        action_id = parse_id(IdKind.ACTION, request.match_info["id"])
+        found = await self.store.get_action(action_id)
+        if found is None:
+            raise ApiError(404, "not_found", f"no action {request.match_info['id']} here")
+        return _respond(request, views.stored_view(found, binary=_wants_msgpack(request)))
+
+    async def _coop(self, request: web.Request) -> bytes:
+        coop = parse_id(IdKind.COOP, request.match_info["coop"])
+        if await self.store.get_coop(coop) is None:
+            raise ApiError(404, RejectCode.UNKNOWN_COOP.value, f"no co-op {request.match_info['coop']} here")
+        return coop
+
+    async def list_coops(self, request: web.Request) -> web.Response:
+        return _respond(request, {"coops": [views.coop_view(c) for c in await self.store.list_coops()]})
+
+    async def get_coop(self, request: web.Request) -> web.Response:
+        coop = await self._coop(request)
+        row = await self.store.get_coop(coop)
+        genesis = await self.store.get_action(coop)
+        assert row is not None and genesis is not None
+        out = views.coop_view(row)
+        out["genesis"] = views.stored_view(genesis, binary=_wants_msgpack(request))
+        out["chains"] = await self.store.chain_count(coop)
+        return _respond(request, out)
+
+    async def list_actions(self, request: web.Request) -> web.Response:
+        coop = await self._coop(request)
+        q = request.query
+        author = parse_id(IdKind.MEMBER, q["author"]) if q.get("author") else None
+        kind = q.get("kind") or None
+        after = _int_param(q, "after", 0, 0, 2**63 - 1)
+        limit = _int_param(q, "limit", min(100, self.limits.max_page), 1, self.limits.max_page)
+        rows = await self.store.list_actions(coop, author=author, kind=kind, after=after, limit=limit)
+        binary = _wants_msgpack(request)
+        nxt = str(rows[-1].pos) if len(rows) == limit else None
+        return _respond(request, {"actions": [views.stored_view(r, binary=binary) for r in rows], "next": nxt})
+
+    async def chains(self, request: web.Request) -> web.Response:
+        coop = await self._coop(request)
+        author = parse_id(IdKind.MEMBER, request.query["author"]) if request.query.get("author") else None
+        rows = await self.store.chains(coop, author)
+        return _respond(request, {"coop": request.match_info["coop"], "chains": [views.chain_view(c) for c in rows]})
+
+    async def proofs(self, request: web.Request) -> web.Response:
+        coop = await self._coop(request)
+        binary = _wants_msgpack(request)
+        return _respond(request, {"proofs": [views.proof_view(p, binary=binary) for p in await self.store.proofs(coop)]})
+
+    async def get_proof(self, request: web.Request) -> web.Response:
+        proof = await self.store.get_proof(parse_id(IdKind.PROOF, request.match_info["id"]))
+        if proof is None:
+            raise ApiError(404, "not_found", f"no proof {request.match_info['id']} here")
+        return _respond(request, views.proof_view(proof, binary=_wants_msgpack(request)))
+
+
+def _tally(results: Sequence[IngestResult]) -> dict[str, int]:
+    c = Counter(r.status for r in results)
+    return {s: c.get(s, 0) for s in ("accepted", "known", "pending", "rejected")}
+
+
+def _unbase64(v: Any, key: str) -> Any:
+    items = v if isinstance(v, list) else [v]
+    out = []
+    for i, x in enumerate(items):
+        if not isinstance(x, str):
+            raise ApiError(422, "bad_schema", f"{key}[{i}] must be the base64 text of an action's bytes")
+        try:
+            out.append(base64.b64decode(x, validate=True))
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "malformed", f"{key}[{i}] is not valid base64") from None
+    return out if isinstance(v, list) else out[0]
+
+
+def _int_param(q: Any, name: str, default: int, lo: int, hi: int) -> int:
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
+        raise ApiError(400, "bad_request", f"query parameter {name} must be an integer from {lo} to {hi}, got {raw[:40]!r}")
+    return int(raw)

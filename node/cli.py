@@ -1,0 +1,362 @@
+"""The ``coopnet`` command.
+
+Readable output by default, ``--json`` for scripts. Exit status: 0 success, 1 the node or the
+input said no (the error code is printed), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from protocol import ProtocolError, sign_action, sign_genesis
+from protocol.ids import IdKind, format_id, parse_id
+
+from .client import DEFAULT_URL, Client, ClientError
+from .config import CONFIG_NAME, ConfigError, load_config
+from .keyfile import KeyFileError, read_key_file, write_key_file
+from .node import URL_FILE, init_data_dir, serve
+from .views import json_to_value
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("COOPNET_DATA_DIR") or Path.home() / ".coopnet")
+
+
+def _fail(code: str, message: str, as_json: bool, extra: dict[str, Any] | None = None) -> NoReturn:
+    if as_json:
+        click.echo(json.dumps({"error": code, "message": message, **(extra or {})}))
+    else:
+        err_console.print(f"[bold red]error[/] [red]{code}[/]: {message}")
+    sys.exit(1)
+
+
+def _out(obj: dict[str, Any], as_json: bool, readable: Any = None) -> None:
+    if as_json or readable is None:
+        click.echo(json.dumps(obj, indent=None if as_json else 2))
+    else:
+        readable(obj)
+
+
+def _node_url(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if os.environ.get("COOPNET_NODE"):
+        return os.environ["COOPNET_NODE"]
+    url_file = default_data_dir() / URL_FILE
+    if url_file.exists():
+        return url_file.read_text().strip()
+    return DEFAULT_URL
+
+
+class Ctx:
+    def __init__(self, node: str | None, as_json: bool) -> None:
+        self.node_url = node
+        self.as_json = as_json
+
+    @property
+    def client(self) -> Client:
+        return Client(_node_url(self.node_url))
+
+
+_pass_obj = click.make_pass_decorator(Ctx)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(Ctx).as_json = True
+
+
+def pass_ctx(f: Any) -> Any:
+    """Pass the shared Ctx, and accept --json after the subcommand too (coopnet post ... --json)."""
+    option = click.option("--json", "_json", is_flag=True, expose_value=False, callback=_set_json, help="Print JSON for scripts.")
+    return option(_pass_obj(f))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--node", "node", metavar="URL", help="Node to talk to (default: $COOPNET_NODE, the local node's address, or http://127.0.0.1:8470)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.version_option(package_name="coopnet")
+@click.pass_context
+def main(ctx: click.Context, node: str | None, as_json: bool) -> None:
+    """coopnet: a federated node for cooperative platforms."""
+    ctx.obj = Ctx(node, as_json)
+
+
+# ---- node lifecycle ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the node keeps its files (default: $COOPNET_DATA_DIR or ~/.coopnet).",
+)
+@click.option("--listen", default="127.0.0.1:8470", show_default=True, help="Address the node will listen on.")
+@pass_ctx
+def init(c: Ctx, data_dir: Path | None, listen: str) -> None:
+    """Create a data directory: config, node key (0600) and an empty store on first run."""
+    data_dir = data_dir or default_data_dir()
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    try:
+        cfg = init_data_dir(data_dir, host=host, port=int(port))
+        node_id = format_id(IdKind.NODE, read_key_file(cfg.key_path, "node").public_key)
+    except (ConfigError, KeyFileError) as e:
+        _fail("exists", str(e), c.as_json)
+    _out(
+        {"data_dir": str(data_dir), "config": str(data_dir / CONFIG_NAME), "node_id": node_id, "listen": f"{cfg.host}:{cfg.port}"},
+        c.as_json,
+        lambda o: console.print(
+            f"Initialised [bold]{o['data_dir']}[/]\n  node id  {o['node_id']}\n  config   {o['config']}\n  listen   {o['listen']}\nStart it with: coopnet run --data-dir {o['data_dir']}"
+        ),
+    )
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory made by 'coopnet init'.")
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), default=None, help="Config file (default: DATA_DIR/coopnet.toml)."
+)
+@pass_ctx
+def run(c: Ctx, data_dir: Path | None, config_file: Path | None) -> None:
+    """Run the node until interrupted (Ctrl-C or SIGTERM)."""
+    path = config_file or (data_dir or default_data_dir()) / CONFIG_NAME
+    env = dict(os.environ)
+    if data_dir is not None:
+        env["COOPNET_DATA_DIR"] = str(data_dir)
+    try:
+        cfg = load_config(path, env=env)
+    except ConfigError as e:
+        _fail("bad_config", str(e), c.as_json)
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        asyncio.run(serve(cfg))
+    except (KeyFileError, OSError) as e:
+        _fail("cannot_start", str(e), c.as_json)
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("member.key"), show_default=True, help="Where to write the key.")
+@pass_ctx
+def keygen(c: Ctx, out: Path) -> None:
+    """Create a member key file (mode 0600). The private key never leaves it."""
+    try:
+        key = write_key_file(out, "member")
+    except KeyFileError as e:
+        _fail("exists", str(e), c.as_json)
+    member = format_id(IdKind.MEMBER, key.public_key)
+    _out(
+        {"member_id": member, "key_file": str(out)},
+        c.as_json,
+        lambda o: console.print(f"Member key written to [bold]{o['key_file']}[/]\n  member id  {o['member_id']}"),
+    )
+
+
+# ---- acting -----------------------------------------------------------------------------------
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _submit_one(c: Ctx, raw: bytes) -> dict[str, Any]:
+    try:
+        resp = c.client.submit([raw], single=True)
+    except ClientError as e:
+        _fail(e.code, e.message, c.as_json, {"results": e.body.get("results", [])})
+    return resp["results"][0]
+
+
+def _load_member_key(c: Ctx, key_file: Path) -> Any:
+    try:
+        return read_key_file(key_file, "member")
+    except KeyFileError as e:
+        _fail("bad_key_file", str(e), c.as_json)
+
+
+@main.group()
+def coop() -> None:
+    """Co-ops: create one."""
+
+
+@coop.command("create")
+@click.argument("name")
+@click.option("--purpose", default="", help="What the co-op is for.")
+@click.option(
+    "--key", "key_file", type=click.Path(path_type=Path), default=Path("member.key"), show_default=True, help="Founder's member key."
+)
+@pass_ctx
+def coop_create(c: Ctx, name: str, purpose: str, key_file: Path) -> None:
+    """Found a co-op: sign its genesis action with your key and submit it."""
+    key = _load_member_key(c, key_file)
+    body: dict[str, Any] = {"name": name}
+    if purpose:
+        body["purpose"] = purpose
+    try:
+        genesis = sign_genesis(key, ts=_now_ms(), body=body)
+    except ProtocolError as e:
+        _fail(e.code.value, e.message, c.as_json)
+    result = _submit_one(c, genesis.raw)
+    out = {
+        "coop": format_id(IdKind.COOP, genesis.id),
+        "name": name,
+        "founder": format_id(IdKind.MEMBER, key.public_key),
+        "status": result["status"],
+    }
+    _out(out, c.as_json, lambda o: console.print(f"Co-op [bold]{o['name']}[/] founded ({o['status']})\n  id  {o['coop']}"))
+
+
+@main.command()
+@click.option("--coop", "coop_text", required=True, help="Co-op id (coop_...).")
+@click.option("--kind", required=True, help="Action kind, e.g. ride.offer.")
+@click.option("--body", "body_json", default="{}", show_default=True, help='Body as JSON (integers only; bytes as {"$bin": base64}).')
+@click.option("--dep", "deps", multiple=True, help="An action id this one depends on (repeatable).")
+@click.option("--key", "key_file", type=click.Path(path_type=Path), default=Path("member.key"), show_default=True, help="Your member key.")
+@pass_ctx
+def post(c: Ctx, coop_text: str, kind: str, body_json: str, deps: tuple[str, ...], key_file: Path) -> None:
+    """Sign an action and submit it; the next seq and prev are found from the node."""
+    key = _load_member_key(c, key_file)
+    try:
+        coop_raw = parse_id(IdKind.COOP, coop_text)
+        dep_raw = [parse_id(IdKind.ACTION, d) for d in deps]
+        try:
+            body = json_to_value(json.loads(body_json))
+        except json.JSONDecodeError as e:
+            _fail("bad_body", f"--body is not JSON: {e}", c.as_json)
+        member = format_id(IdKind.MEMBER, key.public_key)
+        try:
+            seq, head = c.client.head(coop_text, member)
+        except ClientError as e:
+            _fail(e.code, e.message, c.as_json)
+        action = sign_action(
+            key,
+            coop=coop_raw,
+            seq=seq + 1,
+            prev=parse_id(IdKind.ACTION, head) if head else None,
+            deps=dep_raw,
+            ts=_now_ms(),
+            kind=kind,
+            body=body,
+        )
+    except ProtocolError as e:
+        _fail(e.code.value, e.message, c.as_json)
+    result = _submit_one(c, action.raw)
+    out = {"id": format_id(IdKind.ACTION, action.id), "seq": action.seq, "kind": kind, "status": result["status"]}
+    _out(out, c.as_json, lambda o: console.print(f"{o['status']}: {o['kind']} #{o['seq']}\n  id  {o['id']}"))
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def _print_action(o: dict[str, Any]) -> None:
+    t = Table(show_header=False, box=None)
+    for k in ("id", "coop", "author", "seq", "prev", "kind", "ts", "status"):
+        t.add_row(k, str(o.get(k)))
+    t.add_row("deps", ", ".join(o.get("deps", [])) or "-")
+    t.add_row("body", json.dumps(o.get("body"), ensure_ascii=False) if o.get("body_present") else "(not carried)")
+    console.print(t)
+
+
+@main.command()
+@click.argument("ident")
+@pass_ctx
+def show(c: Ctx, ident: str) -> None:
+    """Show an action (act_...), a co-op (coop_...) or an equivocation proof (eqv_...)."""
+    prefix = ident.split("_", 1)[0]
+    paths = {"act": "/api/v1/actions/", "coop": "/api/v1/coops/", "eqv": "/api/v1/proofs/"}
+    if prefix not in paths:
+        _fail("bad_id", f"{ident!r}: expected an id starting with act_, coop_ or eqv_", c.as_json)
+    try:
+        obj = c.client.get(paths[prefix] + ident)
+    except ClientError as e:
+        _fail(e.code, e.message, c.as_json)
+
+    def readable(o: dict[str, Any]) -> None:
+        if prefix == "act":
+            _print_action(o)
+        elif prefix == "coop":
+            console.print(
+                f"[bold]{o['name']}[/]  {o['id']}\n  founder  {o['founder']}\n  actions  {o['actions']}\n  members with a chain  {o['chains']}"
+            )
+            body = o["genesis"].get("body") or {}
+            if body.get("purpose"):
+                console.print(f"  purpose  {body['purpose']}")
+        else:
+            console.print(f"equivocation proof {o['id']}\n  co-op  {o['coop']}\n  author {o['author']}\n  seq    {o['seq']}")
+
+    _out(obj, c.as_json, readable)
+
+
+@main.command("list")
+@click.argument("coop_text", required=False, metavar="[COOP]")
+@click.option("--author", default=None, help="Only this member's actions (mem_...).")
+@click.option("--kind", default=None, help="Only actions of this kind.")
+@click.option("--after", default=None, help="Continue after this cursor (from a previous page).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@pass_ctx
+def list_cmd(c: Ctx, coop_text: str | None, author: str | None, kind: str | None, after: str | None, limit: int) -> None:
+    """List co-ops, or a co-op's actions (oldest first, paginated)."""
+    try:
+        if coop_text is None:
+            obj = c.client.get("/api/v1/coops")
+        else:
+            obj = c.client.get(f"/api/v1/coops/{coop_text}/actions", author=author, kind=kind, after=after, limit=limit)
+    except ClientError as e:
+        _fail(e.code, e.message, c.as_json)
+
+    def readable(o: dict[str, Any]) -> None:
+        if coop_text is None:
+            t = Table("co-op", "name", "actions", "founder")
+            for x in o["coops"]:
+                t.add_row(x["id"], x["name"], str(x["actions"]), x["founder"])
+        else:
+            t = Table("pos", "kind", "author", "seq", "id")
+            for x in o["actions"]:
+                t.add_row(str(x["pos"]), x["kind"], x["author"][:16] + "…", str(x["seq"]), x["id"])
+        console.print(t)
+        if coop_text is not None and o.get("next"):
+            console.print(f"more: coopnet list {coop_text} --after {o['next']}")
+
+    _out(obj, c.as_json, readable)
+
+
+@main.command()
+@pass_ctx
+def status(c: Ctx) -> None:
+    """Show the node's id, version, uptime and counts."""
+    try:
+        info = c.client.node()
+    except ClientError as e:
+        _fail(e.code, e.message, c.as_json)
+
+    def readable(o: dict[str, Any]) -> None:
+        t = Table(show_header=False, box=None)
+        t.add_row("node", o["node_id"])
+        t.add_row("url", c.client.url)
+        t.add_row("version", f"{o['version']} (protocol {o['protocol']})")
+        t.add_row("uptime", f"{o['uptime_s']} s")
+        for k, v in o["counts"].items():
+            t.add_row(k, str(v))
+        rejected = o["submitted"]["rejected"]
+        t.add_row("rejected", ", ".join(f"{k}={v}" for k, v in sorted(rejected.items())) or "0")
+        console.print(t)
+
+    _out(info, c.as_json, readable)

@@ -1,0 +1,184 @@
+"""Node configuration: one TOML file, every key known, every limit named.
+
+The file lives in the data directory as ``coopnet.toml`` (``coopnet init`` writes it). Relative
+paths in it are relative to the file's own folder. An unknown key or a value of the wrong type
+or range is an error naming the file and the key. Two environment variables override the file:
+``COOPNET_DATA_DIR`` (the data directory) and ``COOPNET_PORT`` (the listen port).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from protocol.limits import DEFAULT_ACTION_LIMITS
+
+CONFIG_NAME = "coopnet.toml"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8470
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the file and key it concerns in the message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Node-side limits. Each is a key of the ``[limits]`` table."""
+
+    max_request_bytes: int = 8 * 1024 * 1024  # HTTP request body
+    max_batch_actions: int = 2000  # actions in one POST
+    max_action_bytes: int = DEFAULT_ACTION_LIMITS.max_action_bytes  # may be lowered, not raised
+    max_page: int = 1000  # items in one page of a listing
+    max_pending: int = 10_000  # actions held waiting for a chain predecessor
+    max_group: int = 4096  # actions committed in one SQLite transaction
+    verify_workers: int = 2  # processes validating large batches; 0 validates in the event loop
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path(".")
+    key_file: Path = Path("node.key")  # relative to data_dir
+    database: Path = Path("coopnet.sqlite3")  # relative to data_dir
+    log_level: str = "info"
+    synchronous: str = "full"
+    limits: Limits = field(default_factory=Limits)
+    source: Path | None = None  # the file this was loaded from
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / self.key_file
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / self.database
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _parse_listen(value: str, where: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{where}: listen must look like '127.0.0.1:8470' (port 0: any free port), got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _expect(where: str, value: Any, kind: type, *, minimum: int | None = None) -> Any:
+    if kind is int:
+        if type(value) is not int:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{where}: must be at least {minimum}, got {value}")
+    elif not isinstance(value, kind):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None = None) -> Config:
+    """Build a Config from parsed TOML; ``source`` names the file in errors and anchors paths."""
+    env = dict(os.environ) if env is None else env
+    name = str(source)
+    _check_keys(name, data, {"node", "store", "limits"})
+    node = data.get("node", {})
+    store = data.get("store", {})
+    limits_t = data.get("limits", {})
+    for section, table in (("node", node), ("store", store), ("limits", limits_t)):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: [{section}] must be a table")
+    _check_keys(f"{name}: [node]", node, {"listen", "data_dir", "key_file", "database", "log_level"})
+    _check_keys(f"{name}: [store]", store, {"synchronous"})
+    limit_names = {f.name for f in fields(Limits)}
+    _check_keys(f"{name}: [limits]", limits_t, limit_names)
+
+    cfg = Config(source=source)
+    base = source.parent
+    if "listen" in node:
+        host, port = _parse_listen(_expect(f"{name}: node.listen", node["listen"], str), f"{name}: node.listen")
+        cfg = replace(cfg, host=host, port=port)
+    data_dir = base / _expect(f"{name}: node.data_dir", node.get("data_dir", "."), str)
+    cfg = replace(cfg, data_dir=data_dir)
+    for key in ("key_file", "database"):
+        if key in node:
+            cfg = replace(cfg, **{key: Path(_expect(f"{name}: node.{key}", node[key], str))})
+    if "log_level" in node:
+        level = _expect(f"{name}: node.log_level", node["log_level"], str).lower()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"{name}: node.log_level must be one of {', '.join(LOG_LEVELS)}, got {node['log_level']!r}")
+        cfg = replace(cfg, log_level=level)
+    if "synchronous" in store:
+        mode = _expect(f"{name}: store.synchronous", store["synchronous"], str).lower()
+        if mode not in ("full", "normal"):
+            raise ConfigError(f"{name}: store.synchronous must be 'full' or 'normal', got {store['synchronous']!r}")
+        cfg = replace(cfg, synchronous=mode)
+    lim = {k: _expect(f"{name}: limits.{k}", v, int, minimum=0 if k == "verify_workers" else 1) for k, v in limits_t.items()}
+    limits = Limits(**lim)
+    if limits.max_action_bytes > DEFAULT_ACTION_LIMITS.max_action_bytes:
+        raise ConfigError(
+            f"{name}: limits.max_action_bytes cannot exceed the protocol's {DEFAULT_ACTION_LIMITS.max_action_bytes}, got {limits.max_action_bytes}"
+        )
+    if limits.max_request_bytes < limits.max_action_bytes:
+        raise ConfigError(f"{name}: limits.max_request_bytes must be at least limits.max_action_bytes")
+    cfg = replace(cfg, limits=limits)
+    return apply_env(cfg, env)
+
+
+def apply_env(cfg: Config, env: dict[str, str]) -> Config:
+    if env.get("COOPNET_DATA_DIR"):
+        cfg = replace(cfg, data_dir=Path(env["COOPNET_DATA_DIR"]))
+    if env.get("COOPNET_PORT"):
+        port = env["COOPNET_PORT"]
+        if not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"environment COOPNET_PORT: expected a port number 0-65535, got {port!r}")
+        cfg = replace(cfg, port=int(port))
+    return cfg
+
+
+def load_config(path: Path | str, env: dict[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (create one with 'coopnet init')") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(data, path, env)
+
+
+def render_config(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "info") -> str:
+    """The config file ``coopnet init`` writes: every setting shown with its default."""
+    lim = Limits()
+    limit_lines = "\n".join(f"# {f.name} = {getattr(lim, f.name)}" for f in fields(Limits))
+    return f"""# coopnet node configuration. Paths are relative to this file's folder.
+# Environment overrides: COOPNET_DATA_DIR, COOPNET_PORT.
+
+[node]
+listen = "{host}:{port}"
+data_dir = "."
+key_file = "node.key"          # the node's Ed25519 key (0600); never share it
+database = "coopnet.sqlite3"
+log_level = "{log_level}"        # debug | info | warning | error
+
+[store]
+# full: every acknowledged action survives kill -9, power loss and OS crashes (fsync per commit).
+# normal: survives kill -9 of the node; the last commits may be lost on power loss.
+synchronous = "full"
+
+[limits]
+# Uncomment to change; the values shown are the defaults.
+{limit_lines}
+"""

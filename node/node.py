@@ -1,0 +1,105 @@
+"""Composition: the one place that builds the store, the API and the HTTP server and wires them.
+
+Nothing here looks anything up globally; each part gets exactly what it uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from protocol.ids import IdKind, format_id
+
+from .api import Api
+from .config import CONFIG_NAME, Config, ConfigError, load_config, render_config
+from .keyfile import read_key_file, write_key_file
+from .store import Store
+
+log = logging.getLogger("coopnet.node")
+
+URL_FILE = "coopnet.url"  # written on start: where this node listens (useful with port 0)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def init_data_dir(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8470, log_level: str = "info") -> Config:
+    """Create a data directory with a config and a node key; refuse if one is already there."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = data_dir / CONFIG_NAME
+    if cfg_path.exists():
+        raise ConfigError(f"{cfg_path} already exists; refusing to overwrite (delete it to start over)")
+    key_path = data_dir / "node.key"
+    if key_path.exists():
+        raise ConfigError(f"{key_path} already exists; refusing to overwrite a node key")
+    write_key_file(key_path, "node")
+    cfg_path.write_text(render_config(host, port, log_level))
+    return load_config(cfg_path, env={})
+
+
+def config_for_data_dir(data_dir: Path, env: dict[str, str] | None = None) -> Config:
+    return load_config(data_dir / CONFIG_NAME, env=env)
+
+
+class Node:
+    def __init__(self, config: Config, store: Store, api: Api, runner: web.AppRunner, node_id: bytes, url: str) -> None:
+        self.config = config
+        self.store = store
+        self.api = api
+        self.runner = runner
+        self.node_id = node_id
+        self.url = url
+
+    @classmethod
+    async def start(cls, config: Config, *, clock_ms: Callable[[], int] = wall_clock_ms) -> Node:
+        key = read_key_file(config.key_path, "node")
+        store = await Store.open(
+            config.database_path,
+            synchronous=config.synchronous,
+            clock_ms=clock_ms,
+            max_pending=config.limits.max_pending,
+            max_group=config.limits.max_group,
+        )
+        try:
+            api = Api(store, key.public_key, config.limits, clock_ms(), clock_ms)
+            runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await store.close()
+            raise
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}"
+        (config.data_dir / URL_FILE).write_text(url + "\n")
+        log.info("node %s listening on %s, store %s", format_id(IdKind.NODE, key.public_key), url, config.database_path)
+        return cls(replace(config, port=port), store, api, runner, key.public_key, url)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.config.data_dir / URL_FILE).unlink()
+        await self.runner.cleanup()
+        await self.store.close()
+        log.info("node stopped")
+
+
+async def serve(config: Config) -> None:
+    """Run a node until SIGINT or SIGTERM."""
+    node = await Node.start(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
