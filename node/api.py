@@ -18,9 +18,9 @@ import base64
 import binascii
 import json
 import logging
+import multiprocessing
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -31,7 +31,7 @@ from aiohttp import web
 
 from protocol import Action, ProtocolError, RejectCode, decode_action
 from protocol.ids import IdKind, format_id, parse_id
-from protocol.limits import ActionLimits
+from protocol.limits import DEFAULT_ACTION_LIMITS, ActionLimits
 from protocol.messages import Submission, check_submission, decode_submission
 
 from . import __version__, views
@@ -134,7 +134,9 @@ def _respond(request: web.Request, payload: dict[str, Any], status: int = 200) -
     return web.json_response(payload, status=status)
 
 
-def _validate_chunk(raws: Sequence[bytes], limits: ActionLimits) -> list[Action | ProtocolError]:
+def _validate_chunk(raws: Sequence[bytes], limits: ActionLimits | None) -> list[Action | ProtocolError]:
+    """Runs in a worker process too; ``None`` means the protocol defaults (identity survives no pickle)."""
+    limits = DEFAULT_ACTION_LIMITS if limits is None else limits
     out: list[Action | ProtocolError] = []
     for raw in raws:
         try:
@@ -151,7 +153,12 @@ class Api:
         self.store = store
         self.node_id = node_key_id
         self.limits = limits
-        self.action_limits = ActionLimits(max_action_bytes=limits.max_action_bytes)
+        # The default object itself when unchanged: protocol keeps its derived limits precomputed.
+        self.action_limits = (
+            DEFAULT_ACTION_LIMITS
+            if limits.max_action_bytes == DEFAULT_ACTION_LIMITS.max_action_bytes
+            else ActionLimits(max_action_bytes=limits.max_action_bytes)
+        )
         self.started_ms = started_ms
         self.clock_ms = clock_ms
         self.stats = ApiStats()
@@ -218,9 +225,10 @@ class Api:
             return _validate_chunk(raws, self.action_limits)
         size = -(-len(raws) // n)
         pool = self._workers()
+        limits = None if self.action_limits is DEFAULT_ACTION_LIMITS else self.action_limits
         try:
             parts = await asyncio.gather(
-                *(loop.run_in_executor(pool, _validate_chunk, raws[i : i + size], self.action_limits) for i in range(0, len(raws), size))
+                *(loop.run_in_executor(pool, _validate_chunk, raws[i : i + size], limits) for i in range(0, len(raws), size))
             )
         except BrokenProcessPool:
             # A worker died (OOM killer, a signal): start a fresh pool next time, do this one here.

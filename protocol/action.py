@@ -176,8 +176,16 @@ class Action:
         return Action(self.id, self.env, self.env_bytes, self.sig, None, raw)
 
 
-@lru_cache(maxsize=16)
 def _body_limits(limits: ActionLimits) -> DecodeLimits:
+    return _DEFAULT_BODY_LIMITS if limits is DEFAULT_ACTION_LIMITS else _derive_body_limits(limits)
+
+
+def _wire_limits(limits: ActionLimits) -> DecodeLimits:
+    return _DEFAULT_WIRE_LIMITS if limits is DEFAULT_ACTION_LIMITS else _derive_wire_limits(limits)
+
+
+@lru_cache(maxsize=16)
+def _derive_body_limits(limits: ActionLimits) -> DecodeLimits:
     return DecodeLimits(
         max_bytes=limits.max_body_bytes,
         max_depth=limits.body_depth,
@@ -188,16 +196,19 @@ def _body_limits(limits: ActionLimits) -> DecodeLimits:
 
 
 @lru_cache(maxsize=16)
-def _wire_limits(limits: ActionLimits) -> DecodeLimits:
+def _derive_wire_limits(limits: ActionLimits) -> DecodeLimits:
     return DecodeLimits(
         max_bytes=limits.max_action_bytes,
-        max_depth=1,
-        max_container_len=3,
-        max_str_bytes=16,
+        # Only depth 1 and 3 fields are valid; the slack lets a wrong shape be named (bad_schema).
+        max_depth=4,
+        max_container_len=16,
+        max_str_bytes=256,
         max_bin_bytes=limits.max_action_bytes,
     )
 
 
+_DEFAULT_BODY_LIMITS = _derive_body_limits(DEFAULT_ACTION_LIMITS)
+_DEFAULT_WIRE_LIMITS = _derive_wire_limits(DEFAULT_ACTION_LIMITS)
 _ENV_LIMITS = DecodeLimits(max_bytes=_MAX_ENV_BYTES, max_depth=2, max_container_len=64, max_str_bytes=256, max_bin_bytes=ID_BYTES)
 
 
@@ -244,16 +255,32 @@ def sign_genesis(key: SigningKey, *, ts: int, body: dict[str, object], limits: A
     return sign_action(key, coop=None, seq=1, prev=None, deps=(), ts=ts, kind=GENESIS_KIND, body=body, limits=limits)
 
 
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def check_genesis_body(body: object) -> None:
+    # The name rule is byte-simple on purpose (no Unicode white-space tables) so that every
+    # implementation agrees: 1-128 UTF-8 bytes, no control characters, not only spaces.
     if not isinstance(body, dict):
         raise _bad("a genesis body is a map", RejectCode.BAD_BODY)
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name.encode()) > 128:
-        raise _bad("a genesis body needs a 'name': a non-empty string of at most 128 bytes", RejectCode.BAD_BODY)
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name.encode("utf-8", "surrogatepass")) <= 128
+        or not name.strip(" ")
+        or _CONTROL_RE.search(name)
+    ):
+        raise _bad("a genesis body needs a 'name': 1-128 UTF-8 bytes, no control characters, not only spaces", RejectCode.BAD_BODY)
 
 
-def decode_action(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS, *, check_signature: bool = True) -> Action:
-    """Decode and intrinsically validate one action; raise ``ProtocolError`` with a code if invalid."""
+def decode_action(
+    data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS, *, check_signature: bool = True, in_proof: bool = False
+) -> Action:
+    """Decode and intrinsically validate one action; raise ``ProtocolError`` with a code if invalid.
+
+    ``in_proof``: the action is one half of an equivocation proof, where bodies are never carried,
+    so a genesis without its body is acceptable there (and only there).
+    """
     if type(data) is not bytes:
         data = bytes(data)
     outer = codec.decode(data, _wire_limits(limits))
@@ -277,7 +304,7 @@ def decode_action(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS, *, 
         body_value = codec.decode(body, _body_limits(limits))
         if env.coop is None:
             check_genesis_body(body_value)
-    elif env.coop is None:
+    elif env.coop is None and not in_proof:
         raise _bad("a genesis action must carry its body (the charter)", RejectCode.BAD_BODY)
     if check_signature:
         verify(env.author, domain.action_signing_input(env_bytes), sig)

@@ -101,8 +101,8 @@ def decode_proof(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS) -> E
     if not isinstance(outer, dict) or outer.keys() != {"a", "b"} or not all(type(v) is bytes for v in outer.values()):
         raise _bogus("a proof encodes a map {a: bin, b: bin}")
     try:
-        a = decode_action(outer["a"], limits)
-        b = decode_action(outer["b"], limits)
+        a = decode_action(outer["a"], limits, in_proof=True)
+        b = decode_action(outer["b"], limits, in_proof=True)
     except ProtocolError as e:
         raise _bogus(f"an action in the proof is invalid: {e.code.value}: {e.message}") from None
     if a.body is not None or b.body is not None:

@@ -18,6 +18,7 @@ arrays as tuples, so decoded values are immutable enough to hash and share.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,7 +41,13 @@ def canonicalize(value: Value, *, _depth: int = 0) -> Value:
     """Return ``value`` with maps sorted and arrays as tuples; raise on anything not allowed."""
     if _depth > 64:
         raise ValidationError(RejectCode.TOO_LARGE, "value nested deeper than 64 levels")
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(RejectCode.BAD_SCHEMA, "string is not valid Unicode (lone surrogate)") from None
         return value
     if isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
@@ -55,7 +62,11 @@ def canonicalize(value: Value, *, _depth: int = 0) -> Value:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ValidationError(RejectCode.BAD_SCHEMA, f"map key {k!r} is not a string")
-            items.append((_key_bytes(k), k, canonicalize(v, _depth=_depth + 1)))
+            try:
+                kb = _key_bytes(k)
+            except UnicodeEncodeError:
+                raise ValidationError(RejectCode.BAD_SCHEMA, "map key is not valid Unicode (lone surrogate)") from None
+            items.append((kb, k, canonicalize(v, _depth=_depth + 1)))
         items.sort(key=lambda t: t[0])
         return {k: v for _, k, v in items}
     if isinstance(value, Sequence):
@@ -65,7 +76,19 @@ def canonicalize(value: Value, *, _depth: int = 0) -> Value:
 
 def encode(value: Value) -> bytes:
     """The canonical encoding of ``value``."""
-    return msgpack.packb(canonicalize(value), use_bin_type=True)
+    return _packer().pack(canonicalize(value))
+
+
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    # A Packer per thread: building one per call costs more than packing a small value.
+    try:
+        return _local.packer  # type: ignore[no-any-return]
+    except AttributeError:
+        _local.packer = msgpack.Packer(use_bin_type=True)
+        return _local.packer  # type: ignore[no-any-return]
 
 
 def _ext_hook(code: int, data: bytes) -> object:
@@ -139,17 +162,7 @@ def decode(data: bytes, limits: DecodeLimits = DEFAULT_DECODE_LIMITS) -> Value:
         raise DecodeError(RejectCode.MALFORMED, "empty input")
     try:
         value = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=False,
-            strict_map_key=False,
-            ext_hook=_ext_hook,
-            timestamp=0,
-            max_str_len=limits.max_str_bytes,
-            max_bin_len=limits.max_bin_bytes,
-            max_array_len=limits.max_container_len,
-            max_map_len=limits.max_container_len,
-            max_ext_len=limits.max_bin_bytes,
+            data, raw=False, use_list=False, strict_map_key=False, ext_hook=_ext_hook, timestamp=0, **limits.unpack_limits
         )
     except msgpack.ExtraData:
         raise DecodeError(RejectCode.NOT_CANONICAL, "trailing bytes after the value") from None
@@ -169,6 +182,6 @@ def decode(data: bytes, limits: DecodeLimits = DEFAULT_DECODE_LIMITS) -> Value:
     except Exception as e:  # FormatError and other library errors: framing is broken
         raise DecodeError(RejectCode.MALFORMED, f"not msgpack: {type(e).__name__} {e}") from None
     _walk(value, limits)
-    if msgpack.packb(value, use_bin_type=True) != data:
+    if _packer().pack(value) != data:
         raise DecodeError(RejectCode.NOT_CANONICAL, "not the canonical encoding (non-minimal int or length, or duplicate key)")
     return value

@@ -43,6 +43,10 @@ class ProtocolError(ValueError):
         self.code = code
         self.message = message
 
+    def __reduce__(self) -> tuple[type[ProtocolError], tuple[RejectCode, str]]:
+        # Errors cross process boundaries (validation workers): rebuild from code and message.
+        return (type(self), (self.code, self.message))
+
 
 class DecodeError(ProtocolError):
     pass

@@ -7,7 +7,8 @@ every conforming node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,21 @@ class DecodeLimits:
     max_container_len: int = 1024  # elements of one array or entries of one map
     max_str_bytes: int = 16 * 1024  # UTF-8 bytes of one str
     max_bin_bytes: int = 64 * 1024  # bytes of one bin
+    # The msgpack unpacker's own limits, derived once: decode runs for every byte a peer sends.
+    unpack_limits: dict[str, Any] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "unpack_limits",
+            {
+                "max_str_len": self.max_str_bytes,
+                "max_bin_len": self.max_bin_bytes,
+                "max_array_len": self.max_container_len,
+                "max_map_len": self.max_container_len,
+                "max_ext_len": self.max_bin_bytes,
+            },
+        )
 
 
 @dataclass(frozen=True, slots=True)
