@@ -171,9 +171,54 @@ class Action:
             return None
         return codec.decode(self.body, _body_limits(DEFAULT_ACTION_LIMITS))
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Validated actions cross from worker processes in bulk; flat tuples pickle ~2.5x faster
+        # than the default dataclass state. Nothing is re-validated: pickle is for trusted hops.
+        e = self.env
+        return (
+            _rebuild_action,
+            (
+                self.id,
+                self.env_bytes,
+                self.sig,
+                self.body,
+                self.raw,
+                e.coop,
+                e.author,
+                e.seq,
+                e.prev,
+                e.deps,
+                e.ts,
+                e.kind,
+                e.body_hash,
+                e.body_size,
+                e.v,
+            ),
+        )
+
     def without_body(self) -> Action:
         raw = codec.encode({"env": self.env_bytes, "sig": self.sig})
         return Action(self.id, self.env, self.env_bytes, self.sig, None, raw)
+
+
+def _rebuild_action(
+    id: bytes,
+    env_bytes: bytes,
+    sig: bytes,
+    body: bytes | None,
+    raw: bytes,
+    coop: bytes | None,
+    author: bytes,
+    seq: int,
+    prev: bytes | None,
+    deps: tuple[bytes, ...],
+    ts: int,
+    kind: str,
+    body_hash: bytes,
+    body_size: int,
+    v: int,
+) -> Action:
+    return Action(id, Envelope(coop, author, seq, prev, deps, ts, kind, body_hash, body_size, v), env_bytes, sig, body, raw)
 
 
 def _body_limits(limits: ActionLimits) -> DecodeLimits:

@@ -97,6 +97,7 @@ def check_public_key(pk: bytes) -> None:
 
 def verify(pk: bytes, message: bytes, sig: bytes) -> None:
     """Strictly verify; raise ``ValidationError`` (bad_key or bad_signature) on failure."""
+    pk, sig = bytes(pk), bytes(sig)
     check_public_key(pk)
     if len(sig) != SIGNATURE_BYTES:
         raise ValidationError(RejectCode.BAD_SIGNATURE, f"signature must be {SIGNATURE_BYTES} bytes")
