@@ -94,7 +94,8 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         err = _from_protocol(e)
         return _error_response(err.status, err.code, err.message)
     except web.HTTPRequestEntityTooLarge as e:
-        return _error_response(413, "too_large", f"request body exceeds the limit of {e.max_size} bytes")
+        # Raised while reading a body sent without Content-Length (chunked) past client_max_size.
+        return _error_response(413, "too_large", e.text or "request body too large")
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -207,15 +208,16 @@ class Api:
         if not data:
             raise ApiError(400, "malformed", "empty request body")
         if ctype in MSGPACK_TYPES:
-            return decode_submission(data, max_actions=self.limits.max_batch_actions, max_action_bytes=self.limits.max_action_bytes)
+            return decode_submission(data, max_actions=self.limits.max_batch_actions)
         try:
             doc = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ApiError(400, "malformed", f"body is not JSON: {e}") from None
         if isinstance(doc, dict):
-            for key in ("action", "actions"):
-                if key in doc:
-                    doc[key] = _unbase64(doc[key], key)
+            if isinstance(doc.get("actions"), list):
+                doc["actions"] = [_unbase64(x, f"actions[{i}]") for i, x in enumerate(doc["actions"])]
+            if "action" in doc:
+                doc["action"] = _unbase64(doc["action"], "action")
         return check_submission(doc, self.limits.max_batch_actions)
 
     async def _validate(self, raws: Sequence[bytes]) -> list[Action | ProtocolError]:
@@ -350,17 +352,13 @@ def _tally(results: Sequence[IngestResult]) -> dict[str, int]:
     return {s: c.get(s, 0) for s in ("accepted", "known", "pending", "rejected")}
 
 
-def _unbase64(v: Any, key: str) -> Any:
-    items = v if isinstance(v, list) else [v]
-    out = []
-    for i, x in enumerate(items):
-        if not isinstance(x, str):
-            raise ApiError(422, "bad_schema", f"{key}[{i}] must be the base64 text of an action's bytes")
-        try:
-            out.append(base64.b64decode(x, validate=True))
-        except (binascii.Error, ValueError):
-            raise ApiError(400, "malformed", f"{key}[{i}] is not valid base64") from None
-    return out if isinstance(v, list) else out[0]
+def _unbase64(v: Any, where: str) -> bytes:
+    if not isinstance(v, str):
+        raise ApiError(422, "bad_schema", f"{where} must be the base64 text of an action's bytes")
+    try:
+        return base64.b64decode(v, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "malformed", f"{where} is not valid base64") from None
 
 
 def _int_param(q: Any, name: str, default: int, lo: int, hi: int) -> int:

@@ -114,7 +114,7 @@ def init(c: Ctx, data_dir: Path | None, listen: str) -> None:
     """Create a data directory: config, node key (0600) and an empty store on first run."""
     data_dir = data_dir or default_data_dir()
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
     try:
         cfg = init_data_dir(data_dir, host=host, port=int(port))

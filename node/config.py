@@ -66,7 +66,7 @@ class Config:
 
 def _parse_listen(value: str, where: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ConfigError(f"{where}: listen must look like '127.0.0.1:8470' (port 0: any free port), got {value!r}")
     return host.strip("[]"), int(port)
 
@@ -141,7 +141,7 @@ def apply_env(cfg: Config, env: dict[str, str]) -> Config:
         cfg = replace(cfg, data_dir=Path(env["COOPNET_DATA_DIR"]))
     if env.get("COOPNET_PORT"):
         port = env["COOPNET_PORT"]
-        if not port.isdigit() or not 0 <= int(port) < 65536:
+        if not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
             raise ConfigError(f"environment COOPNET_PORT: expected a port number 0-65535, got {port!r}")
         cfg = replace(cfg, port=int(port))
     return cfg

@@ -17,8 +17,10 @@ acknowledged action survives kill -9 and power loss. ``normal`` survives kill -9
 may lose the last commits on power loss or an OS crash; it is faster and documented as such.
 
 Invariants kept by the writer, per (co-op, author) chain: ``actions`` holds seq 1..head without
-holes; ``pending`` holds only seqs above head + 1 (an action at head + 1 is appended at once, and
-appending promotes any pending successor in the same transaction).
+holes; ``pending`` holds only seqs above head, and at head + 1 only an action whose prev is not
+the head (a fork: it stays until its rival at that seq arrives, and the pair becomes a proof).
+Appending promotes every linking pending successor in the same transaction, so the set of
+stored actions and proofs does not depend on the order in which actions arrive.
 """
 
 from __future__ import annotations
@@ -425,9 +427,8 @@ class _GroupPlan:
         self.new_coops: dict[bytes, Action] = {}
         self.heads: dict[ChainKey, tuple[int, bytes]] = {}
         self.dirty_heads: set[ChainKey] = set()
-        self.new_pending: list[Action] = []
-        self.promoted: list[bytes] = []
-        self.dropped_pending: list[bytes] = []
+        self.new_pending: dict[bytes, Action] = {}
+        self.unpended: list[bytes] = []  # rows to delete from pending: promoted or now in a proof
         self.proofs: list[tuple[bytes, bytes, bytes, int, bytes]] = []
         self.pending_count = pending_count
 
@@ -512,43 +513,58 @@ class _GroupPlan:
             return IngestResult(a.id, "rejected", RejectCode.UNKNOWN_COOP, "no genesis for this co-op is stored here")
         key = (a.coop, a.author)
         head_seq, head_id = self.heads.get(key, (0, None))
-        chain_pending = pending.get(key, {})
+        chain_pending = pending.setdefault(key, {})
         occupant = occupants.get((a.coop, a.author, a.seq))
+        waiting = chain_pending.get(a.seq)  # a pending action already holding this seq
         if occupant is None and a.seq > head_seq + 1:
-            occupant = chain_pending.get(a.seq)
+            occupant = waiting
         where = place(a, head_seq, head_id, occupant)
         if where is Placement.EQUIVOCATION:
             assert occupant is not None
-            proof = make_proof(a, occupant)
-            self.proofs.append((proof.id, proof.coop, proof.author, proof.seq, proof.encode()))
+            proof = self._prove(a, occupant)
             return IngestResult(
-                a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"seq {a.seq} of this author is already taken: equivocation proven", proof.id
+                a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"seq {a.seq} of this author is already taken: equivocation proven", proof
             )
+        # At head + 1 a pending action can only be one whose prev did not link (see _promote): a
+        # fork waiting for its rival. This action is that rival, so the fork is proven either way.
+        proof = self._prove(a, waiting) if waiting is not None else None
         if where is Placement.FORK:
-            return IngestResult(a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"prev does not match this author's action at seq {a.seq - 1}")
+            return IngestResult(
+                a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"prev does not match this author's action at seq {a.seq - 1}", proof
+            )
         if where is Placement.PENDING:
             if self.pending_count >= max_pending:
                 return IngestResult(
                     a.id, "rejected", RejectCode.CHAIN_GAP, f"seq {head_seq + 1} is missing and the pending area is full ({max_pending})"
                 )
             chain_pending[a.seq] = a
-            pending[key] = chain_pending
-            self.new_pending.append(a)
+            self.new_pending[a.id] = a
             self.pending_count += 1
             return IngestResult(a.id, "pending", message=f"waiting for seq {head_seq + 1}")
+        if waiting is not None:
+            del chain_pending[a.seq]
+            self._unpend(waiting)  # it lives on in the proof
         self._append(a, key, occupants)
-        # The gap below pending successors may just have closed: promote them in order.
-        nxt = chain_pending.pop(a.seq + 1, None)
-        while nxt is not None:
+        self._promote(key, chain_pending, occupants)
+        return IngestResult(a.id, "accepted", proof=proof)
+
+    def _prove(self, a: Action, other: Action) -> bytes:
+        proof = make_proof(a, other)
+        self.proofs.append((proof.id, proof.coop, proof.author, proof.seq, proof.encode()))
+        return proof.id
+
+    def _promote(self, key: ChainKey, chain_pending: dict[int, Action], occupants: dict[tuple[bytes, bytes, int], Action]) -> None:
+        """The gap below pending successors may just have closed: append them in order."""
+        while True:
             head_seq, head_id = self.heads[key]
-            if nxt.prev != head_id:
-                log.warning("dropping pending action %s: its prev does not match the chain", nxt.id.hex())
-                self._unpend(nxt, promoted=False)
-                break
-            self._unpend(nxt, promoted=True)
+            nxt = chain_pending.get(head_seq + 1)
+            if nxt is None or nxt.prev != head_id:
+                # A successor that does not link stays pending: it forks the chain, and is proven
+                # the moment its rival at the same seq arrives, whichever of the two came first.
+                return
+            del chain_pending[head_seq + 1]
+            self._unpend(nxt)
             self._append(nxt, key, occupants)
-            nxt = chain_pending.pop(nxt.seq + 1, None)
-        return IngestResult(a.id, "accepted")
 
     def _append(self, a: Action, key: ChainKey, occupants: dict[tuple[bytes, bytes, int], Action]) -> None:
         self.appends.append(a)
@@ -558,18 +574,14 @@ class _GroupPlan:
         if a.is_genesis:
             self.new_coops[a.id] = a
 
-    def _unpend(self, a: Action, *, promoted: bool) -> None:
+    def _unpend(self, a: Action) -> None:
         self.pending_count -= 1
-        if a in self.new_pending:
-            self.new_pending.remove(a)
-        elif promoted:
-            self.promoted.append(a.id)
-        else:
-            self.dropped_pending.append(a.id)
+        if self.new_pending.pop(a.id, None) is None:
+            self.unpended.append(a.id)
 
     async def write(self, w: aiosqlite.Connection, now: int) -> None:
-        if self.promoted or self.dropped_pending:
-            await w.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in self.promoted + self.dropped_pending])
+        if self.unpended:
+            await w.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in self.unpended])
         for g in self.new_coops.values():
             body = g.body_value()
             name = body.get("name", "") if isinstance(body, dict) else ""
@@ -592,7 +604,7 @@ class _GroupPlan:
         if self.new_pending:
             await w.executemany(
                 "INSERT INTO pending (id, coop, author, seq, raw, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(a.id, a.coop, a.author, a.seq, a.raw, now) for a in self.new_pending],
+                [(a.id, a.coop, a.author, a.seq, a.raw, now) for a in self.new_pending.values()],
             )
         if self.proofs:
             await w.executemany(

@@ -178,9 +178,9 @@ def decode(data: bytes, limits: DecodeLimits = DEFAULT_DECODE_LIMITS) -> Value:
     except ValueError as e:
         if "exceeds" in str(e):
             raise DecodeError(RejectCode.TOO_LARGE, f"length limit: {e}") from None
-        raise DecodeError(RejectCode.MALFORMED, f"not msgpack: {e}") from None
+        raise DecodeError(RejectCode.MALFORMED, f"not msgpack: {e or type(e).__name__}") from None
     except Exception as e:  # FormatError and other library errors: framing is broken
-        raise DecodeError(RejectCode.MALFORMED, f"not msgpack: {type(e).__name__} {e}") from None
+        raise DecodeError(RejectCode.MALFORMED, f"not msgpack: {type(e).__name__} {e}".rstrip()) from None
     _walk(value, limits)
     if _packer().pack(value) != data:
         raise DecodeError(RejectCode.NOT_CANONICAL, "not the canonical encoding (non-minimal int or length, or duplicate key)")

@@ -49,12 +49,13 @@ def check_submission(value: object, max_actions: int) -> Submission:
     return Submission(tuple(items), single)  # type: ignore[arg-type]
 
 
-def decode_submission(data: bytes, *, max_actions: int, max_action_bytes: int) -> Submission:
+def decode_submission(data: bytes, *, max_actions: int) -> Submission:
+    """Decode a submission's frame. An oversized action is left for its own verdict (too_large)."""
     limits = DecodeLimits(
         max_bytes=len(data),  # the HTTP layer already capped the body
         max_depth=2,
         max_container_len=max(max_actions, 1),
         max_str_bytes=16,
-        max_bin_bytes=max_action_bytes,
+        max_bin_bytes=max(len(data), 1),
     )
     return check_submission(codec.decode(data, limits), max_actions)
