@@ -2,45 +2,34 @@
 
 This is the only place that maps reject codes to HTTP statuses. A request flows: size cap →
 decode (bounded) → intrinsic validation → ``Store.ingest`` (group commit) → answer. Every error
-answer is JSON ``{"error": code, "message": text}``.
-
-Validation of large batches runs in worker *processes*. Threads looked enough (libsodium drops
-the GIL while it verifies), but each verify thread must take the GIL back between signatures,
-and with the event loop and the decoder busy in Python it waits a whole switch interval each
-time: measured here, threads ran no faster than one core. Small submissions are validated
-inline, which is cheaper than a round trip to a worker.
+answer is JSON ``{"error": code, "message": text}``. Validation and storage go through
+``node.ingest``, shared with the peer API.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import logging
-import multiprocessing
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 from aiohttp import web
 
-from protocol import Action, ProtocolError, RejectCode, decode_action
+from protocol import ProtocolError, RejectCode
 from protocol.ids import IdKind, format_id, parse_id
-from protocol.limits import DEFAULT_ACTION_LIMITS, ActionLimits
 from protocol.messages import Submission, check_submission, decode_submission
 
 from . import __version__, views
 from .config import Limits
+from .ingest import Ingestor
+from .metrics import CONTENT_TYPE, Metrics
 from .store import IngestResult, Store, StoreError
 
 log = logging.getLogger("coopnet.api")
-
-INLINE_VALIDATION_MAX = 32  # smaller submissions are validated in the event loop
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 JSON_TYPE = "application/json"
@@ -56,6 +45,7 @@ STATUS_FOR_CODE: dict[RejectCode, int] = {
     RejectCode.BAD_SIGNATURE: 422,
     RejectCode.BAD_BODY: 422,
     RejectCode.UNKNOWN_COOP: 422,
+    RejectCode.OUT_OF_SCOPE: 422,
     RejectCode.CHAIN_CONFLICT: 409,
     RejectCode.CHAIN_GAP: 409,
     RejectCode.BOGUS_PROOF: 422,
@@ -108,22 +98,6 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         return _error_response(500, "internal", "internal error; see the node log")
 
 
-@dataclass
-class ApiStats:
-    accepted: int = 0
-    known: int = 0
-    pending: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-
-    def count(self, results: Sequence[IngestResult]) -> None:
-        for r in results:
-            if r.status == "rejected":
-                assert r.code is not None
-                self.rejected[r.code.value] += 1
-            else:
-                setattr(self, r.status, getattr(self, r.status) + 1)
-
-
 def _wants_msgpack(request: web.Request) -> bool:
     accept = request.headers.get("Accept", "")
     return any(t in accept for t in MSGPACK_TYPES)
@@ -135,42 +109,39 @@ def _respond(request: web.Request, payload: dict[str, Any], status: int = 200) -
     return web.json_response(payload, status=status)
 
 
-def _validate_chunk(raws: Sequence[bytes], limits: ActionLimits | None) -> list[Action | ProtocolError]:
-    """Runs in a worker process too; ``None`` means the protocol defaults (identity survives no pickle)."""
-    limits = DEFAULT_ACTION_LIMITS if limits is None else limits
-    out: list[Action | ProtocolError] = []
-    for raw in raws:
-        try:
-            out.append(decode_action(raw, limits))
-        except ProtocolError as e:
-            out.append(e)
-    return out
-
-
 class Api:
     """The handlers. Holds explicit references to what they use; built by ``node.node``."""
 
-    def __init__(self, store: Store, node_key_id: bytes, limits: Limits, started_ms: int, clock_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ingestor: Ingestor,
+        node_key_id: bytes,
+        limits: Limits,
+        started_ms: int,
+        clock_ms: Callable[[], int],
+        metrics: Metrics,
+        status_extra: Callable[[], dict[str, Any]] | None = None,
+        peers_view: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.store = store
+        self.ingestor = ingestor
         self.node_id = node_key_id
         self.limits = limits
-        # The default object itself when unchanged: protocol keeps its derived limits precomputed.
-        self.action_limits = (
-            DEFAULT_ACTION_LIMITS
-            if limits.max_action_bytes == DEFAULT_ACTION_LIMITS.max_action_bytes
-            else ActionLimits(max_action_bytes=limits.max_action_bytes)
-        )
         self.started_ms = started_ms
         self.clock_ms = clock_ms
-        self.stats = ApiStats()
-        self._pool: ProcessPoolExecutor | None = None
+        self.metrics = metrics
+        self.status_extra = status_extra
+        self.peers_view = peers_view
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.limits.max_request_bytes, middlewares=[error_middleware])
         app.add_routes(
             [
                 web.get("/healthz", self.healthz),
+                web.get("/metrics", self.metrics_text),
                 web.get("/api/v1/node", self.node_info),
+                web.get("/api/v1/peers", self.peers),
                 web.post("/api/v1/actions", self.post_actions),
                 web.get("/api/v1/actions/{id}", self.get_action),
                 web.get("/api/v1/coops", self.list_coops),
@@ -181,18 +152,7 @@ class Api:
                 web.get("/api/v1/proofs/{id}", self.get_proof),
             ]
         )
-        app.on_cleanup.append(self._cleanup)
         return app
-
-    def _workers(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: this process has SQLite and aiohttp threads that must not be cloned.
-            self._pool = ProcessPoolExecutor(self.limits.verify_workers, mp_context=multiprocessing.get_context("spawn"))
-        return self._pool
-
-    async def _cleanup(self, app: web.Application) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ---- submitting --------------------------------------------------------------------------
 
@@ -220,38 +180,9 @@ class Api:
                 doc["action"] = _unbase64(doc["action"], "action")
         return check_submission(doc, self.limits.max_batch_actions)
 
-    async def _validate(self, raws: Sequence[bytes]) -> list[Action | ProtocolError]:
-        loop = asyncio.get_running_loop()
-        n = self.limits.verify_workers
-        if len(raws) < INLINE_VALIDATION_MAX or n == 0:
-            return _validate_chunk(raws, self.action_limits)
-        size = -(-len(raws) // n)
-        pool = self._workers()
-        limits = None if self.action_limits is DEFAULT_ACTION_LIMITS else self.action_limits
-        try:
-            parts = await asyncio.gather(
-                *(loop.run_in_executor(pool, _validate_chunk, raws[i : i + size], limits) for i in range(0, len(raws), size))
-            )
-        except BrokenProcessPool:
-            # A worker died (OOM killer, a signal): start a fresh pool next time, do this one here.
-            log.error("validation worker died; restarting the pool")
-            self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            return _validate_chunk(raws, self.action_limits)
-        return [x for part in parts for x in part]
-
     async def post_actions(self, request: web.Request) -> web.Response:
         sub = await self._read_submission(request)
-        checked = await self._validate(sub.actions)
-        valid = [x for x in checked if isinstance(x, Action)]
-        stored = iter(await self.store.ingest(valid))
-        results: list[IngestResult] = []
-        for x in checked:
-            if isinstance(x, Action):
-                results.append(next(stored))
-            else:
-                results.append(IngestResult(b"", "rejected", x.code, x.message))
-        self.stats.count(results)
+        results = await self.ingestor.submit(sub.actions)
         body = {"results": [views.result_view(r) for r in results], **_tally(results)}
         if sub.single and results[0].status == "rejected":
             r = results[0]
@@ -263,7 +194,16 @@ class Api:
 
     async def healthz(self, request: web.Request) -> web.Response:
         ok = await self.store.writable()
-        return web.json_response({"ok": ok, "store": "writable" if ok else "not writable"}, status=200 if ok else 503)
+        body: dict[str, Any] = {"ok": ok, "store": "writable" if ok else "not writable"}
+        if self.status_extra is not None:
+            body["peers_reachable"] = self.status_extra().get("peers_reachable", 0)
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def peers(self, request: web.Request) -> web.Response:
+        return _respond(request, {"peers": self.peers_view() if self.peers_view is not None else []})
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def node_info(self, request: web.Request) -> web.Response:
         counts = await self.store.counts()
@@ -276,11 +216,12 @@ class Api:
                 "uptime_s": (self.clock_ms() - self.started_ms) // 1000,
                 "counts": counts,
                 "submitted": {
-                    "accepted": self.stats.accepted,
-                    "known": self.stats.known,
-                    "pending": self.stats.pending,
-                    "rejected": dict(self.stats.rejected),
+                    "accepted": self.ingestor.stats.accepted,
+                    "known": self.ingestor.stats.known,
+                    "pending": self.ingestor.stats.pending,
+                    "rejected": dict(self.ingestor.stats.rejected),
                 },
+                **(self.status_extra() if self.status_extra is not None else {}),
                 "limits": {
                     "max_request_bytes": self.limits.max_request_bytes,
                     "max_batch_actions": self.limits.max_batch_actions,

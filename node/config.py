@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from protocol.ids import IdKind, parse_id
 from protocol.limits import DEFAULT_ACTION_LIMITS
 
 CONFIG_NAME = "coopnet.toml"
@@ -40,6 +41,33 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerAddress:
+    """A bootstrap peer: where it listens and which node key it must prove it holds."""
+
+    url: str
+    node_id: str  # node_...
+
+
+@dataclass(frozen=True, slots=True)
+class Federation:
+    """The ``[federation]`` table: whom this node replicates with, and what."""
+
+    name: str = ""
+    open: bool = False  # accept peer requests from nodes not listed in peers
+    replicate: tuple[str, ...] | None = None  # co-op ids; None replicates every co-op it sees
+    peers: tuple[PeerAddress, ...] = ()
+    advertise_url: str = ""  # how peers reach this node; default http://<listen>
+    fanout: int = 3  # peers each new action is pushed to
+    anti_entropy_interval: float = 5.0  # seconds between reconciliations, jittered by +-50%
+    request_timeout: float = 10.0  # seconds for one peer request
+    max_peers: int = 64
+    fetch_batch: int = 2000  # actions asked for in one fetch during catch-up
+    refuse_seconds: float = 60.0  # how long a misbehaving peer is refused
+    rate_limit: float = 50.0  # peer requests per second allowed from one peer (burst 2x)
+    fault_hooks: bool = False  # cluster testing only: enables POST /_test/partition
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -49,6 +77,7 @@ class Config:
     log_level: str = "info"
     synchronous: str = "full"
     limits: Limits = field(default_factory=Limits)
+    federation: Federation = field(default_factory=Federation)
     source: Path | None = None  # the file this was loaded from
 
     @property
@@ -92,11 +121,12 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
     """Build a Config from parsed TOML; ``source`` names the file in errors and anchors paths."""
     env = dict(os.environ) if env is None else env
     name = str(source)
-    _check_keys(name, data, {"node", "store", "limits"})
+    _check_keys(name, data, {"node", "store", "limits", "federation"})
     node = data.get("node", {})
     store = data.get("store", {})
     limits_t = data.get("limits", {})
-    for section, table in (("node", node), ("store", store), ("limits", limits_t)):
+    fed_t = data.get("federation", {})
+    for section, table in (("node", node), ("store", store), ("limits", limits_t), ("federation", fed_t)):
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: [{section}] must be a table")
     _check_keys(f"{name}: [node]", node, {"listen", "data_dir", "key_file", "database", "log_level"})
@@ -132,8 +162,74 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
         )
     if limits.max_request_bytes < limits.max_action_bytes:
         raise ConfigError(f"{name}: limits.max_request_bytes must be at least limits.max_action_bytes")
-    cfg = replace(cfg, limits=limits)
+    cfg = replace(cfg, limits=limits, federation=parse_federation(fed_t, f"{name}: federation"))
     return apply_env(cfg, env)
+
+
+_FED_FLOATS = {"anti_entropy_interval", "request_timeout", "refuse_seconds", "rate_limit"}
+_FED_INTS = {"fanout", "max_peers", "fetch_batch"}
+
+
+def parse_federation(t: dict[str, Any], where: str) -> Federation:
+    """Parse a ``[federation]`` table (also the body of a federation file, minus node settings)."""
+    allowed = {f.name for f in fields(Federation)} | {"coops"}
+    _check_keys(where, t, allowed)
+    kw: dict[str, Any] = {}
+    if "name" in t:
+        kw["name"] = _expect(f"{where}.name", t["name"], str)
+    for key in ("open", "fault_hooks"):
+        if key in t:
+            kw[key] = _expect(f"{where}.{key}", t[key], bool)
+    if "advertise_url" in t:
+        url = _expect(f"{where}.advertise_url", t["advertise_url"], str)
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.advertise_url must start with http:// or https://, got {url!r}")
+        kw["advertise_url"] = url.rstrip("/")
+    for key in _FED_INTS:
+        if key in t:
+            kw[key] = _expect(f"{where}.{key}", t[key], int, minimum=1 if key != "fanout" else 0)
+    for key in _FED_FLOATS:
+        if key in t:
+            v = t[key]
+            if type(v) not in (int, float) or v <= 0:
+                raise ConfigError(f"{where}.{key}: expected a positive number of seconds, got {v!r}")
+            kw[key] = float(v)
+    if "replicate" in t and "coops" in t:
+        raise ConfigError(f"{where}: give replicate or coops, not both")
+    rep = t.get("replicate", t.get("coops", "all"))
+    key = "replicate" if "replicate" in t else "coops"
+    if rep == "all":
+        kw["replicate"] = None
+    else:
+        if not isinstance(rep, list) or not all(isinstance(c, str) for c in rep):
+            raise ConfigError(f'{where}.{key}: expected "all" or a list of co-op ids')
+        for c in rep:
+            try:
+                parse_id(IdKind.COOP, c)
+            except ValueError as e:
+                raise ConfigError(f"{where}.{key}: {e}") from None
+        kw["replicate"] = tuple(rep)
+    if "peers" in t:
+        peers = t["peers"]
+        if not isinstance(peers, list):
+            raise ConfigError(f"{where}.peers: expected a list of {{url, id}} tables")
+        out = []
+        for i, p in enumerate(peers):
+            w = f"{where}.peers[{i}]"
+            if not isinstance(p, dict):
+                raise ConfigError(f"{w}: expected a table with url and id")
+            _check_keys(w, p, {"url", "id"})
+            url = _expect(f"{w}.url", p.get("url"), str)
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{w}.url must start with http:// or https://, got {url!r}")
+            node_id = _expect(f"{w}.id", p.get("id"), str)
+            try:
+                parse_id(IdKind.NODE, node_id)
+            except ValueError as e:
+                raise ConfigError(f"{w}.id: {e}") from None
+            out.append(PeerAddress(url.rstrip("/"), node_id))
+        kw["peers"] = tuple(out)
+    return Federation(**kw)
 
 
 def apply_env(cfg: Config, env: dict[str, str]) -> Config:

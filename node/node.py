@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -20,7 +21,12 @@ from protocol.ids import IdKind, format_id
 
 from .api import Api
 from .config import CONFIG_NAME, Config, ConfigError, load_config, render_config
+from .gossip import Gossip, Scope, node_record
+from .ingest import Ingestor
 from .keyfile import read_key_file, write_key_file
+from .metrics import Metrics
+from .peer_api import PeerApi
+from .peers import PeerBook, PeerClient
 from .store import Store
 
 log = logging.getLogger("coopnet.node")
@@ -51,17 +57,34 @@ def config_for_data_dir(data_dir: Path, env: dict[str, str] | None = None) -> Co
 
 
 class Node:
-    def __init__(self, config: Config, store: Store, api: Api, runner: web.AppRunner, node_id: bytes, url: str) -> None:
+    """A running node. Everything is built in ``start``, in one place, with explicit arguments."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        ingestor: Ingestor,
+        gossip: Gossip,
+        book: PeerBook,
+        runner: web.AppRunner,
+        node_id: bytes,
+        url: str,
+    ) -> None:
         self.config = config
         self.store = store
-        self.api = api
+        self.ingestor = ingestor
+        self.gossip = gossip
+        self.book = book
         self.runner = runner
         self.node_id = node_id
         self.url = url
 
     @classmethod
-    async def start(cls, config: Config, *, clock_ms: Callable[[], int] = wall_clock_ms) -> Node:
+    async def start(cls, config: Config, *, clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None) -> Node:
+        rng = rng or random.Random()
         key = read_key_file(config.key_path, "node")
+        fed = config.federation
+        metrics = Metrics()
         store = await Store.open(
             config.database_path,
             synchronous=config.synchronous,
@@ -69,25 +92,69 @@ class Node:
             max_pending=config.limits.max_pending,
             max_group=config.limits.max_group,
         )
+        ingestor = Ingestor(store, config.limits, metrics)
+        book = PeerBook(key.public_key, fed, clock_ms, rng, metrics)
+        client = PeerClient(key, clock_ms, metrics, fed.request_timeout)
+        scope = Scope(fed.replicate)
+        where: dict[str, str] = {}  # the advertised URL is known once the socket is bound
+
+        def record() -> bytes:
+            return node_record(key, where["url"], fed, scope, clock_ms())
+
+        peer_api = PeerApi(
+            node_id=key.public_key,
+            store=store,
+            ingestor=ingestor,
+            book=book,
+            client=client,
+            federation=fed,
+            limits=config.limits,
+            metrics=metrics,
+            clock_ms=clock_ms,
+            in_scope=scope,
+            my_record=record,
+        )
+        gossip = Gossip(
+            record=record,
+            scope=scope,
+            store=store,
+            peer_api=peer_api,
+            book=book,
+            client=client,
+            federation=fed,
+            limits=config.limits,
+            metrics=metrics,
+            clock_ms=clock_ms,
+            rng=rng,
+        )
+        api = Api(store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view)
+        app = api.app()
+        app.add_routes(peer_api.routes())
         try:
-            api = Api(store, key.public_key, config.limits, clock_ms(), clock_ms)
-            runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
             await site.start()
         except BaseException:
+            ingestor.close()
             await store.close()
             raise
         host, port = runner.addresses[0][:2]
         url = f"http://{host}:{port}"
+        where["url"] = fed.advertise_url or url
         (config.data_dir / URL_FILE).write_text(url + "\n")
+        gossip.start()
         log.info("node %s listening on %s, store %s", format_id(IdKind.NODE, key.public_key), url, config.database_path)
-        return cls(replace(config, port=port), store, api, runner, key.public_key, url)
+        if fed.peers or fed.open:
+            log.info("federation %r: %d configured peers, %s", fed.name, len(book.peers), "open" if fed.open else "closed")
+        return cls(replace(config, port=port), store, ingestor, gossip, book, runner, key.public_key, url)
 
     async def stop(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.config.data_dir / URL_FILE).unlink()
+        await self.gossip.stop()
         await self.runner.cleanup()
+        self.ingestor.close()
         await self.store.close()
         log.info("node stopped")
 

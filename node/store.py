@@ -35,7 +35,8 @@ from typing import Any
 
 import aiosqlite
 
-from protocol import Action, Placement, RejectCode, decode_action, make_proof, place
+from protocol import Action, EquivocationProof, Placement, RejectCode, decode_action, make_proof, place
+from protocol.messages import Head, Want
 
 log = logging.getLogger("coopnet.store")
 
@@ -150,7 +151,17 @@ class ProofRow:
 @dataclass(slots=True)
 class _Job:
     actions: Sequence[Action]
-    future: asyncio.Future[list[IngestResult]]
+    proofs: Sequence[EquivocationProof]
+    origin: bytes | None  # the peer node it came from, None for the client API
+    future: asyncio.Future[tuple[list[IngestResult], list[bool]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one group commit added, for whoever propagates it (gossip)."""
+
+    actions: list[tuple[Action, bytes | None]]  # newly stored, with the peer it came from
+    proofs: list[tuple[bytes, bytes, bytes | None]]  # (coop, proof encoding, origin), newly stored
 
 
 ChainKey = tuple[bytes, bytes]
@@ -179,6 +190,7 @@ class Store:
         self._coops: set[bytes] = set()
         self._pending_count = 0
         self._writer_task: asyncio.Task[None] | None = None
+        self.listeners: list[Callable[[Committed], None]] = []
         self._closed = False
         self.groups_committed = 0
         self.actions_committed = 0
@@ -234,26 +246,34 @@ class Store:
 
     # ---- writing -----------------------------------------------------------------------------
 
-    async def ingest(self, actions: Sequence[Action]) -> list[IngestResult]:
+    async def ingest(self, actions: Sequence[Action], *, origin: bytes | None = None) -> list[IngestResult]:
         """Store intrinsically valid actions; one result per action, after its commit."""
-        if self._closed:
-            raise StoreError("store closed")
         if not actions:
             return []
-        fut: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(actions, fut))
-        return await fut
+        return (await self._submit(_Job(actions, (), origin, asyncio.get_running_loop().create_future())))[0]
+
+    async def ingest_proofs(self, proofs: Sequence[EquivocationProof], *, origin: bytes | None = None) -> list[bool]:
+        """Store verified equivocation proofs; True for each one that was new here."""
+        if not proofs:
+            return []
+        return (await self._submit(_Job((), proofs, origin, asyncio.get_running_loop().create_future())))[1]
+
+    async def _submit(self, job: _Job) -> tuple[list[IngestResult], list[bool]]:
+        if self._closed:
+            raise StoreError("store closed")
+        self._queue.put_nowait(job)
+        return await job.future
 
     async def _writer_loop(self) -> None:
         while True:
             jobs = [await self._queue.get()]
-            size = len(jobs[0].actions)
+            size = len(jobs[0].actions) + len(jobs[0].proofs)
             while size < self.max_group and not self._queue.empty():
                 job = self._queue.get_nowait()
                 jobs.append(job)
-                size += len(job.actions)
+                size += len(job.actions) + len(job.proofs)
             try:
-                results = await self._commit_group([a for job in jobs for a in job.actions])
+                results, proof_flags, committed = await self._commit_group(jobs)
             except asyncio.CancelledError:
                 for job in jobs:
                     if not job.future.done():
@@ -267,19 +287,28 @@ class Store:
                     if not job.future.done():
                         job.future.set_exception(StoreError(f"could not commit: {e}"))
                 continue
-            i = 0
+            i = j = 0
             for job in jobs:
-                n = len(job.actions)
+                n, m = len(job.actions), len(job.proofs)
                 if not job.future.done():
-                    job.future.set_result(results[i : i + n])
-                i += n
+                    job.future.set_result((results[i : i + n], proof_flags[j : j + m]))
+                i, j = i + n, j + m
+            if committed.actions or committed.proofs:
+                for listener in self.listeners:
+                    try:
+                        listener(committed)
+                    except Exception:
+                        log.exception("commit listener failed")
 
-    async def _commit_group(self, group: list[Action]) -> list[IngestResult]:
+    async def _commit_group(self, jobs: list[_Job]) -> tuple[list[IngestResult], list[bool], Committed]:
         now = self._clock_ms()
         w = self._w
+        group = [a for job in jobs for a in job.actions]
+        proofs = [(p, job.origin) for job in jobs for p in job.proofs]
         await w.execute("BEGIN IMMEDIATE")
         try:
             plan = await _GroupPlan.build(w, group, self._coops, self._pending_count, self.max_pending)
+            proof_flags = await plan.add_proofs(w, proofs)
             await plan.write(w, now)
             await w.execute("COMMIT")
         except BaseException:
@@ -290,7 +319,16 @@ class Store:
         self._pending_count = plan.pending_count
         self.groups_committed += 1
         self.actions_committed += len(plan.appends)
-        return plan.results
+        origins = {a.id: job.origin for job in jobs for a in job.actions}
+        committed = Committed(
+            [(a, origins.get(a.id)) for a in plan.appends],
+            list(
+                {
+                    pid: (coop, raw, plan.proof_origins.get(pid)) for pid, coop, _a, _s, raw in plan.proofs if pid in plan.new_proof_ids
+                }.values()
+            ),
+        )
+        return plan.results, proof_flags, committed
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -369,6 +407,62 @@ class Store:
         actions, coops, pending, proofs, chains = rows[0]
         return {"actions": actions, "coops": coops, "pending": pending, "proofs": proofs, "chains": chains}
 
+    # ---- replication ---------------------------------------------------------------------------
+
+    async def heads(self, coop: bytes) -> list[Head]:
+        """Every author's chain head in ``coop``, sorted by author: the reconciliation summary."""
+        rows = await self._all("SELECT author, head_seq, head_id FROM chains WHERE coop = ? ORDER BY author", (coop,))
+        return [Head(*r) for r in rows]
+
+    async def ids_at(self, coop: bytes, keys: Sequence[tuple[bytes, int]]) -> dict[tuple[bytes, int], bytes]:
+        """The stored action id at each (author, seq) asked for, where there is one."""
+        out: dict[tuple[bytes, int], bytes] = {}
+        for chunk in _chunks(list(keys), 300):
+            values = ",".join("(?,?)" for _ in chunk)
+            params = [coop] + [x for k in chunk for x in k]
+            rows = await self._all(f"SELECT author, seq, id FROM actions WHERE coop = ? AND (author, seq) IN (VALUES {values})", params)
+            out.update({(a, q): i for a, q, i in rows})
+        return out
+
+    async def segments(self, coop: bytes, wants: Sequence[Want], *, max_actions: int, max_bytes: int) -> tuple[list[bytes], bool]:
+        """Stored actions for ``wants`` in order (the founder's chain first, so a genesis leads),
+        cut at ``max_actions`` or ``max_bytes``; the flag says whether anything was cut."""
+        row = await self._all("SELECT founder FROM coops WHERE id = ?", (coop,))
+        founder = row[0][0] if row else None
+        ordered = sorted(wants, key=lambda w: (w.author != founder, w.author, w.first))
+        out: list[bytes] = []
+        size = 0
+        for w in ordered:
+            room = max_actions - len(out)
+            if room <= 0:
+                return out, True
+            last = min(w.last, w.first + room - 1)
+            rows = await self._all(
+                "SELECT raw FROM actions WHERE coop = ? AND author = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+                (coop, w.author, w.first, last),
+            )
+            for (raw,) in rows:
+                if size + len(raw) > max_bytes and out:
+                    return out, True
+                out.append(raw)
+                size += len(raw)
+            if last < w.last and len(rows) == last - w.first + 1:
+                return out, True
+        return out, False
+
+    async def coop_ids(self) -> list[bytes]:
+        return [r[0] for r in await self._all("SELECT id FROM coops ORDER BY id")]
+
+    async def proof_ids(self, coop: bytes) -> list[bytes]:
+        return [r[0] for r in await self._all("SELECT id FROM proofs WHERE coop = ? ORDER BY id", (coop,))]
+
+    async def proofs_by_id(self, coop: bytes, ids: Sequence[bytes]) -> list[bytes]:
+        out: list[bytes] = []
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            out += [r[0] for r in await self._all(f"SELECT raw FROM proofs WHERE coop = ? AND id IN ({marks})", [coop, *chunk])]
+        return out
+
     async def integrity_check(self) -> str:
         rows = await self._all("PRAGMA integrity_check")
         return "; ".join(r[0] for r in rows)
@@ -430,6 +524,8 @@ class _GroupPlan:
         self.new_pending: dict[bytes, Action] = {}
         self.unpended: list[bytes] = []  # rows to delete from pending: promoted or now in a proof
         self.proofs: list[tuple[bytes, bytes, bytes, int, bytes]] = []
+        self.proof_origins: dict[bytes, bytes | None] = {}
+        self.new_proof_ids: set[bytes] = set()
         self.pending_count = pending_count
 
     @classmethod
@@ -552,6 +648,27 @@ class _GroupPlan:
         proof = make_proof(a, other)
         self.proofs.append((proof.id, proof.coop, proof.author, proof.seq, proof.encode()))
         return proof.id
+
+    async def add_proofs(self, w: aiosqlite.Connection, proofs: list[tuple[EquivocationProof, bytes | None]]) -> list[bool]:
+        """Add received proofs to the plan; then find which of all the plan's proofs are new here."""
+        flags_for: list[bytes] = []
+        for p, origin in proofs:
+            pid = p.id
+            self.proofs.append((pid, p.coop, p.author, p.seq, p.encode()))
+            self.proof_origins.setdefault(pid, origin)
+            flags_for.append(pid)
+        ids = list({p[0] for p in self.proofs})
+        known: set[bytes] = set()
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            async with w.execute(f"SELECT id FROM proofs WHERE id IN ({marks})", chunk) as cur:
+                known.update(r[0] for r in await cur.fetchall())
+        flags, seen = [], set()
+        for pid in flags_for:
+            flags.append(pid not in known and pid not in seen)
+            seen.add(pid)
+        self.new_proof_ids = set(ids) - known
+        return flags
 
     def _promote(self, key: ChainKey, chain_pending: dict[int, Action], occupants: dict[tuple[bytes, bytes, int], Action]) -> None:
         """The gap below pending successors may just have closed: append them in order."""

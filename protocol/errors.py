@@ -30,6 +30,7 @@ class RejectCode(StrEnum):
     CHAIN_GAP = "chain_gap"  # predecessor missing and cannot be held
     CHAIN_CONFLICT = "chain_conflict"  # position already taken by a different action
     UNKNOWN_COOP = "unknown_coop"
+    OUT_OF_SCOPE = "out_of_scope"  # a co-op this node does not replicate (its configuration's choice)
     BOGUS_PROOF = "bogus_proof"  # an equivocation proof that proves nothing
 
 

@@ -8,6 +8,7 @@ and validated on its own, so one bad action does not hide the verdict on the oth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from . import codec
 from .errors import DecodeError, RejectCode
@@ -59,3 +60,300 @@ def decode_submission(data: bytes, *, max_actions: int) -> Submission:
         max_bin_bytes=max(len(data), 1),
     )
     return check_submission(codec.decode(data, limits), max_actions)
+
+
+# ---- peer messages -----------------------------------------------------------------------------
+#
+# Every peer message body is the canonical encoding of one map. Decoders check shapes and bounds
+# and raise DecodeError(bad_schema / too_large) with the offending field named.
+
+ID = 32
+MAX_RANGES = 64  # ranges in one reconcile message
+MAX_LIST = 1024  # head entries listed in one reconcile reply
+MAX_PROOF_IDS = 4096
+MAX_WANTS = 1024  # chain segments asked for in one fetch
+
+
+def _bad(msg: str, code: RejectCode = RejectCode.BAD_SCHEMA) -> DecodeError:
+    return DecodeError(code, msg)
+
+
+def _is_id(v: object) -> bool:
+    return type(v) is bytes and len(v) == ID
+
+
+def _uint(v: object) -> bool:
+    return type(v) is int and v >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """One author's chain head in one co-op."""
+
+    author: bytes
+    seq: int
+    head: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Authors ``lo <= author < hi`` (``hi`` None: no upper bound), with a fingerprint of the heads in it."""
+
+    lo: bytes
+    hi: bytes | None
+    fp: bytes
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """All the sender's heads in ``[lo, hi)``; ``hi`` None means up to the end."""
+
+    lo: bytes
+    hi: bytes | None
+    heads: tuple[Head, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileRequest:
+    coop: bytes
+    ranges: tuple[Range, ...]
+    proofs_fp: bytes | None  # None after the first round: proof sets are compared once
+    proofs_n: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReply:
+    examined: int  # how many of the request's ranges (a prefix) this reply answers; ask again for the rest
+    ranges: tuple[Range, ...]  # differing ranges, split: the requester compares and asks again
+    listings: tuple[Listing, ...]  # differing ranges small enough to list outright
+    proof_ids: tuple[bytes, ...] | None  # all the responder's proof ids when the proof sets differ
+
+
+def _range_value(r: Range) -> dict[str, object]:
+    return {"fp": r.fp, "hi": r.hi, "lo": r.lo, "n": r.n}
+
+
+def _range_from(v: object) -> Range:
+    if not isinstance(v, dict) or v.keys() != {"fp", "hi", "lo", "n"}:
+        raise _bad("a range is {fp, hi, lo, n}")
+    lo, hi, fp, n = v["lo"], v["hi"], v["fp"], v["n"]
+    if type(lo) is not bytes or len(lo) > ID or not (hi is None or (type(hi) is bytes and len(hi) <= ID)):
+        raise _bad("range bounds are bin of at most 32 bytes (hi may be nil)")
+    if hi is not None and hi <= lo:
+        raise _bad("a range needs lo < hi")
+    if type(fp) is not bytes or len(fp) != 16 or not _uint(n):
+        raise _bad("a range fingerprint is 16 bytes and its count a non-negative integer")
+    return Range(lo, hi, fp, n)
+
+
+def _head_from(v: object) -> Head:
+    if not isinstance(v, tuple) or len(v) != 3 or not _is_id(v[0]) or not (type(v[1]) is int and v[1] >= 1) or not _is_id(v[2]):
+        raise _bad("a head is [author: bin32, seq: int >= 1, head: bin32]")
+    return Head(v[0], v[1], v[2])
+
+
+def encode_reconcile_request(m: ReconcileRequest) -> bytes:
+    proofs = {"fp": m.proofs_fp, "n": m.proofs_n} if m.proofs_fp is not None else None
+    return codec.encode({"coop": m.coop, "proofs": proofs, "ranges": [_range_value(r) for r in m.ranges]})
+
+
+def decode_reconcile_request(data: bytes) -> ReconcileRequest:
+    v = codec.decode(data, DecodeLimits(max_bytes=64 * 1024, max_depth=3, max_container_len=MAX_RANGES, max_str_bytes=16, max_bin_bytes=ID))
+    if not isinstance(v, dict) or v.keys() != {"coop", "proofs", "ranges"}:
+        raise _bad("a reconcile request is {coop, proofs, ranges}")
+    if not _is_id(v["coop"]) or not isinstance(v["ranges"], tuple) or not (v["proofs"] is None or isinstance(v["proofs"], dict)):
+        raise _bad("reconcile request fields have the wrong types")
+    ranges = tuple(_range_from(r) for r in v["ranges"])
+    p = v["proofs"]
+    if p is None:
+        return ReconcileRequest(v["coop"], ranges, None, 0)
+    if p.keys() != {"fp", "n"} or type(p["fp"]) is not bytes or len(p["fp"]) != 16 or not _uint(p["n"]):
+        raise _bad("proofs is nil or {fp: bin16, n: int}")
+    return ReconcileRequest(v["coop"], ranges, p["fp"], p["n"])
+
+
+def encode_reconcile_reply(m: ReconcileReply) -> bytes:
+    return codec.encode(
+        {
+            "examined": m.examined,
+            "listings": [{"heads": [[h.author, h.seq, h.head] for h in x.heads], "hi": x.hi, "lo": x.lo} for x in m.listings],
+            "proof_ids": list(m.proof_ids) if m.proof_ids is not None else None,
+            "ranges": [_range_value(r) for r in m.ranges],
+        }
+    )
+
+
+def decode_reconcile_reply(data: bytes) -> ReconcileReply:
+    limits = DecodeLimits(
+        max_bytes=2 * 1024 * 1024, max_depth=5, max_container_len=max(MAX_LIST, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
+    )
+    v = codec.decode(data, limits)
+    if not isinstance(v, dict) or v.keys() != {"examined", "listings", "proof_ids", "ranges"} or not _uint(v["examined"]):
+        raise _bad("a reconcile reply is {examined, listings, proof_ids, ranges}")
+    if not isinstance(v["ranges"], tuple) or len(v["ranges"]) > MAX_RANGES or not isinstance(v["listings"], tuple):
+        raise _bad("reconcile reply ranges/listings have the wrong types or too many entries")
+    listings = []
+    total = 0
+    for x in v["listings"]:
+        if not isinstance(x, dict) or x.keys() != {"heads", "hi", "lo"} or not isinstance(x["heads"], tuple):
+            raise _bad("a listing is {heads, hi, lo}")
+        bounds = _range_from({"fp": b"\0" * 16, "hi": x["hi"], "lo": x["lo"], "n": 0})
+        heads = tuple(_head_from(h) for h in x["heads"])
+        total += len(heads)
+        if any(a.author >= b.author for a, b in pairwise(heads)):
+            raise _bad("listed heads must be sorted by author without repeats")
+        if any(h.author < bounds.lo or (bounds.hi is not None and h.author >= bounds.hi) for h in heads):
+            raise _bad("a listed head lies outside its range")
+        listings.append(Listing(bounds.lo, bounds.hi, heads))
+    if total > MAX_LIST:
+        raise _bad(f"more than {MAX_LIST} heads listed in one reply", RejectCode.TOO_LARGE)
+    ids = v["proof_ids"]
+    if ids is not None and (not isinstance(ids, tuple) or not all(_is_id(i) for i in ids)):
+        raise _bad("proof_ids is nil or an array of 32-byte ids")
+    return ReconcileReply(v["examined"], tuple(_range_from(r) for r in v["ranges"]), tuple(listings), ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """Ask for ``author``'s actions with ``first <= seq <= last`` in the fetched co-op."""
+
+    author: bytes
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    coop: bytes
+    wants: tuple[Want, ...]
+    proofs: tuple[bytes, ...]  # proof ids
+
+
+def encode_fetch_request(m: FetchRequest) -> bytes:
+    return codec.encode({"coop": m.coop, "proofs": list(m.proofs), "wants": [[w.author, w.first, w.last] for w in m.wants]})
+
+
+def decode_fetch_request(data: bytes) -> FetchRequest:
+    v = codec.decode(
+        data,
+        DecodeLimits(
+            max_bytes=256 * 1024, max_depth=3, max_container_len=max(MAX_WANTS, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
+        ),
+    )
+    if not isinstance(v, dict) or v.keys() != {"coop", "proofs", "wants"} or not _is_id(v["coop"]):
+        raise _bad("a fetch request is {coop, proofs, wants}")
+    if not isinstance(v["wants"], tuple) or len(v["wants"]) > MAX_WANTS:
+        raise _bad(f"wants is an array of at most {MAX_WANTS}")
+    if not isinstance(v["proofs"], tuple) or not all(_is_id(i) for i in v["proofs"]):
+        raise _bad("proofs is an array of 32-byte proof ids")
+    wants = []
+    for w in v["wants"]:
+        if (
+            not isinstance(w, tuple)
+            or len(w) != 3
+            or not _is_id(w[0])
+            or type(w[1]) is not int
+            or type(w[2]) is not int
+            or not 1 <= w[1] <= w[2]
+        ):
+            raise _bad("a want is [author: bin32, first: int >= 1, last: int >= first]")
+        wants.append(Want(w[0], w[1], w[2]))
+    return FetchRequest(v["coop"], tuple(wants), v["proofs"])
+
+
+@dataclass(frozen=True, slots=True)
+class FetchReply:
+    actions: tuple[bytes, ...]  # wire bytes, each author's in seq order
+    proofs: tuple[bytes, ...]  # proof encodings
+    more: bool  # the reply was cut at a size limit: ask again for the rest
+
+
+def encode_fetch_reply(m: FetchReply) -> bytes:
+    return codec.encode({"actions": list(m.actions), "more": m.more, "proofs": list(m.proofs)})
+
+
+def decode_fetch_reply(data: bytes, *, max_actions: int, max_bytes: int) -> FetchReply:
+    v = codec.decode(
+        data,
+        DecodeLimits(max_bytes=max_bytes, max_depth=2, max_container_len=max(max_actions, 1), max_str_bytes=16, max_bin_bytes=max_bytes),
+    )
+    if not isinstance(v, dict) or v.keys() != {"actions", "more", "proofs"} or type(v["more"]) is not bool:
+        raise _bad("a fetch reply is {actions, more, proofs}")
+    if not isinstance(v["actions"], tuple) or not all(type(x) is bytes for x in v["actions"]):
+        raise _bad("actions is an array of bin")
+    if not isinstance(v["proofs"], tuple) or not all(type(x) is bytes for x in v["proofs"]):
+        raise _bad("proofs is an array of bin")
+    return FetchReply(v["actions"], v["proofs"], v["more"])
+
+
+@dataclass(frozen=True, slots=True)
+class PeerPush:
+    """Newly stored actions and proofs, pushed eagerly to a few peers."""
+
+    actions: tuple[bytes, ...]
+    proofs: tuple[bytes, ...]
+
+
+def encode_push(m: PeerPush) -> bytes:
+    return codec.encode({"actions": list(m.actions), "proofs": list(m.proofs)})
+
+
+def decode_push(data: bytes, *, max_actions: int) -> PeerPush:
+    v = codec.decode(
+        data,
+        DecodeLimits(
+            max_bytes=len(data) or 1, max_depth=2, max_container_len=max(max_actions, 1), max_str_bytes=16, max_bin_bytes=len(data) or 1
+        ),
+    )
+    if not isinstance(v, dict) or v.keys() != {"actions", "proofs"}:
+        raise _bad("a push is {actions, proofs}")
+    if not isinstance(v["actions"], tuple) or not all(type(x) is bytes for x in v["actions"]):
+        raise _bad("actions is an array of bin")
+    if not isinstance(v["proofs"], tuple) or not all(type(x) is bytes for x in v["proofs"]):
+        raise _bad("proofs is an array of bin")
+    return PeerPush(v["actions"], v["proofs"])
+
+
+def encode_counts(counts: dict[str, int]) -> bytes:
+    return codec.encode(counts)
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """A node's signed record, and (in a reply) the records of the peers it knows."""
+
+    record: bytes
+    peers: tuple[bytes, ...]
+
+
+MAX_ANNOUNCED_PEERS = 256
+
+
+def encode_announce(m: Announce) -> bytes:
+    return codec.encode({"peers": list(m.peers), "record": m.record})
+
+
+def decode_announce(data: bytes) -> Announce:
+    v = codec.decode(
+        data,
+        DecodeLimits(
+            max_bytes=4 * 1024 * 1024, max_depth=2, max_container_len=MAX_ANNOUNCED_PEERS, max_str_bytes=16, max_bin_bytes=16 * 1024
+        ),
+    )
+    if not isinstance(v, dict) or v.keys() != {"peers", "record"} or type(v["record"]) is not bytes:
+        raise _bad("an announce is {peers, record}")
+    if not isinstance(v["peers"], tuple) or not all(type(x) is bytes for x in v["peers"]):
+        raise _bad("peers is an array of bin (node records)")
+    return Announce(v["record"], v["peers"])
+
+
+def encode_coop_list(coops: list[bytes]) -> bytes:
+    return codec.encode({"coops": coops})
+
+
+def decode_coop_list(data: bytes) -> tuple[bytes, ...]:
+    v = codec.decode(data, DecodeLimits(max_bytes=1024 * 1024, max_depth=2, max_container_len=16384, max_str_bytes=16, max_bin_bytes=ID))
+    if not isinstance(v, dict) or v.keys() != {"coops"} or not isinstance(v["coops"], tuple) or not all(_is_id(c) for c in v["coops"]):
+        raise _bad("a co-op list is {coops: [bin32, ...]}")
+    return v["coops"]

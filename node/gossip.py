@@ -1,0 +1,377 @@
+"""Gossip: eager push of new actions, periodic anti-entropy, catch-up, peer announcements.
+
+Theory of operation. Three loops, each bounded and independent of any one peer's health:
+
+- **Push.** Every commit hands its newly stored actions and proofs to ``on_commit``. The pusher
+  batches them (a few ms, up to ``PUSH_BATCH``), picks ``fanout`` random reachable peers that
+  replicate the co-op, never the peer an action came from, and posts them. A peer that already
+  has them answers ``known`` cheaply and does not forward them again, so a flood dies out.
+- **Anti-entropy.** On a jittered interval, for each co-op in scope, one random ready peer is
+  reconciled (protocol.reconcile): an idle round is one fingerprint exchange. Differences turn
+  into chain segments to fetch, fetched in bounded batches and stored through the same ingest
+  path as everything else (validation included). The next fetch is sent only after the previous
+  batch is committed: that is the backpressure, and since what is missing is computed from the
+  store, a restart resumes where it stopped.
+- **Announce.** Each node periodically sends its signed node record to its peers and learns
+  theirs and the records they know, within what the federation allows.
+
+Peers that fail are backed off (peers.py); peers that send invalid data are penalised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from protocol import ProtocolError, SigningKey
+from protocol.ids import IdKind, parse_id
+from protocol.messages import (
+    Announce,
+    FetchRequest,
+    PeerPush,
+    Want,
+    decode_announce,
+    decode_coop_list,
+    decode_fetch_reply,
+    decode_reconcile_reply,
+    encode_announce,
+    encode_fetch_request,
+    encode_push,
+    encode_reconcile_request,
+)
+from protocol.peer import decode_node_record, sign_node_record
+from protocol.reconcile import HeadSet, Reconciliation, resolve_probes
+
+from .config import Federation, Limits
+from .metrics import Metrics
+from .peer_api import FETCH_MAX_BYTES, PeerApi
+from .peers import Peer, PeerBook, PeerClient, PeerError
+from .store import Committed, Store
+
+log = logging.getLogger("coopnet.gossip")
+
+PUSH_BATCH = 500
+PUSH_LINGER_S = 0.01
+ANNOUNCE_INTERVAL_S = 30.0
+PROGRESS_LOG_INTERVAL_MS = 2000
+
+
+class Scope:
+    """The co-ops this node replicates: a configured list, or all (``coops`` None)."""
+
+    def __init__(self, replicate: tuple[str, ...] | None) -> None:
+        self.coops: frozenset[bytes] | None = None if replicate is None else frozenset(parse_id(IdKind.COOP, c) for c in replicate)
+
+    def __call__(self, coop: bytes) -> bool:
+        return self.coops is None or coop in self.coops
+
+
+def node_record(key: SigningKey, url: str, federation: Federation, scope: Scope, ts: int) -> bytes:
+    coops = sorted(scope.coops) if scope.coops is not None else []
+    return sign_node_record(key, url=url, federation=federation.name, coops=coops, all_coops=scope.coops is None, ts=ts).encode()
+
+
+@dataclass
+class Progress:
+    """Catch-up progress: actions known to be missing, and fetched so far."""
+
+    total: int = 0
+    done: int = 0
+    started_ms: int = 0
+    active: bool = False
+    last_log_ms: int = 0
+
+    def rate(self, now: int) -> float:
+        elapsed = (now - self.started_ms) / 1000
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def eta_s(self, now: int) -> float | None:
+        r = self.rate(now)
+        return (self.total - self.done) / r if r > 0 else None
+
+    def view(self, now: int) -> dict[str, object]:
+        eta = self.eta_s(now)
+        return {
+            "active": self.active,
+            "total": self.total,
+            "done": self.done,
+            "rate": round(self.rate(now), 1) if self.active else 0.0,
+            "eta_s": round(eta, 1) if eta is not None and self.active else None,
+        }
+
+
+class Gossip:
+    def __init__(
+        self,
+        *,
+        record: Callable[[], bytes],
+        scope: Scope,
+        store: Store,
+        peer_api: PeerApi,
+        book: PeerBook,
+        client: PeerClient,
+        federation: Federation,
+        limits: Limits,
+        metrics: Metrics,
+        clock_ms: Callable[[], int],
+        rng: random.Random,
+    ) -> None:
+        self.record = record
+        self.scope = scope
+        self.store = store
+        self.peer_api = peer_api
+        self.book = book
+        self.client = client
+        self.federation = federation
+        self.limits = limits
+        self.metrics = metrics
+        self.clock_ms = clock_ms
+        self.rng = rng
+        self.progress = Progress()
+        self._push_queue: asyncio.Queue[tuple[bytes, bytes, bytes | None, bool]] = asyncio.Queue(maxsize=100_000)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.wake = asyncio.Event()  # set to run an anti-entropy round now (tests, new peers)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.store.listeners.append(self.on_commit)
+        self._tasks = [
+            asyncio.create_task(self._pusher(), name="gossip-push"),
+            asyncio.create_task(self._anti_entropy(), name="gossip-anti-entropy"),
+            asyncio.create_task(self._announcer(), name="gossip-announce"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+        await self.client.close()
+
+    # ---- push --------------------------------------------------------------------------------
+
+    def on_commit(self, committed: Committed) -> None:
+        if not self.book.peers:
+            return
+        for action, origin in committed.actions:
+            self._enqueue((action.coop, action.raw, origin, False))
+        for coop, raw, origin in committed.proofs:
+            self._enqueue((coop, raw, origin, True))
+
+    def _enqueue(self, item: tuple[bytes, bytes, bytes | None, bool]) -> None:
+        try:
+            self._push_queue.put_nowait(item)
+        except asyncio.QueueFull:
+            # Anti-entropy delivers it later; the push is only the fast path.
+            pass
+
+    async def _pusher(self) -> None:
+        while True:
+            first = await self._push_queue.get()
+            items = [first]
+            await asyncio.sleep(PUSH_LINGER_S)
+            while len(items) < PUSH_BATCH and not self._push_queue.empty():
+                items.append(self._push_queue.get_nowait())
+            by_coop: dict[bytes, list[tuple[bytes, bytes | None, bool]]] = {}
+            for coop, raw, origin, is_proof in items:
+                by_coop.setdefault(coop, []).append((raw, origin, is_proof))
+            sends = []
+            for coop, entries in by_coop.items():
+                candidates = [p for p in self.book.ready() if p.replicates(coop)]
+                self.rng.shuffle(candidates)
+                for peer in candidates[: self.federation.fanout]:
+                    actions = tuple(raw for raw, origin, is_proof in entries if not is_proof and origin != peer.node_id)
+                    proofs = tuple(raw for raw, origin, is_proof in entries if is_proof and origin != peer.node_id)
+                    if actions or proofs:
+                        sends.append(self._push_to(peer, PeerPush(actions, proofs)))
+            if sends:
+                await asyncio.gather(*sends)
+
+    async def _push_to(self, peer: Peer, msg: PeerPush) -> None:
+        try:
+            await self.client.call(peer, "/peer/v1/push", encode_push(msg), "push")
+            self.book.success(peer)
+        except PeerError as e:
+            self.book.failure(peer, str(e))
+
+    # ---- anti-entropy ------------------------------------------------------------------------
+
+    async def _anti_entropy(self) -> None:
+        while True:
+            delay = self.federation.anti_entropy_interval * self.rng.uniform(0.5, 1.5)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), delay)
+            self.wake.clear()
+            try:
+                await self.round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("anti-entropy round failed")
+
+    async def round(self) -> int:
+        """One anti-entropy round over every co-op in scope; returns actions fetched."""
+        ready = self.book.ready()
+        if not ready:
+            return 0
+        coops = set(await self.store.coop_ids()) if self.scope.coops is None else set(self.scope.coops)
+        if self.scope.coops is None:
+            # Replicating everything: learn the co-ops a peer holds that this node has never seen.
+            peer = self.rng.choice(ready)
+            try:
+                coops |= set(decode_coop_list(await self.client.call(peer, "/peer/v1/coops", b"", "coops")))
+                self.book.success(peer)
+            except (PeerError, ProtocolError) as e:
+                self.book.failure(peer, str(e))
+        fetched = 0
+        for coop in sorted(coops):
+            candidates = [p for p in self.book.ready() if p.replicates(coop)]
+            if candidates:
+                fetched += await self.sync_coop(self.rng.choice(candidates), coop)
+        return fetched
+
+    async def sync_coop(self, peer: Peer, coop: bytes) -> int:
+        """Reconcile ``coop`` with ``peer`` and fetch what it has that this node lacks."""
+        try:
+            rec = Reconciliation(coop, HeadSet(await self.store.heads(coop)), await self.store.proof_ids(coop))
+            request = rec.next_request()
+            while request is not None:
+                reply = await self.client.call(peer, "/peer/v1/reconcile", encode_reconcile_request(request), "reconcile")
+                self.metrics.reconcile_rounds.inc()
+                rec.receive(decode_reconcile_reply(reply))
+                request = rec.next_request()
+            wants = list(rec.wants.values())
+            if rec.probes:
+                mine = await self.store.ids_at(coop, [(p.author, p.seq) for p in rec.probes])
+                wants += resolve_probes(rec.probes, mine)
+            peer.behind = sum(w.last - w.first + 1 for w in wants)
+            peer.reconciled_ms = self.clock_ms()
+            self.metrics.reconciliations.labels("in_sync" if not wants and not rec.proof_wants else "differ").inc()
+            fetched = await self._fetch(peer, coop, wants, rec.proof_wants) if wants or rec.proof_wants else 0
+            self.book.success(peer)
+            return fetched
+        except PeerError as e:
+            self.metrics.reconciliations.labels("failed").inc()
+            if e.code == "out_of_scope":
+                return 0
+            self.book.failure(peer, str(e))
+        except ProtocolError as e:
+            self.metrics.reconciliations.labels("failed").inc()
+            self.book.penalize(peer.node_id, "bad_message")
+            self.book.failure(peer, f"invalid reply: {e}")
+        return 0
+
+    async def _fetch(self, peer: Peer, coop: bytes, wants: list[Want], proof_wants: list[bytes]) -> int:
+        total = sum(w.last - w.first + 1 for w in wants)
+        self._progress_start(total)
+        fetched = 0
+        remaining = {w.author: w for w in wants}
+        proofs = list(proof_wants)
+        try:
+            for _ in range(100_000):  # bounded: every round trip either fetches something or ends
+                if not remaining and not proofs:
+                    break
+                batch = tuple(sorted(remaining.values(), key=lambda w: w.author))[:1024]
+                body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs[:4096])))
+                reply = decode_fetch_reply(
+                    await self.client.call(peer, "/peer/v1/fetch", body, "fetch"),
+                    max_actions=self.limits.max_batch_actions,
+                    max_bytes=FETCH_MAX_BYTES + 65536,
+                )
+                proofs = proofs[4096:]
+                if not reply.actions and not reply.proofs:
+                    break
+                counts, last_seen = await self.peer_api.take(peer.node_id, reply.actions, reply.proofs, "fetch")
+                fetched += counts["accepted"]
+                self._progress_add(len(reply.actions))
+                # Advance each want past what arrived; a segment the peer could not fill is done.
+                for author, w in list(remaining.items()):
+                    top = last_seen.get(author)
+                    if top is not None and top < w.last and reply.more:
+                        remaining[author] = Want(author, top + 1, w.last)
+                    elif top is not None or not reply.more:
+                        del remaining[author]
+                if counts["rejected"] and counts["accepted"] == 0 and counts["known"] == 0:
+                    break  # nothing usable: stop rather than loop on a hostile peer
+        finally:
+            self._progress_end()
+        return fetched
+
+    def _progress_start(self, total: int) -> None:
+        p = self.progress
+        now = self.clock_ms()
+        if not p.active:
+            p.total, p.done, p.started_ms, p.active, p.last_log_ms = 0, 0, now, True, now
+        p.total += total
+        self.metrics.catchup_lag.set(p.total - p.done)
+
+    def _progress_add(self, n: int) -> None:
+        p = self.progress
+        p.done = min(p.total, p.done + n)
+        now = self.clock_ms()
+        self.metrics.catchup_lag.set(p.total - p.done)
+        if now - p.last_log_ms >= PROGRESS_LOG_INTERVAL_MS and p.total >= 1000:
+            p.last_log_ms = now
+            eta = p.eta_s(now)
+            log.info(
+                "catch-up: %d/%d actions (%.0f%%), %.0f/s, %s left",
+                p.done,
+                p.total,
+                100 * p.done / max(p.total, 1),
+                p.rate(now),
+                f"~{eta:.0f} s" if eta is not None else "?",
+            )
+
+    def _progress_end(self) -> None:
+        p = self.progress
+        if p.active and p.total >= 1000:
+            log.info("catch-up done: %d actions in %.1f s", p.done, (self.clock_ms() - p.started_ms) / 1000)
+        p.active = False
+        self.metrics.catchup_lag.set(0)
+
+    # ---- announce ----------------------------------------------------------------------------
+
+    async def _announcer(self) -> None:
+        while True:
+            await self.announce()
+            await asyncio.sleep(ANNOUNCE_INTERVAL_S * self.rng.uniform(0.8, 1.2))
+
+    async def announce(self) -> None:
+        mine = self.record()
+        known = tuple(p.record.encode() for p in self.book.peers.values() if p.record is not None)
+        body = encode_announce(Announce(mine, known[:256]))
+        peers = self.book.ready()
+        results = await asyncio.gather(*(self.client.call(p, "/peer/v1/announce", body, "announce") for p in peers), return_exceptions=True)
+        learned = False
+        for peer, result in zip(peers, results, strict=True):
+            if isinstance(result, BaseException):
+                self.book.failure(peer, str(result))
+                continue
+            self.book.success(peer)
+            try:
+                reply = decode_announce(result)
+                record = decode_node_record(reply.record)
+                if record.node == peer.node_id:
+                    learned |= self.book.learn(record)
+                for data in reply.peers:
+                    learned |= self.book.learn(decode_node_record(data))
+            except (ProtocolError, ValueError) as e:
+                self.book.penalize(peer.node_id, "bad_message")
+                log.warning("invalid announce reply from %s: %s", peer.text_id, e)
+        if learned:
+            self.wake.set()
+
+    def status(self) -> dict[str, object]:
+        return {
+            "peers_reachable": self.book.reachable(),
+            "peers_known": len(self.book.peers),
+            "catchup": self.progress.view(self.clock_ms()),
+            "federation": self.federation.name,
+        }

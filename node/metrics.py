@@ -1,0 +1,32 @@
+"""Prometheus metrics, one registry per node (tests run several nodes in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, exposition, generate_latest
+
+CONTENT_TYPE = exposition.CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.actions_stored = Counter("coopnet_actions_stored", "Actions newly stored", ["source"], registry=r)
+        self.actions_rejected = Counter("coopnet_actions_rejected", "Actions rejected, by reason code", ["code", "source"], registry=r)
+        self.proofs_stored = Counter("coopnet_proofs_stored", "Equivocation proofs newly stored", registry=r)
+        self.gossip_requests = Counter(
+            "coopnet_gossip_requests",
+            "Peer requests, by peer, direction (in/out), kind and outcome",
+            ["peer", "direction", "kind", "outcome"],
+            registry=r,
+        )
+        self.gossip_bytes = Counter(
+            "coopnet_gossip_bytes", "Peer request and reply body bytes, by peer and direction", ["peer", "direction"], registry=r
+        )
+        self.reconcile_rounds = Counter("coopnet_reconcile_rounds", "Anti-entropy reconciliation rounds (messages exchanged)", registry=r)
+        self.reconciliations = Counter("coopnet_reconciliations", "Anti-entropy reconciliations, by outcome", ["outcome"], registry=r)
+        self.catchup_lag = Gauge("coopnet_catchup_lag_actions", "Actions known to exist at peers and not yet held here", registry=r)
+        self.peers_reachable = Gauge("coopnet_peers_reachable", "Peers whose last request succeeded", registry=r)
+        self.peer_score = Gauge("coopnet_peer_score", "Behaviour score of each peer (refused below the threshold)", ["peer"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,271 @@
+"""The peer HTTP API (``/peer/v1/...``): what other nodes may ask of this one.
+
+Every request is authenticated (protocol.peer): signed by the sending node's key for this node,
+within the time window, never replayed. Then: is the sender allowed (listed, or the federation is
+open), not refused for misbehaviour, within its rate limit. Bodies are msgpack; errors are JSON
+``{"error", "message"}`` like the client API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from protocol import ProtocolError, RejectCode, decode_proof
+from protocol.ids import IdKind, format_id, parse_id
+from protocol.messages import (
+    MAX_ANNOUNCED_PEERS,
+    Announce,
+    FetchReply,
+    decode_announce,
+    decode_fetch_request,
+    decode_push,
+    decode_reconcile_request,
+    encode_announce,
+    encode_coop_list,
+    encode_counts,
+    encode_fetch_reply,
+    encode_reconcile_reply,
+)
+from protocol.peer import PeerAuthError, ReplayGuard, decode_node_record, verify_request
+from protocol.reconcile import HeadSet, respond
+
+from .config import Federation, Limits
+from .ingest import Ingestor
+from .metrics import Metrics
+from .peers import PeerBook, PeerClient, TokenBucket
+from .store import Store
+
+log = logging.getLogger("coopnet.peer_api")
+
+MSGPACK = "application/msgpack"
+INTRINSIC = {
+    RejectCode.MALFORMED,
+    RejectCode.NOT_CANONICAL,
+    RejectCode.TOO_LARGE,
+    RejectCode.BAD_SCHEMA,
+    RejectCode.UNSUPPORTED_VERSION,
+    RejectCode.BAD_BODY,
+    RejectCode.BAD_ID,
+}
+FORGED = {RejectCode.BAD_SIGNATURE, RejectCode.BAD_KEY}
+FETCH_MAX_BYTES = 8 * 1024 * 1024
+
+
+def _err(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _ok(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type=MSGPACK)
+
+
+class PeerApi:
+    def __init__(
+        self,
+        *,
+        node_id: bytes,
+        store: Store,
+        ingestor: Ingestor,
+        book: PeerBook,
+        client: PeerClient,
+        federation: Federation,
+        limits: Limits,
+        metrics: Metrics,
+        clock_ms: Callable[[], int],
+        in_scope: Callable[[bytes], bool],
+        my_record: Callable[[], bytes],
+    ) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.ingestor = ingestor
+        self.book = book
+        self.client = client
+        self.federation = federation
+        self.limits = limits
+        self.metrics = metrics
+        self.clock_ms = clock_ms
+        self.in_scope = in_scope
+        self.my_record = my_record
+        self.guard = ReplayGuard()
+        self.rate = TokenBucket(federation.rate_limit, clock_ms)
+
+    def routes(self) -> list[web.RouteDef]:
+        routes = [
+            web.post("/peer/v1/push", self.push),
+            web.post("/peer/v1/reconcile", self.reconcile),
+            web.post("/peer/v1/fetch", self.fetch),
+            web.post("/peer/v1/announce", self.announce),
+            web.post("/peer/v1/coops", self.coops),
+        ]
+        if self.federation.fault_hooks:
+            routes.append(web.post("/_test/partition", self.partition))
+        return routes
+
+    async def _authenticate(self, request: web.Request, kind: str) -> tuple[bytes, bytes] | web.Response:
+        body = await request.read()
+        try:
+            sender = verify_request(
+                request.headers,
+                method=request.method,
+                path=request.path_qs,
+                body=body,
+                receiver=self.node_id,
+                now=self.clock_ms(),
+                guard=self.guard,
+            )
+        except PeerAuthError as e:
+            self.metrics.gossip_requests.labels("unauthenticated", "in", kind, e.code.value).inc()
+            status = 421 if e.code.value == "misaddressed" else 401
+            return _err(status, e.code.value, e.message)
+        label = format_id(IdKind.NODE, sender)
+        self.metrics.gossip_bytes.labels(label, "in").inc(len(body))
+        if sender in self.client.blocked:
+            return _err(503, "partitioned", "this node is partitioned from yours (fault hook)")
+        if not self.book.allowed(sender):
+            self.metrics.gossip_requests.labels(label, "in", kind, "unknown_node").inc()
+            return _err(403, "unknown_node", f"{label} is not a member of federation {self.federation.name!r} here")
+        if self.book.refused(sender):
+            self.metrics.gossip_requests.labels(label, "in", kind, "refused").inc()
+            return _err(403, "refused", "this node refuses yours for now: too many invalid requests")
+        if not self.rate.take(sender):
+            self.book.penalize(sender, "rate_limited")
+            self.metrics.gossip_requests.labels(label, "in", kind, "rate_limited").inc()
+            return _err(429, "rate_limited", f"more than {self.federation.rate_limit:g} requests/s")
+        self.metrics.gossip_requests.labels(label, "in", kind, "ok").inc()
+        return sender, body
+
+    async def push(self, request: web.Request) -> web.Response:
+        auth = await self._authenticate(request, "push")
+        if isinstance(auth, web.Response):
+            return auth
+        sender, body = auth
+        try:
+            msg = decode_push(body, max_actions=self.limits.max_batch_actions)
+        except ProtocolError as e:
+            self.book.penalize(sender, "bad_message")
+            return _err(400, e.code.value, e.message)
+        counts, _ = await self.take(sender, msg.actions, msg.proofs, "push")
+        return _ok(encode_counts(counts))
+
+    async def take(
+        self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str
+    ) -> tuple[dict[str, int], dict[bytes, int]]:
+        """Validate, scope-check and store what a peer sent; penalise what no honest node sends.
+
+        Returns the counts by status and, per author, the highest seq among the valid actions.
+        """
+        checked = await self.ingestor.validate(raws)
+        forged = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in FORGED)
+        invalid = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in INTRINSIC)
+        if forged:
+            self.book.penalize(sender, "bad_signature", forged)
+        if invalid:
+            self.book.penalize(sender, "invalid_action", invalid)
+        valid = [x for x in checked if not isinstance(x, ProtocolError)]
+        actions = [x for x in valid if self.in_scope(x.coop)]
+        out_of_scope = len(valid) - len(actions)
+        counts = {"accepted": 0, "known": 0, "pending": 0, "rejected": forged + invalid + out_of_scope}
+        top: dict[bytes, int] = {}
+        for a in valid:
+            top[a.author] = max(a.seq, top.get(a.author, 0))
+        if out_of_scope:
+            self.metrics.actions_rejected.labels(RejectCode.OUT_OF_SCOPE.value, source).inc(out_of_scope)
+        if actions:
+            results = await self.store.ingest(actions, origin=sender)
+            self.ingestor.stats.count(results)
+            for r in results:
+                counts[r.status] += 1
+            accepted = counts["accepted"]
+            if accepted:
+                self.metrics.actions_stored.labels(source).inc(accepted)
+        new_proofs = []
+        for data in proofs:
+            try:
+                proof = decode_proof(data)
+            except ProtocolError:
+                self.book.penalize(sender, "bogus_proof")
+                continue
+            if self.in_scope(proof.coop):
+                new_proofs.append(proof)
+        if new_proofs:
+            flags = await self.store.ingest_proofs(new_proofs, origin=sender)
+            self.metrics.proofs_stored.inc(sum(flags))
+        return counts, top
+
+    async def reconcile(self, request: web.Request) -> web.Response:
+        auth = await self._authenticate(request, "reconcile")
+        if isinstance(auth, web.Response):
+            return auth
+        sender, body = auth
+        try:
+            req = decode_reconcile_request(body)
+        except ProtocolError as e:
+            self.book.penalize(sender, "bad_message")
+            return _err(400, e.code.value, e.message)
+        if not self.in_scope(req.coop):
+            return _err(422, RejectCode.OUT_OF_SCOPE.value, f"this node does not replicate {format_id(IdKind.COOP, req.coop)}")
+        heads = HeadSet(await self.store.heads(req.coop))
+        reply = respond(req, heads, await self.store.proof_ids(req.coop) if req.proofs_fp is not None else ())
+        return _ok(encode_reconcile_reply(reply))
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        auth = await self._authenticate(request, "fetch")
+        if isinstance(auth, web.Response):
+            return auth
+        sender, body = auth
+        try:
+            req = decode_fetch_request(body)
+        except ProtocolError as e:
+            self.book.penalize(sender, "bad_message")
+            return _err(400, e.code.value, e.message)
+        if not self.in_scope(req.coop):
+            return _err(422, RejectCode.OUT_OF_SCOPE.value, f"this node does not replicate {format_id(IdKind.COOP, req.coop)}")
+        actions, more = await self.store.segments(req.coop, req.wants, max_actions=self.limits.max_batch_actions, max_bytes=FETCH_MAX_BYTES)
+        proofs = await self.store.proofs_by_id(req.coop, req.proofs) if req.proofs else []
+        return _ok(encode_fetch_reply(FetchReply(tuple(actions), tuple(proofs), more)))
+
+    async def announce(self, request: web.Request) -> web.Response:
+        auth = await self._authenticate(request, "announce")
+        if isinstance(auth, web.Response):
+            return auth
+        sender, body = auth
+        try:
+            msg = decode_announce(body)
+            record = decode_node_record(msg.record)
+        except (ProtocolError, ValueError) as e:
+            self.book.penalize(sender, "bad_message")
+            return _err(400, "bad_schema", f"announce: {e}")
+        if record.node != sender:
+            self.book.penalize(sender, "bad_message")
+            return _err(400, "bad_schema", "an announce carries the sender's own record")
+        self.book.learn(record)
+        for data in msg.peers:
+            try:
+                self.book.learn(decode_node_record(data))
+            except (ProtocolError, ValueError):
+                self.book.penalize(sender, "bad_message")
+        known = [p.record.encode() for p in self.book.peers.values() if p.record is not None and p.node_id != sender]
+        return _ok(encode_announce(Announce(self.my_record(), tuple(known[:MAX_ANNOUNCED_PEERS]))))
+
+    async def coops(self, request: web.Request) -> web.Response:
+        auth = await self._authenticate(request, "coops")
+        if isinstance(auth, web.Response):
+            return auth
+        return _ok(encode_coop_list([c for c in await self.store.coop_ids() if self.in_scope(c)]))
+
+    async def partition(self, request: web.Request) -> web.Response:
+        """Cluster testing only (``fault_hooks``): pretend the listed nodes are unreachable."""
+        if request.remote not in ("127.0.0.1", "::1"):
+            return _err(403, "forbidden", "fault hooks answer loopback only")
+        try:
+            doc: Any = await request.json()
+            blocked = {parse_id(IdKind.NODE, t) for t in doc.get("block", [])}
+        except (ValueError, AttributeError, TypeError) as e:
+            return _err(400, "bad_request", f'expected {{"block": ["node_...", ...]}}: {e}')
+        self.client.blocked = blocked
+        log.warning("fault hook: partitioned from %d nodes", len(blocked))
+        return web.json_response({"blocked": sorted(format_id(IdKind.NODE, b) for b in blocked)})

@@ -1,0 +1,229 @@
+"""Node-to-node authentication and signed node records.
+
+Theory of operation. Every peer request carries three headers::
+
+    Coopnet-From: node_...      the sender's node id (its Ed25519 public key)
+    Coopnet-To:   node_...      the receiver's node id
+    Coopnet-Ts:   1700000000000 the sender's clock, milliseconds since the epoch
+    Coopnet-Sig:  <128 hex>     Ed25519 signature by the sender
+
+The signature covers the domain-tagged canonical encoding of
+``{"body": SHA-256(body), "from", "method", "path", "to", "ts"}``, so it binds the request to
+one receiver (it cannot be replayed against another node), one method and path (query string
+included), one body, and one moment. The receiver accepts a timestamp within ``window_ms`` of its
+own clock and remembers the signatures it accepted within that window, so a request cannot be
+replayed later or twice. ``Coopnet-To`` is sent in clear only so that a misaddressed request can be
+told apart from a forged one; it is covered by the signature like everything else.
+
+A node record is a node's signed statement of where it listens and what it replicates; peers
+pass records on, so a federation learns its members from a few bootstrap addresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import StrEnum
+from itertools import pairwise
+
+from . import codec
+from .ids import ID_BYTES, IdKind, format_id, parse_id
+from .keys import SigningKey, verify
+from .limits import DecodeLimits
+
+PEER_REQUEST = b"coopnet/v1/peer-request\x00"
+NODE_RECORD = b"coopnet/v1/node-record\x00"
+
+HEADER_FROM = "Coopnet-From"
+HEADER_TO = "Coopnet-To"
+HEADER_TS = "Coopnet-Ts"
+HEADER_SIG = "Coopnet-Sig"
+
+DEFAULT_WINDOW_MS = 60_000
+MAX_URL_BYTES = 512
+MAX_RECORD_COOPS = 256
+
+
+class AuthCode(StrEnum):
+    UNAUTHENTICATED = "unauthenticated"  # headers missing or malformed
+    MISADDRESSED = "misaddressed"  # Coopnet-To is another node
+    STALE = "stale_request"  # timestamp outside the window
+    REPLAYED = "replayed"  # this exact signed request was already accepted
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_NODE = "unknown_node"  # a valid signature from a node this one does not federate with
+    REFUSED = "refused"  # a known node currently refused for misbehaviour
+
+
+class PeerAuthError(Exception):
+    def __init__(self, code: AuthCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+def body_digest(body: bytes) -> bytes:
+    return hashlib.sha256(body).digest()
+
+
+def request_signing_input(*, method: str, path: str, body: bytes, ts: int, sender: bytes, receiver: bytes) -> bytes:
+    return PEER_REQUEST + codec.encode(
+        {"body": body_digest(body), "from": sender, "method": method.upper(), "path": path, "to": receiver, "ts": ts}
+    )
+
+
+def sign_request(key: SigningKey, *, method: str, path: str, body: bytes, ts: int, receiver: bytes) -> dict[str, str]:
+    """The headers that authenticate one request from ``key``'s node to ``receiver``."""
+    sig = key.sign(request_signing_input(method=method, path=path, body=body, ts=ts, sender=key.public_key, receiver=receiver))
+    return {
+        HEADER_FROM: format_id(IdKind.NODE, key.public_key),
+        HEADER_TO: format_id(IdKind.NODE, receiver),
+        HEADER_TS: str(ts),
+        HEADER_SIG: sig.hex(),
+    }
+
+
+class ReplayGuard:
+    """Signatures accepted within the window, oldest first; bounded by ``capacity``.
+
+    When full, the oldest entries are forgotten and the window is narrowed to exclude them, so a
+    flood can never make the guard forget a signature whose timestamp would still be accepted.
+    """
+
+    def __init__(self, window_ms: int = DEFAULT_WINDOW_MS, capacity: int = 100_000) -> None:
+        self.window_ms = window_ms
+        self.capacity = capacity
+        self._seen: OrderedDict[bytes, int] = OrderedDict()
+        self._floor = -(2**63)  # requests stamped at or before this are refused as stale
+
+    def check_and_remember(self, sig: bytes, ts: int, now: int) -> None:
+        if abs(now - ts) > self.window_ms or ts <= self._floor:
+            raise PeerAuthError(AuthCode.STALE, f"timestamp {ts} is more than {self.window_ms} ms from this node's clock {now}")
+        # Forget what can no longer be replayed (its timestamp has left the window).
+        while self._seen:
+            oldest_sig, oldest_ts = next(iter(self._seen.items()))
+            if oldest_ts >= now - self.window_ms:
+                break
+            del self._seen[oldest_sig]
+        if sig in self._seen:
+            raise PeerAuthError(AuthCode.REPLAYED, "this signed request was already accepted")
+        if len(self._seen) >= self.capacity:
+            _, evicted_ts = self._seen.popitem(last=False)
+            self._floor = max(self._floor, evicted_ts)
+        self._seen[sig] = ts
+
+
+def verify_request(
+    headers: dict[str, str] | object,
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    receiver: bytes,
+    now: int,
+    guard: ReplayGuard,
+) -> bytes:
+    """Check a request's authentication headers; return the sender's node id or raise."""
+    get = headers.get  # type: ignore[attr-defined]
+    sender_text, to_text, ts_text, sig_hex = get(HEADER_FROM), get(HEADER_TO), get(HEADER_TS), get(HEADER_SIG)
+    if not (sender_text and to_text and ts_text and sig_hex):
+        raise PeerAuthError(AuthCode.UNAUTHENTICATED, f"peer requests need {HEADER_FROM}, {HEADER_TO}, {HEADER_TS} and {HEADER_SIG}")
+    try:
+        sender = parse_id(IdKind.NODE, sender_text)
+        to = parse_id(IdKind.NODE, to_text)
+    except ValueError as e:
+        raise PeerAuthError(AuthCode.UNAUTHENTICATED, str(e)) from None
+    if to != receiver:
+        raise PeerAuthError(AuthCode.MISADDRESSED, f"this request is addressed to {to_text}, not to this node")
+    if not (ts_text.isascii() and ts_text.isdigit()) or len(ts_text) > 19:
+        raise PeerAuthError(AuthCode.UNAUTHENTICATED, f"{HEADER_TS} must be milliseconds since the epoch")
+    if len(sig_hex) != 128:
+        raise PeerAuthError(AuthCode.UNAUTHENTICATED, f"{HEADER_SIG} must be 128 hex digits")
+    try:
+        sig = bytes.fromhex(sig_hex)
+    except ValueError:
+        raise PeerAuthError(AuthCode.UNAUTHENTICATED, f"{HEADER_SIG} must be 128 hex digits") from None
+    ts = int(ts_text)
+    try:
+        verify(sender, request_signing_input(method=method, path=path, body=body, ts=ts, sender=sender, receiver=receiver), sig)
+    except ValueError as e:
+        raise PeerAuthError(AuthCode.BAD_SIGNATURE, f"request signature does not verify: {e}") from None
+    guard.check_and_remember(sig, ts, now)
+    return sender
+
+
+# ---- node records ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    node: bytes
+    url: str
+    federation: str
+    coops: tuple[bytes, ...]  # the co-ops this node replicates, sorted; empty with all_coops
+    all_coops: bool
+    ts: int
+    sig: bytes
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            {"record": _record_content(self.node, self.url, self.federation, self.coops, self.all_coops, self.ts), "sig": self.sig}
+        )
+
+    @property
+    def node_text(self) -> str:
+        return format_id(IdKind.NODE, self.node)
+
+
+def _record_content(node: bytes, url: str, federation: str, coops: tuple[bytes, ...], all_coops: bool, ts: int) -> dict[str, object]:
+    return {"all_coops": all_coops, "coops": list(coops), "federation": federation, "node": node, "ts": ts, "url": url}
+
+
+def sign_node_record(
+    key: SigningKey, *, url: str, federation: str, coops: list[bytes] | tuple[bytes, ...], all_coops: bool, ts: int
+) -> NodeRecord:
+    coops_t = tuple(sorted(set(coops)))
+    content = _record_content(key.public_key, url, federation, coops_t, all_coops, ts)
+    record = NodeRecord(key.public_key, url, federation, coops_t, all_coops, ts, key.sign(NODE_RECORD + codec.encode(content)))
+    _check_record_fields(record)
+    return record
+
+
+def _check_record_fields(r: NodeRecord) -> None:
+    if not (r.url.startswith("http://") or r.url.startswith("https://")) or len(r.url.encode()) > MAX_URL_BYTES:
+        raise ValueError(f"node record url must be an http(s) URL of at most {MAX_URL_BYTES} bytes")
+    if len(r.coops) > MAX_RECORD_COOPS or any(type(c) is not bytes or len(c) != ID_BYTES for c in r.coops):
+        raise ValueError(f"node record coops must be at most {MAX_RECORD_COOPS} co-op ids")
+    if not isinstance(r.federation, str) or len(r.federation.encode()) > 128:
+        raise ValueError("node record federation must be a name of at most 128 bytes")
+    if type(r.ts) is not int or r.ts < 0 or type(r.all_coops) is not bool:
+        raise ValueError("node record ts must be a non-negative integer and all_coops a bool")
+
+
+_RECORD_LIMITS = DecodeLimits(
+    max_bytes=16 * 1024, max_depth=3, max_container_len=MAX_RECORD_COOPS, max_str_bytes=MAX_URL_BYTES, max_bin_bytes=64
+)
+
+
+def decode_node_record(data: bytes) -> NodeRecord:
+    """Decode and verify a node record; raise ``ValueError`` (a ProtocolError for codec failures)."""
+    outer = codec.decode(data, _RECORD_LIMITS)
+    if (
+        not isinstance(outer, dict)
+        or outer.keys() != {"record", "sig"}
+        or not isinstance(outer["record"], dict)
+        or type(outer["sig"]) is not bytes
+    ):
+        raise ValueError("a node record is {record: map, sig: bin}")
+    content = outer["record"]
+    if content.keys() != {"all_coops", "coops", "federation", "node", "ts", "url"}:
+        raise ValueError("node record fields are all_coops, coops, federation, node, ts, url")
+    if type(content["node"]) is not bytes or not isinstance(content["coops"], tuple) or not isinstance(content["url"], str):
+        raise ValueError("node record has fields of the wrong type")
+    coops = content["coops"]
+    if any(a >= b for a, b in pairwise(coops)):
+        raise ValueError("node record coops must be sorted without repeats")
+    record = NodeRecord(content["node"], content["url"], content["federation"], coops, content["all_coops"], content["ts"], outer["sig"])
+    _check_record_fields(record)
+    verify(record.node, NODE_RECORD + codec.encode(content), record.sig)
+    return record
