@@ -146,9 +146,17 @@ def run(c: Ctx, data_dir: Path | None, config_file: Path | None) -> None:
         cfg = load_config(path, env=env)
     except ConfigError as e:
         _fail("bad_config", str(e), c.as_json)
-    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    interactive = sys.stderr.isatty()
+    if interactive:
+        from rich.logging import RichHandler
+
+        logging.basicConfig(
+            level=cfg.log_level.upper(), format="%(name)s: %(message)s", handlers=[RichHandler(console=err_console, show_path=False)]
+        )
+    else:
+        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, err_console if interactive else None))
     except (KeyFileError, OSError) as e:
         _fail("cannot_start", str(e), c.as_json)
 
@@ -347,16 +355,39 @@ def status(c: Ctx) -> None:
     except ClientError as e:
         _fail(e.code, e.message, c.as_json)
 
+    try:
+        info["peers"] = c.client.get("/api/v1/peers")["peers"]
+    except ClientError as e:
+        _fail(e.code, e.message, c.as_json)
+
     def readable(o: dict[str, Any]) -> None:
         t = Table(show_header=False, box=None)
         t.add_row("node", o["node_id"])
         t.add_row("url", c.client.url)
         t.add_row("version", f"{o['version']} (protocol {o['protocol']})")
         t.add_row("uptime", f"{o['uptime_s']} s")
+        if o.get("federation"):
+            t.add_row("federation", o["federation"])
         for k, v in o["counts"].items():
             t.add_row(k, str(v))
         rejected = o["submitted"]["rejected"]
         t.add_row("rejected", ", ".join(f"{k}={v}" for k, v in sorted(rejected.items())) or "0")
+        cu = o.get("catchup") or {}
+        if cu.get("active"):
+            eta = f", ~{cu['eta_s']:.0f} s left" if cu.get("eta_s") is not None else ""
+            pct = 100 * cu["done"] / max(cu["total"], 1)
+            t.add_row("catch-up", f"{cu['done']}/{cu['total']} actions ({pct:.0f}%), {cu['rate']:.0f}/s{eta}")
+        else:
+            t.add_row("catch-up", "idle (in sync with the last peer reconciled)")
+        t.add_row("peers", f"{o.get('peers_reachable', 0)} reachable of {len(o['peers'])}")
         console.print(t)
+        if o["peers"]:
+            pt = Table("peer", "url", "state", "last success", "failures", "score", "behind")
+            now_ms = time.time_ns() // 1_000_000
+            for p in o["peers"]:
+                ago = f"{(now_ms - p['last_success_ms']) / 1000:.0f} s ago" if p["last_success_ms"] else "never"
+                behind = "-" if p["behind"] is None else str(p["behind"])
+                pt.add_row(p["id"][:20] + "…", p["url"], p["state"], ago, str(p["failures"]), str(p["score"]), behind)
+            console.print(pt)
 
     _out(info, c.as_json, readable)

@@ -8,6 +8,7 @@ or range is an error naming the file and the key. Two environment variables over
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -255,10 +256,53 @@ def load_config(path: Path | str, env: dict[str, str] | None = None) -> Config:
     return parse_config(data, path, env)
 
 
-def render_config(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "info") -> str:
+def load_federation_file(path: Path | str) -> Federation:
+    """A federation file: name, open, coops and bootstrap peers, as its members hand it out."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such federation file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    fed = parse_federation(data, str(path))
+    if not fed.name:
+        raise ConfigError(f"{path}: a federation file needs a name")
+    return fed
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)  # JSON strings are valid TOML basic strings
+
+
+def render_federation(fed: Federation, advertise_url: str = "") -> str:
+    replicate = '"all"' if fed.replicate is None else "[" + ", ".join(_toml_str(c) for c in fed.replicate) + "]"
+    lines = [
+        "[federation]",
+        f"name = {_toml_str(fed.name)}",
+        f"open = {'true' if fed.open else 'false'}          # true: any node with a valid record may join",
+        f"replicate = {replicate}",
+        f"advertise_url = {_toml_str(advertise_url or fed.advertise_url)}   # how peers reach this node; empty: the listen address",
+        "# fanout = 3, anti_entropy_interval = 5.0, request_timeout = 10.0, max_peers = 64,",
+        "# fetch_batch = 2000, refuse_seconds = 60.0, rate_limit = 50.0: the defaults",
+    ]
+    for p in fed.peers:
+        lines += ["", "[[federation.peers]]", f"url = {_toml_str(p.url)}", f"id = {_toml_str(p.node_id)}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_config(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    log_level: str = "info",
+    federation: Federation | None = None,
+    advertise_url: str = "",
+) -> str:
     """The config file ``coopnet init`` writes: every setting shown with its default."""
     lim = Limits()
     limit_lines = "\n".join(f"# {f.name} = {getattr(lim, f.name)}" for f in fields(Limits))
+    fed_text = render_federation(federation, advertise_url) if federation is not None else render_federation(Federation(), advertise_url)
     return f"""# coopnet node configuration. Paths are relative to this file's folder.
 # Environment overrides: COOPNET_DATA_DIR, COOPNET_PORT.
 
@@ -277,4 +321,5 @@ synchronous = "full"
 [limits]
 # Uncomment to change; the values shown are the defaults.
 {limit_lines}
-"""
+
+{fed_text}"""

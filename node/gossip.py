@@ -251,7 +251,8 @@ class Gossip:
             if rec.probes:
                 mine = await self.store.ids_at(coop, [(p.author, p.seq) for p in rec.probes])
                 wants += resolve_probes(rec.probes, mine)
-            peer.behind = sum(w.last - w.first + 1 for w in wants)
+            peer.ahead = sum(w.last - w.first + 1 for w in wants)
+            peer.behind = rec.peer_lacks
             peer.reconciled_ms = self.clock_ms()
             self.metrics.reconciliations.labels("in_sync" if not wants and not rec.proof_wants else "differ").inc()
             fetched = await self._fetch(peer, coop, wants, rec.proof_wants) if wants or rec.proof_wants else 0

@@ -16,11 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from protocol.ids import IdKind, format_id
 
 from .api import Api
-from .config import CONFIG_NAME, Config, ConfigError, load_config, render_config
+from .config import CONFIG_NAME, Config, ConfigError, Federation, load_config, render_config
 from .gossip import Gossip, Scope, node_record
 from .ingest import Ingestor
 from .keyfile import read_key_file, write_key_file
@@ -38,7 +40,15 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def init_data_dir(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8470, log_level: str = "info") -> Config:
+def init_data_dir(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8470,
+    log_level: str = "info",
+    federation: Federation | None = None,
+    advertise_url: str = "",
+) -> Config:
     """Create a data directory with a config and a node key; refuse if one is already there."""
     data_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = data_dir / CONFIG_NAME
@@ -48,7 +58,7 @@ def init_data_dir(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8470, 
     if key_path.exists():
         raise ConfigError(f"{key_path} already exists; refusing to overwrite a node key")
     write_key_file(key_path, "node")
-    cfg_path.write_text(render_config(host, port, log_level))
+    cfg_path.write_text(render_config(host, port, log_level, federation, advertise_url))
     return load_config(cfg_path, env={})
 
 
@@ -159,14 +169,49 @@ class Node:
         log.info("node stopped")
 
 
-async def serve(config: Config) -> None:
-    """Run a node until SIGINT or SIGTERM."""
+async def serve(config: Config, console: Console | None = None) -> None:
+    """Run a node until SIGINT or SIGTERM. With a console (an interactive terminal), catch-up
+    shows as a progress bar; otherwise the gossip layer logs progress lines."""
     node = await Node.start(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    bar = asyncio.create_task(_progress_bar(node, console)) if console is not None else None
     try:
         await stop.wait()
     finally:
+        if bar is not None:
+            bar.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bar
         await node.stop()
+
+
+async def _progress_bar(node: Node, console: Console) -> None:
+    progress: Progress | None = None
+    task = None
+    try:
+        while True:
+            p = node.gossip.progress
+            if p.active and p.total >= 1000:
+                if progress is None:
+                    progress = Progress(
+                        TextColumn("catch-up"),
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        TextColumn("actions"),
+                        TimeRemainingColumn(),
+                        console=console,
+                    )
+                    progress.start()
+                    task = progress.add_task("catch-up", total=p.total)
+                assert task is not None
+                progress.update(task, total=p.total, completed=p.done)
+            elif progress is not None:
+                progress.stop()
+                progress, task = None, None
+            await asyncio.sleep(0.25)
+    finally:
+        if progress is not None:
+            progress.stop()

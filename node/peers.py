@@ -68,7 +68,8 @@ class Peer:
     refused_until_ms: int = 0
     refusals: int = 0
     offences: dict[str, int] = field(default_factory=dict)
-    behind: int | None = None  # actions it held that this node lacked, at the last reconciliation
+    behind: int | None = None  # actions this node held that the peer lacked, at the last reconciliation
+    ahead: int | None = None  # actions the peer held that this node lacked (then fetched)
     reconciled_ms: int | None = None
 
     @property
@@ -191,6 +192,7 @@ class PeerBook:
                 "offences": dict(p.offences),
                 "refused_until_ms": p.refused_until_ms or None,
                 "behind": p.behind,
+                "ahead": p.ahead,
                 "reconciled_ms": p.reconciled_ms,
                 "replicates": None
                 if p.record is None

@@ -141,6 +141,7 @@ class Reconciliation:
     wants: dict[bytes, Want] = field(default_factory=dict)
     probes: list[Probe] = field(default_factory=list)
     proof_wants: list[bytes] = field(default_factory=list)
+    peer_lacks: int = 0  # actions this node holds beyond the peer's heads, in the ranges compared
     _queue: list[Range] = field(default_factory=list)
     _asked: tuple[Range, ...] = ()
     _started: bool = False
@@ -180,6 +181,8 @@ class Reconciliation:
 
     def _compare(self, listing: Listing) -> None:
         own = {h.author: h for h in self.mine.range(listing.lo, listing.hi)}
+        listed = {h.author for h in listing.heads}
+        self.peer_lacks += sum(h.seq for a, h in own.items() if a not in listed)
         for theirs in listing.heads:
             mine = own.get(theirs.author)
             if mine is None:
@@ -190,6 +193,7 @@ class Reconciliation:
                 if mine.head != theirs.head:
                     self._want(theirs.author, theirs.seq, theirs.seq)
             else:
+                self.peer_lacks += mine.seq - theirs.seq
                 self.probes.append(Probe(theirs.author, theirs.seq, theirs.head))
 
     def _want(self, author: bytes, first: int, last: int) -> None:
