@@ -40,7 +40,7 @@ from protocol.messages import Head, Want
 
 log = logging.getLogger("coopnet.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry migrates from version i to i + 1; never edit a shipped entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -92,6 +92,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX proofs_by_coop ON proofs (coop, author, seq);
     """,
+    """
+    CREATE TABLE forks (
+        id          BLOB PRIMARY KEY,         -- an action displaced from its chain by an equivocation
+        coop        BLOB NOT NULL,
+        author      BLOB NOT NULL,
+        seq         INTEGER NOT NULL,
+        raw         BLOB NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    CREATE INDEX forks_by_chain ON forks (coop, author, seq);
+    """,
 )
 
 SYNCHRONOUS_MODES = ("full", "normal")
@@ -114,7 +125,7 @@ class IngestResult:
 class StoredAction:
     pos: int | None  # None while pending
     raw: bytes
-    status: str  # stored | pending
+    status: str  # stored | pending | forked (displaced from its chain by an equivocation)
     received_at: int
 
     def action(self) -> Action:
@@ -343,6 +354,9 @@ class Store:
         rows = await self._all("SELECT raw, received_at FROM pending WHERE id = ?", (action_id,))
         if rows:
             return StoredAction(None, rows[0][0], "pending", rows[0][1])
+        rows = await self._all("SELECT raw, received_at FROM forks WHERE id = ?", (action_id,))
+        if rows:
+            return StoredAction(None, rows[0][0], "forked", rows[0][1])
         return None
 
     async def list_coops(self) -> list[CoopRow]:
@@ -523,6 +537,8 @@ class _GroupPlan:
         self.dirty_heads: set[ChainKey] = set()
         self.new_pending: dict[bytes, Action] = {}
         self.unpended: list[bytes] = []  # rows to delete from pending: promoted or now in a proof
+        self.demotions: list[tuple[bytes, bytes, int]] = []  # (coop, author, from seq) leaving the chain
+        self.forked_inline: list[Action] = []  # displaced actions that never reached the actions table
         self.proofs: list[tuple[bytes, bytes, bytes, int, bytes]] = []
         self.proof_origins: dict[bytes, bytes | None] = {}
         self.new_proof_ids: set[bytes] = set()
@@ -542,6 +558,8 @@ class _GroupPlan:
             if pending_count:
                 async with w.execute(f"SELECT id FROM pending WHERE id IN ({marks})", chunk) as cur:
                     known.update(r[0] for r in await cur.fetchall())
+            async with w.execute(f"SELECT id FROM forks WHERE id IN ({marks})", chunk) as cur:
+                known.update(r[0] for r in await cur.fetchall())
 
         fresh = [a for a in group if a.id not in known]
         keys = list({(a.coop, a.author) for a in fresh})
@@ -618,6 +636,22 @@ class _GroupPlan:
         if where is Placement.EQUIVOCATION:
             assert occupant is not None
             proof = self._prove(a, occupant)
+            if a.id < occupant.id and a.prev == occupant.prev and not occupant.is_genesis:
+                # Every node keeps the fork with the smaller id, so chains converge whichever
+                # fork each node saw first. The displaced action and its successors are kept
+                # aside (forks table), not lost.
+                if a.seq > head_seq:
+                    del chain_pending[a.seq]
+                    self._unpend(occupant)
+                    self.forked_inline.append(occupant)
+                    chain_pending[a.seq] = a
+                    self.new_pending[a.id] = a
+                    self.pending_count += 1
+                    return IngestResult(a.id, "pending", message="replaces a pending fork with a larger id", proof=proof)
+                self._demote(key, a.seq, a.prev, occupants)
+                self._append(a, key, occupants)
+                self._promote(key, chain_pending, occupants)
+                return IngestResult(a.id, "accepted", message="replaces the fork with the larger id", proof=proof)
             return IngestResult(
                 a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"seq {a.seq} of this author is already taken: equivocation proven", proof
             )
@@ -643,6 +677,23 @@ class _GroupPlan:
         self._append(a, key, occupants)
         self._promote(key, chain_pending, occupants)
         return IngestResult(a.id, "accepted", proof=proof)
+
+    def _demote(self, key: ChainKey, seq: int, new_prev: bytes | None, occupants: dict[tuple[bytes, bytes, int], Action]) -> None:
+        """Move ``key``'s chain from ``seq`` up out of the chain: stored rows in SQL (write), and
+        any appended earlier in this group right here."""
+        coop, author = key
+        kept = []
+        for x in self.appends:
+            if x.coop == coop and x.author == author and x.seq >= seq:
+                self.forked_inline.append(x)
+            else:
+                kept.append(x)
+        self.appends = kept
+        self.demotions.append((coop, author, seq))
+        for q in [q for (c, au, q) in occupants if c == coop and au == author and q >= seq]:
+            del occupants[(coop, author, q)]
+        self.heads[key] = (seq - 1, new_prev)  # type: ignore[assignment]
+        self.dirty_heads.add(key)
 
     def _prove(self, a: Action, other: Action) -> bytes:
         proof = make_proof(a, other)
@@ -699,6 +750,19 @@ class _GroupPlan:
     async def write(self, w: aiosqlite.Connection, now: int) -> None:
         if self.unpended:
             await w.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in self.unpended])
+        for coop, author, seq in self.demotions:
+            where = "coop = ? AND author = ? AND seq >= ?"
+            await w.execute(
+                f"INSERT OR IGNORE INTO forks SELECT id, coop, author, seq, raw, received_at FROM actions WHERE {where}",
+                (coop, author, seq),
+            )
+            cur = await w.execute(f"DELETE FROM actions WHERE {where}", (coop, author, seq))
+            await w.execute("UPDATE coops SET actions = actions - ? WHERE id = ?", (cur.rowcount, coop))
+        if self.forked_inline:
+            await w.executemany(
+                "INSERT OR IGNORE INTO forks (id, coop, author, seq, raw, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(x.id, x.coop, x.author, x.seq, x.raw, now) for x in self.forked_inline],
+            )
         for g in self.new_coops.values():
             body = g.body_value()
             name = body.get("name", "") if isinstance(body, dict) else ""

@@ -552,9 +552,8 @@ async def test_unknown_coop(world: World) -> None:
 
 async def test_chain_conflict_yields_a_proof(world: World) -> None:
     alice = member_key(2)
-    a1 = next_action(alice, world.coop, None, body={"v": "first"})
-    a1_other = next_action(alice, world.coop, None, body={"v": "second"})
-    assert a1.id != a1_other.id
+    # Every node keeps the fork with the smaller id; the larger one arriving second is refused.
+    a1, a1_other = sorted((next_action(alice, world.coop, None, body={"v": v}) for v in ("first", "second")), key=lambda a: a.id)
     assert (await world.client.post([a1])).json["accepted"] == 1
     before = await world.client.counts()
     reply = await world.client.post([a1_other], single=True)
@@ -581,6 +580,31 @@ async def test_chain_conflict_yields_a_proof(world: World) -> None:
     again = await world.client.post([a1_other])
     assert again.status == 200 and again.json["results"][0]["proof"] == proof_text
     assert (await world.client.counts())["proofs"] == before["proofs"] + 1
+    await world.assert_still_serving()
+
+
+async def test_the_smaller_fork_replaces_the_larger_everywhere(world: World) -> None:
+    """Whichever fork a node saw first, it ends up holding the one with the smaller id, so
+    nodes converge; the displaced action and its successors are kept aside as "forked"."""
+    alice = member_key(2)
+    a1 = next_action(alice, world.coop, None)
+    small, large = sorted((next_action(alice, world.coop, a1, body={"v": v}) for v in ("x", "y")), key=lambda a: a.id)
+    after_large = next_action(alice, world.coop, large)
+    assert (await world.client.post([a1, large, after_large])).json["accepted"] == 3
+    before = await world.client.counts()
+    reply = await world.client.post([small], single=True)
+    assert reply.status == 200
+    [result] = reply.json["results"]
+    assert result["status"] == "accepted" and "proof" in result
+    assert await world.client.status_of(small) == "stored"
+    assert await world.client.status_of(large) == "forked"
+    assert await world.client.status_of(after_large) == "forked"
+    chains = (await world.client.get(f"/api/v1/coops/{world.coop_text}/chains", author=mem_id(alice))).json["chains"]
+    assert chains[0]["seq"] == 2 and chains[0]["head"] == format_id(IdKind.ACTION, small.id)
+    assert await world.client.counts() == {**before, "actions": before["actions"] - 1, "proofs": before["proofs"] + 1}
+    # Re-sending the displaced actions changes nothing.
+    again = await world.client.post([large, after_large])
+    assert [r["status"] for r in again.json["results"]] == ["known", "known"]
     await world.assert_still_serving()
 
 
@@ -719,8 +743,7 @@ async def test_pending_limit_rejects_with_chain_gap_and_drops_nothing(start_node
 async def test_equivocation_between_two_pending_actions(world: World) -> None:
     alice = member_key(2)
     a1, a2 = make_chain(alice, world.coop, 2)
-    a3 = next_action(alice, world.coop, a2, body={"v": "left"})
-    a3_other = next_action(alice, world.coop, a2, body={"v": "right"})
+    a3, a3_other = sorted((next_action(alice, world.coop, a2, body={"v": v}) for v in ("left", "right")), key=lambda a: a.id)
     assert (await world.client.post([a3])).json["results"][0]["status"] == "pending"
     reply = await world.client.post([a3_other], single=True)
     body = assert_error_body(reply, 409, "chain_conflict", submission=True)
@@ -733,8 +756,8 @@ async def test_equivocation_between_two_pending_actions(world: World) -> None:
     assert await world.client.status_of(a3_other) is None
     # Both in one batch, above a gap, is the same proof.
     bob = member_key(3)
-    b1, b2 = make_chain(bob, world.coop, 2)
-    b2_other = next_action(bob, world.coop, b1, body={"v": "other"})
+    b1, b2_first = make_chain(bob, world.coop, 2)
+    b2, b2_other = sorted((b2_first, next_action(bob, world.coop, b1, body={"v": "other"})), key=lambda a: a.id)
     batch = await world.client.post([b2, b2_other])
     assert [r["status"] for r in batch.json["results"]] == ["pending", "rejected"]
     assert batch.json["results"][1]["code"] == "chain_conflict" and "proof" in batch.json["results"][1]
