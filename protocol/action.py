@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from . import codec, domain
+from .charter import check_governance_body, is_governance
 from .errors import RejectCode, ValidationError
 from .ids import ID_BYTES
 from .keys import SigningKey, check_public_key, verify
@@ -349,8 +350,12 @@ def decode_action(
         body_value = codec.decode(body, _body_limits(limits))
         if env.coop is None:
             check_genesis_body(body_value)
-    elif env.coop is None and not in_proof:
-        raise _bad("a genesis action must carry its body (the charter)", RejectCode.BAD_BODY)
+        if is_governance(env.kind):
+            check_governance_body(env.kind, body_value)
+    elif is_governance(env.kind) and not in_proof:
+        # Governance decides membership and sanctions: every node must see the same bodies, so
+        # they can never be withheld or redacted (genesis included: it carries the charter).
+        raise _bad(f"a {env.kind} action must carry its body", RejectCode.BAD_BODY)
     if check_signature:
         verify(env.author, domain.action_signing_input(env_bytes), sig)
     return Action(action_id, env, env_bytes, sig, body, data)

@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:
 from protocol import codec, domain  # noqa: E402
 from protocol.action import GENESIS_KIND, Action, sign_action, sign_genesis  # noqa: E402
 from protocol.chain import make_proof  # noqa: E402
+from protocol.charter import DEFAULT_CHARTER as DEFAULT_CHARTER_VALUE  # noqa: E402
 from protocol.ids import IdKind, format_id  # noqa: E402
 from protocol.keys import SMALL_ORDER_ENCODINGS, SigningKey  # noqa: E402
 
@@ -694,8 +695,8 @@ class Chain:
             prev=self.a2.id,
             deps=[self.b1.id, self.a2.id],
             ts=TS0 + 180_000,
-            kind="member.admit",
-            body={"member": kb.public_key},
+            kind="proposal.open",
+            body={"payload": {"member": kb.public_key}, "title": "Admit Bob", "type": "admit"},
         )
         self.b2a = sign_action(
             kb, coop=g, seq=2, prev=self.b1.id, deps=[self.a3.id], ts=TS0 + 240_000, kind="ride.request", body={"to": "Annecy"}
@@ -706,7 +707,7 @@ class Chain:
         self.a2x = sign_action(
             ka, coop=g, seq=2, prev=g, deps=[g], ts=TS0 + 60_000, kind="ride.offer", body={"from": "Lyon", "seats": 2, "to": "Grenoble"}
         )
-        self.a1x = sign_action(ka, coop=g, seq=1, prev=None, deps=[], ts=TS0 + 1, kind="coop.note", body="a second seq 1")
+        self.a1x = sign_action(ka, coop=g, seq=1, prev=None, deps=[], ts=TS0 + 1, kind="note.text", body="a second seq 1")
         self.c1 = sign_action(
             kc,
             coop=g,
@@ -1045,6 +1046,25 @@ def invalid_actions_vectors(c: Chain) -> dict[str, Any]:
     env_case("bad schema: coop nil on a kind other than coop.genesis", gen_base(kind="coop.charter"), "bad_schema", gb)
     env_case("bad schema: genesis at seq 2", gen_base(seq=2, prev=g), "bad_schema", gb)
     env_case("bad schema: genesis with deps", gen_base(deps=[fake_id(0)]), "bad_schema", gb)
+
+    # Governance bodies (protocol/charter.py): checked when decoded, and never withheld.
+    def gov_case(name: str, kind: str, gbody: Any, b: bool = True) -> None:
+        bb = codec.encode(gbody)
+        env_case(name, base(kind=kind, body_hash=domain.body_hash(bb), body_size=len(bb)), "bad_body", bb if b else None)
+
+    gov_case("bad body: governance action without its body", "vote.cast", {"choice": "yes", "proposal": fake_id(1)}, b=False)
+    gov_case("bad body: reserved kind not defined in version 1", "member.join", {})
+    gov_case("bad body: vote choice not in the list", "vote.cast", {"choice": "maybe", "proposal": fake_id(1)})
+    gov_case("bad body: vote proposal not an id", "vote.cast", {"choice": "yes", "proposal": b"short"})
+    gov_case("bad body: proposal of an unknown type", "proposal.open", {"payload": {}, "title": "x", "type": "coup"})
+    gov_case("bad body: proposal with an empty title", "proposal.open", {"payload": {}, "title": "", "type": "text"})
+    gov_case("bad body: admit proposal without member", "proposal.open", {"payload": {}, "title": "x", "type": "admit"})
+    bad_charter = {**DEFAULT_CHARTER_VALUE, "membership": {"policy": "lottery", "sponsors": 1}}
+    gov_case(
+        "bad body: amend proposal with a bad charter", "proposal.open", {"payload": {"charter": bad_charter}, "title": "x", "type": "amend"}
+    )
+    gov_case("bad body: tally outcome not in the list", "proposal.tally", {"outcome": "won", "proposal": fake_id(1)})
+    gov_case("bad body: sponsor with extra field", "member.sponsor", {"member": fake_id(2), "why": "x"})
 
     # Size.
     deep: Any = 1

@@ -591,7 +591,7 @@ def test_fork_against_the_genesis_round_trips() -> None:
     """The founder's chain starts with the genesis at seq 1; a second seq-1 action by the founder in
     the same co-op forks it. place() calls that an equivocation and make_proof accepts the pair, so
     the proof it builds must also pass decode_proof, or honest nodes gossip proofs peers refuse."""
-    rival = sign_x(seq=1, kind="member.join", body={"role": "founder"})
+    rival = sign_x(seq=1, kind="note.join", body={"role": "founder"})
     assert rival.coop == GENESIS.coop and rival.author == GENESIS.author and rival.seq == GENESIS.seq
     assert place(rival, 1, GENESIS.id, GENESIS.id) is Placement.EQUIVOCATION
     proof = make_proof(GENESIS, rival)
@@ -599,7 +599,7 @@ def test_fork_against_the_genesis_round_trips() -> None:
 
 
 def test_genesis_with_its_body_in_a_proof_is_bogus() -> None:
-    rival = sign_x(seq=1, kind="member.join", body={"role": "founder"})
+    rival = sign_x(seq=1, kind="note.join", body={"role": "founder"})
     proof = make_proof(GENESIS, rival)
     with_body = {GENESIS.id: GENESIS.raw, rival.id: rival.without_body().raw}
     bogus(lambda: decode_proof(proof_bytes(with_body[proof.a.id], with_body[proof.b.id])))

@@ -349,7 +349,7 @@ def test_invalid_proof(vec: dict[str, Any]) -> None:
 def test_generator_reproduces_the_committed_files(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_vectors.py"), "--out", str(tmp_path)], check=True, cwd=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILES)
-    assert sorted(p.name for p in VECTORS.glob("*.json")) == sorted(FILES)
+    assert set(FILES) <= {p.name for p in VECTORS.glob("*.json")}  # other generators own the rest
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (VECTORS / name).read_bytes(), f"{name} differs: run scripts/make_vectors.py"
 
