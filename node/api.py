@@ -25,6 +25,7 @@ from protocol.messages import Submission, check_submission, decode_submission
 
 from . import __version__, views
 from .config import Limits
+from .governance import Governance
 from .ingest import Ingestor
 from .metrics import CONTENT_TYPE, Metrics
 from .store import IngestResult, Store, StoreError
@@ -103,7 +104,7 @@ def _wants_msgpack(request: web.Request) -> bool:
     return any(t in accept for t in MSGPACK_TYPES)
 
 
-def _respond(request: web.Request, payload: dict[str, Any], status: int = 200) -> web.Response:
+def respond(request: web.Request, payload: dict[str, Any], status: int = 200) -> web.Response:
     if _wants_msgpack(request):
         return web.Response(body=msgpack.packb(payload, use_bin_type=True), status=status, content_type="application/msgpack")
     return web.json_response(payload, status=status)
@@ -123,6 +124,7 @@ class Api:
         metrics: Metrics,
         status_extra: Callable[[], dict[str, Any]] | None = None,
         peers_view: Callable[[], list[dict[str, Any]]] | None = None,
+        governance: Governance | None = None,
     ) -> None:
         self.store = store
         self.ingestor = ingestor
@@ -133,6 +135,7 @@ class Api:
         self.metrics = metrics
         self.status_extra = status_extra
         self.peers_view = peers_view
+        self.governance = governance
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.limits.max_request_bytes, middlewares=[error_middleware])
@@ -188,7 +191,7 @@ class Api:
             r = results[0]
             assert r.code is not None
             raise ApiError(STATUS_FOR_CODE.get(r.code, 400), r.code.value, r.message or r.code.value, body)
-        return _respond(request, body)
+        return respond(request, body)
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -200,14 +203,14 @@ class Api:
         return web.json_response(body, status=200 if ok else 503)
 
     async def peers(self, request: web.Request) -> web.Response:
-        return _respond(request, {"peers": self.peers_view() if self.peers_view is not None else []})
+        return respond(request, {"peers": self.peers_view() if self.peers_view is not None else []})
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def node_info(self, request: web.Request) -> web.Response:
         counts = await self.store.counts()
-        return _respond(
+        return respond(
             request,
             {
                 "node_id": format_id(IdKind.NODE, self.node_id),
@@ -237,7 +240,13 @@ class Api:
         found = await self.store.get_action(action_id)
         if found is None:
             raise ApiError(404, "not_found", f"no action {request.match_info['id']} here")
-        return _respond(request, views.stored_view(found, binary=_wants_msgpack(request)))
+        view = views.stored_view(found, binary=_wants_msgpack(request))
+        if self.governance is not None and found.status == "stored":
+            fold = await self.governance.fold(found.action().coop)
+            if fold is not None:
+                state, reason = fold.result(action_id)
+                view["fold"] = {"result": state, "reason": reason}
+        return respond(request, view)
 
     async def _coop(self, request: web.Request) -> bytes:
         coop = parse_id(IdKind.COOP, request.match_info["coop"])
@@ -246,7 +255,7 @@ class Api:
         return coop
 
     async def list_coops(self, request: web.Request) -> web.Response:
-        return _respond(request, {"coops": [views.coop_view(c) for c in await self.store.list_coops()]})
+        return respond(request, {"coops": [views.coop_view(c) for c in await self.store.list_coops()]})
 
     async def get_coop(self, request: web.Request) -> web.Response:
         coop = await self._coop(request)
@@ -256,7 +265,7 @@ class Api:
         out = views.coop_view(row)
         out["genesis"] = views.stored_view(genesis, binary=_wants_msgpack(request))
         out["chains"] = await self.store.chain_count(coop)
-        return _respond(request, out)
+        return respond(request, out)
 
     async def list_actions(self, request: web.Request) -> web.Response:
         coop = await self._coop(request)
@@ -268,24 +277,24 @@ class Api:
         rows = await self.store.list_actions(coop, author=author, kind=kind, after=after, limit=limit)
         binary = _wants_msgpack(request)
         nxt = str(rows[-1].pos) if len(rows) == limit else None
-        return _respond(request, {"actions": [views.stored_view(r, binary=binary) for r in rows], "next": nxt})
+        return respond(request, {"actions": [views.stored_view(r, binary=binary) for r in rows], "next": nxt})
 
     async def chains(self, request: web.Request) -> web.Response:
         coop = await self._coop(request)
         author = parse_id(IdKind.MEMBER, request.query["author"]) if request.query.get("author") else None
         rows = await self.store.chains(coop, author)
-        return _respond(request, {"coop": request.match_info["coop"], "chains": [views.chain_view(c) for c in rows]})
+        return respond(request, {"coop": request.match_info["coop"], "chains": [views.chain_view(c) for c in rows]})
 
     async def proofs(self, request: web.Request) -> web.Response:
         coop = await self._coop(request)
         binary = _wants_msgpack(request)
-        return _respond(request, {"proofs": [views.proof_view(p, binary=binary) for p in await self.store.proofs(coop)]})
+        return respond(request, {"proofs": [views.proof_view(p, binary=binary) for p in await self.store.proofs(coop)]})
 
     async def get_proof(self, request: web.Request) -> web.Response:
         proof = await self.store.get_proof(parse_id(IdKind.PROOF, request.match_info["id"]))
         if proof is None:
             raise ApiError(404, "not_found", f"no proof {request.match_info['id']} here")
-        return _respond(request, views.proof_view(proof, binary=_wants_msgpack(request)))
+        return respond(request, views.proof_view(proof, binary=_wants_msgpack(request)))
 
 
 def _tally(results: Sequence[IngestResult]) -> dict[str, int]:

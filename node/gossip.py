@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from protocol import ProtocolError, SigningKey
 from protocol.ids import IdKind, parse_id
 from protocol.messages import (
+    PUSH_MAX_ACTIONS,
     Announce,
     FetchRequest,
     PeerPush,
@@ -48,26 +49,37 @@ from protocol.reconcile import HeadSet, Reconciliation, resolve_probes
 
 from .config import Federation, Limits
 from .metrics import Metrics
-from .peer_api import FETCH_MAX_BYTES, PeerApi
+from .peer_api import PeerApi
 from .peers import Peer, PeerBook, PeerClient, PeerError
 from .store import Committed, Store
 
 log = logging.getLogger("coopnet.gossip")
 
-PUSH_BATCH = 500
+PUSH_BATCH = PUSH_MAX_ACTIONS
 PUSH_LINGER_S = 0.01
 ANNOUNCE_INTERVAL_S = 30.0
 PROGRESS_LOG_INTERVAL_MS = 2000
 
 
 class Scope:
-    """The co-ops this node replicates: a configured list, or all (``coops`` None)."""
+    """The co-ops this node replicates: a configured list, or all (``coops`` None), plus the
+    co-ops that a replicated co-op has decided to federate with (its governance, not config)."""
 
     def __init__(self, replicate: tuple[str, ...] | None) -> None:
-        self.coops: frozenset[bytes] | None = None if replicate is None else frozenset(parse_id(IdKind.COOP, c) for c in replicate)
+        self.configured: frozenset[bytes] | None = None if replicate is None else frozenset(parse_id(IdKind.COOP, c) for c in replicate)
+        self.partners: set[bytes] = set()
+
+    @property
+    def coops(self) -> frozenset[bytes] | None:
+        return None if self.configured is None else self.configured | self.partners
+
+    def add_partner(self, coop: bytes) -> None:
+        if self.configured is not None and coop not in self.configured and coop not in self.partners:
+            log.info("replicating co-op %s: a federation agreement names it", coop.hex()[:16])
+            self.partners.add(coop)
 
     def __call__(self, coop: bytes) -> bool:
-        return self.coops is None or coop in self.coops
+        return self.configured is None or coop in self.configured or coop in self.partners
 
 
 def node_record(key: SigningKey, url: str, federation: Federation, scope: Scope, ts: int) -> bytes:
@@ -184,7 +196,7 @@ class Gossip:
                 by_coop.setdefault(coop, []).append((raw, origin, is_proof))
             sends = []
             for coop, entries in by_coop.items():
-                candidates = [p for p in self.book.ready() if p.replicates(coop)]
+                candidates = [p for p in self.book.ready() if p.url and p.replicates(coop)]
                 self.rng.shuffle(candidates)
                 for peer in candidates[: self.federation.fanout]:
                     actions = tuple(raw for raw, origin, is_proof in entries if not is_proof and origin != peer.node_id)
@@ -218,7 +230,7 @@ class Gossip:
 
     async def round(self) -> int:
         """One anti-entropy round over every co-op in scope; returns actions fetched."""
-        ready = self.book.ready()
+        ready = [p for p in self.book.ready() if p.url]
         if not ready:
             return 0
         coops = set(await self.store.coop_ids()) if self.scope.coops is None else set(self.scope.coops)
@@ -232,7 +244,7 @@ class Gossip:
                 self.book.failure(peer, str(e))
         fetched = 0
         for coop in sorted(coops):
-            candidates = [p for p in self.book.ready() if p.replicates(coop)]
+            candidates = [p for p in self.book.ready() if p.url and p.replicates(coop)]
             if candidates:
                 fetched += await self.sync_coop(self.rng.choice(candidates), coop)
         return fetched
@@ -279,13 +291,9 @@ class Gossip:
             for _ in range(100_000):  # bounded: every round trip either fetches something or ends
                 if not remaining and not proofs:
                     break
-                batch = tuple(sorted(remaining.values(), key=lambda w: w.author))[:1024]
+                batch = self._fetch_batch(remaining)
                 body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs[:4096])))
-                reply = decode_fetch_reply(
-                    await self.client.call(peer, "/peer/v1/fetch", body, "fetch"),
-                    max_actions=self.limits.max_batch_actions,
-                    max_bytes=FETCH_MAX_BYTES + 65536,
-                )
+                reply = decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))
                 proofs = proofs[4096:]
                 if not reply.actions and not reply.proofs:
                     break
@@ -293,17 +301,34 @@ class Gossip:
                 fetched += counts["accepted"]
                 self._progress_add(len(reply.actions))
                 # Advance each want past what arrived; a segment the peer could not fill is done.
-                for author, w in list(remaining.items()):
-                    top = last_seen.get(author)
-                    if top is not None and top < w.last and reply.more:
-                        remaining[author] = Want(author, top + 1, w.last)
-                    elif top is not None or not reply.more:
-                        del remaining[author]
-                if counts["rejected"] and counts["accepted"] == 0 and counts["known"] == 0:
-                    break  # nothing usable: stop rather than loop on a hostile peer
+                before = dict(remaining)
+                for asked in batch:
+                    w = remaining[asked.author]
+                    top = last_seen.get(asked.author)
+                    if top is not None and top >= w.last:
+                        del remaining[asked.author]
+                    elif top is not None and (top >= asked.last or reply.more):
+                        remaining[asked.author] = Want(asked.author, top + 1, w.last)  # trimmed or cut: go on
+                    elif not reply.more:
+                        del remaining[asked.author]  # the peer holds no more of this chain
+                if remaining == before:
+                    break  # no progress (a confused or hostile peer): stop rather than loop
         finally:
             self._progress_end()
         return fetched
+
+    def _fetch_batch(self, remaining: dict[bytes, Want]) -> tuple[Want, ...]:
+        """At most ``fetch_batch`` actions' worth of wants (and 1024 wants), in author order: the
+        next fetch is sent only once these are stored, which is the catch-up's backpressure."""
+        budget = self.federation.fetch_batch
+        out: list[Want] = []
+        for w in sorted(remaining.values(), key=lambda w: w.author):
+            if budget <= 0 or len(out) >= 1024:
+                break
+            last = min(w.last, w.first + budget - 1)
+            out.append(Want(w.author, w.first, last))
+            budget -= last - w.first + 1
+        return tuple(out)
 
     def _progress_start(self, total: int) -> None:
         p = self.progress
@@ -348,7 +373,7 @@ class Gossip:
         mine = self.record()
         known = tuple(p.record.encode() for p in self.book.peers.values() if p.record is not None)
         body = encode_announce(Announce(mine, known[:256]))
-        peers = self.book.ready()
+        peers = [p for p in self.book.ready() if p.url]
         results = await asyncio.gather(*(self.client.call(p, "/peer/v1/announce", body, "announce") for p in peers), return_exceptions=True)
         learned = False
         for peer, result in zip(peers, results, strict=True):

@@ -21,9 +21,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from protocol.ids import IdKind, format_id
 
-from .api import Api
+from .api import Api, ApiError, respond
 from .config import CONFIG_NAME, Config, ConfigError, Federation, load_config, render_config
 from .gossip import Gossip, Scope, node_record
+from .gov_api import GovApi
+from .governance import Governance
 from .ingest import Ingestor
 from .keyfile import read_key_file, write_key_file
 from .metrics import Metrics
@@ -137,9 +139,11 @@ class Node:
             clock_ms=clock_ms,
             rng=rng,
         )
-        api = Api(store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view)
+        governance = Governance(store, scope)
+        api = Api(store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view, governance)
         app = api.app()
         app.add_routes(peer_api.routes())
+        app.add_routes(GovApi(governance, respond, ApiError).routes())
         try:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()

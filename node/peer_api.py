@@ -17,6 +17,8 @@ from aiohttp import web
 from protocol import ProtocolError, RejectCode, decode_proof
 from protocol.ids import IdKind, format_id, parse_id
 from protocol.messages import (
+    FETCH_MAX_ACTIONS,
+    FETCH_MAX_BYTES,
     MAX_ANNOUNCED_PEERS,
     Announce,
     FetchReply,
@@ -30,7 +32,7 @@ from protocol.messages import (
     encode_fetch_reply,
     encode_reconcile_reply,
 )
-from protocol.peer import PeerAuthError, ReplayGuard, decode_node_record, verify_request
+from protocol.peer import AuthCode, PeerAuthError, ReplayGuard, authenticate_request, decode_node_record
 from protocol.reconcile import HeadSet, respond
 
 from .config import Federation, Limits
@@ -52,7 +54,6 @@ INTRINSIC = {
     RejectCode.BAD_ID,
 }
 FORGED = {RejectCode.BAD_SIGNATURE, RejectCode.BAD_KEY}
-FETCH_MAX_BYTES = 8 * 1024 * 1024
 
 
 def _err(status: int, code: str, message: str) -> web.Response:
@@ -107,15 +108,10 @@ class PeerApi:
 
     async def _authenticate(self, request: web.Request, kind: str) -> tuple[bytes, bytes] | web.Response:
         body = await request.read()
+        now = self.clock_ms()
         try:
-            sender = verify_request(
-                request.headers,
-                method=request.method,
-                path=request.path_qs,
-                body=body,
-                receiver=self.node_id,
-                now=self.clock_ms(),
-                guard=self.guard,
+            sender, sig, ts = authenticate_request(
+                request.headers, method=request.method, path=request.path_qs, body=body, receiver=self.node_id, now=now
             )
         except PeerAuthError as e:
             self.metrics.gossip_requests.labels("unauthenticated", "in", kind, e.code.value).inc()
@@ -131,6 +127,15 @@ class PeerApi:
         if self.book.refused(sender):
             self.metrics.gossip_requests.labels(label, "in", kind, "refused").inc()
             return _err(403, "refused", "this node refuses yours for now: too many invalid requests")
+        self.book.seen_inbound(sender)
+        try:
+            self.guard.check_and_remember(sender, sig, ts, now)
+        except PeerAuthError as e:
+            self.metrics.gossip_requests.labels(label, "in", kind, e.code.value).inc()
+            if e.code is AuthCode.RATE_LIMITED:
+                self.book.penalize(sender, "rate_limited")
+                return _err(429, e.code.value, e.message)
+            return _err(401, e.code.value, e.message)
         if not self.rate.take(sender):
             self.book.penalize(sender, "rate_limited")
             self.metrics.gossip_requests.labels(label, "in", kind, "rate_limited").inc()
@@ -144,7 +149,7 @@ class PeerApi:
             return auth
         sender, body = auth
         try:
-            msg = decode_push(body, max_actions=self.limits.max_batch_actions)
+            msg = decode_push(body, max_actions=self.limits.max_batch_actions)  # at least PUSH_MAX_ACTIONS
         except ProtocolError as e:
             self.book.penalize(sender, "bad_message")
             return _err(400, e.code.value, e.message)
@@ -224,7 +229,7 @@ class PeerApi:
             return _err(400, e.code.value, e.message)
         if not self.in_scope(req.coop):
             return _err(422, RejectCode.OUT_OF_SCOPE.value, f"this node does not replicate {format_id(IdKind.COOP, req.coop)}")
-        actions, more = await self.store.segments(req.coop, req.wants, max_actions=self.limits.max_batch_actions, max_bytes=FETCH_MAX_BYTES)
+        actions, more = await self.store.segments(req.coop, req.wants, max_actions=FETCH_MAX_ACTIONS, max_bytes=FETCH_MAX_BYTES)
         proofs = await self.store.proofs_by_id(req.coop, req.proofs) if req.proofs else []
         return _ok(encode_fetch_reply(FetchReply(tuple(actions), tuple(proofs), more)))
 

@@ -119,12 +119,17 @@ class PeerBook:
             log.info("learned peer %s at %s", peer.text_id, record.url)
         elif peer.record is not None and peer.record.ts >= record.ts:
             return False
+        elif peer.origin == "inbound":
+            peer.origin = "learned"
         peer.record = record
         peer.url = record.url
         return True
 
-    def inbound(self, node_id: bytes) -> Peer | None:
-        return self.peers.get(node_id)
+    def seen_inbound(self, node_id: bytes) -> None:
+        """An admitted node called us: give it an entry (without a URL until its record arrives)
+        so that it can be scored and refused like any other peer."""
+        if node_id not in self.peers and node_id != self.my_id and len(self.peers) < self.federation.max_peers:
+            self.peers[node_id] = Peer(node_id, "", "inbound")
 
     # ---- health ------------------------------------------------------------------------------
 

@@ -173,6 +173,7 @@ class Committed:
 
     actions: list[tuple[Action, bytes | None]]  # newly stored, with the peer it came from
     proofs: list[tuple[bytes, bytes, bytes | None]]  # (coop, proof encoding, origin), newly stored
+    displaced: frozenset[bytes] = frozenset()  # co-ops where a fork replaced stored actions
 
 
 ChainKey = tuple[bytes, bytes]
@@ -304,7 +305,7 @@ class Store:
                 if not job.future.done():
                     job.future.set_result((results[i : i + n], proof_flags[j : j + m]))
                 i, j = i + n, j + m
-            if committed.actions or committed.proofs:
+            if committed.actions or committed.proofs or committed.displaced:
                 for listener in self.listeners:
                     try:
                         listener(committed)
@@ -338,6 +339,7 @@ class Store:
                     pid: (coop, raw, plan.proof_origins.get(pid)) for pid, coop, _a, _s, raw in plan.proofs if pid in plan.new_proof_ids
                 }.values()
             ),
+            frozenset(coop for coop, _author, _seq in plan.demotions),
         )
         return plan.results, proof_flags, committed
 

@@ -68,10 +68,13 @@ def decode_submission(data: bytes, *, max_actions: int) -> Submission:
 # and raise DecodeError(bad_schema / too_large) with the offending field named.
 
 ID = 32
-MAX_RANGES = 64  # ranges in one reconcile message
+MAX_RANGES = 256  # ranges in one reconcile message
 MAX_LIST = 1024  # head entries listed in one reconcile reply
 MAX_PROOF_IDS = 4096
 MAX_WANTS = 1024  # chain segments asked for in one fetch
+PUSH_MAX_ACTIONS = 500  # every node accepts pushes of up to this many actions, whatever its client limits
+FETCH_MAX_ACTIONS = 2000  # a fetch reply holds at most this many actions
+FETCH_MAX_BYTES = 8 * 1024 * 1024  # ... and at most this many bytes of them
 
 
 def _bad(msg: str, code: RejectCode = RejectCode.BAD_SCHEMA) -> DecodeError:
@@ -273,10 +276,10 @@ def encode_fetch_reply(m: FetchReply) -> bytes:
     return codec.encode({"actions": list(m.actions), "more": m.more, "proofs": list(m.proofs)})
 
 
-def decode_fetch_reply(data: bytes, *, max_actions: int, max_bytes: int) -> FetchReply:
+def decode_fetch_reply(data: bytes, *, max_actions: int = FETCH_MAX_ACTIONS, max_bytes: int = FETCH_MAX_BYTES + 64 * 1024) -> FetchReply:
+    limit = max(max_actions, MAX_PROOF_IDS, 8)  # the outer map and the proof list share the limit
     v = codec.decode(
-        data,
-        DecodeLimits(max_bytes=max_bytes, max_depth=2, max_container_len=max(max_actions, 1), max_str_bytes=16, max_bin_bytes=max_bytes),
+        data, DecodeLimits(max_bytes=max_bytes, max_depth=2, max_container_len=limit, max_str_bytes=16, max_bin_bytes=max_bytes)
     )
     if not isinstance(v, dict) or v.keys() != {"actions", "more", "proofs"} or type(v["more"]) is not bool:
         raise _bad("a fetch reply is {actions, more, proofs}")
@@ -299,12 +302,11 @@ def encode_push(m: PeerPush) -> bytes:
     return codec.encode({"actions": list(m.actions), "proofs": list(m.proofs)})
 
 
-def decode_push(data: bytes, *, max_actions: int) -> PeerPush:
+def decode_push(data: bytes, *, max_actions: int = PUSH_MAX_ACTIONS) -> PeerPush:
+    """Every node accepts pushes of up to PUSH_MAX_ACTIONS actions, whatever its client limits."""
+    limit = max(max_actions, PUSH_MAX_ACTIONS, 8)
     v = codec.decode(
-        data,
-        DecodeLimits(
-            max_bytes=len(data) or 1, max_depth=2, max_container_len=max(max_actions, 1), max_str_bytes=16, max_bin_bytes=len(data) or 1
-        ),
+        data, DecodeLimits(max_bytes=len(data) or 1, max_depth=2, max_container_len=limit, max_str_bytes=16, max_bin_bytes=len(data) or 1)
     )
     if not isinstance(v, dict) or v.keys() != {"actions", "proofs"}:
         raise _bad("a push is {actions, proofs}")

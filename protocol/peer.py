@@ -11,8 +11,8 @@ The signature covers the domain-tagged canonical encoding of
 ``{"body": SHA-256(body), "from", "method", "path", "to", "ts"}``, so it binds the request to
 one receiver (it cannot be replayed against another node), one method and path (query string
 included), one body, and one moment. The receiver accepts a timestamp within ``window_ms`` of its
-own clock and remembers the signatures it accepted within that window, so a request cannot be
-replayed later or twice. ``Coopnet-To`` is sent in clear only so that a misaddressed request can be
+own clock and, once it has admitted the sender, remembers the signatures it accepted within that
+window per sender, so a request cannot be replayed later or twice. ``Coopnet-To`` is sent in clear only so that a misaddressed request can be
 told apart from a forged one; it is covered by the signature like everything else.
 
 A node record is a node's signed statement of where it listens and what it replicates; peers
@@ -53,6 +53,7 @@ class AuthCode(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     UNKNOWN_NODE = "unknown_node"  # a valid signature from a node this one does not federate with
     REFUSED = "refused"  # a known node currently refused for misbehaviour
+    RATE_LIMITED = "rate_limited"  # a sender over its rate, or flooding the replay memory
 
 
 class PeerAuthError(Exception):
@@ -84,46 +85,58 @@ def sign_request(key: SigningKey, *, method: str, path: str, body: bytes, ts: in
 
 
 class ReplayGuard:
-    """Signatures accepted within the window, oldest first; bounded by ``capacity``.
+    """The signatures each sender had accepted within the window, per sender, bounded.
 
-    When full, the oldest entries are forgotten and the window is narrowed to exclude them, so a
-    flood can never make the guard forget a signature whose timestamp would still be accepted.
+    Entries leave once their timestamp is more than ``window_ms`` behind the clock. A sender
+    whose memory is full (``per_sender`` requests within one window: a flood, far above any rate
+    limit) is refused ``rate_limited`` until entries expire; no other sender is affected, and a
+    request is never accepted twice. At most ``max_senders`` senders are remembered at once.
     """
 
-    def __init__(self, window_ms: int = DEFAULT_WINDOW_MS, capacity: int = 100_000) -> None:
+    def __init__(self, window_ms: int = DEFAULT_WINDOW_MS, per_sender: int = 8192, max_senders: int = 10_000) -> None:
         self.window_ms = window_ms
-        self.capacity = capacity
-        self._seen: OrderedDict[bytes, int] = OrderedDict()
-        self._floor = -(2**63)  # requests stamped at or before this are refused as stale
+        self.per_sender = per_sender
+        self.max_senders = max_senders
+        self._seen: dict[bytes, OrderedDict[bytes, int]] = {}
 
-    def check_and_remember(self, sig: bytes, ts: int, now: int) -> None:
-        if abs(now - ts) > self.window_ms or ts <= self._floor:
-            raise PeerAuthError(AuthCode.STALE, f"timestamp {ts} is more than {self.window_ms} ms from this node's clock {now}")
-        # Forget what can no longer be replayed (its timestamp has left the window).
-        while self._seen:
-            oldest_sig, oldest_ts = next(iter(self._seen.items()))
-            if oldest_ts >= now - self.window_ms:
-                break
-            del self._seen[oldest_sig]
-        if sig in self._seen:
+    def check_and_remember(self, sender: bytes, sig: bytes, ts: int, now: int) -> None:
+        seen = self._seen.get(sender)
+        if seen is None:
+            if len(self._seen) >= self.max_senders:
+                self._expire_all(now)
+                if len(self._seen) >= self.max_senders:
+                    raise PeerAuthError(AuthCode.RATE_LIMITED, "too many peers sending at once; try again later")
+            seen = self._seen[sender] = OrderedDict()
+        self._expire(seen, now)
+        if sig in seen:
             raise PeerAuthError(AuthCode.REPLAYED, "this signed request was already accepted")
-        if len(self._seen) >= self.capacity:
-            _, evicted_ts = self._seen.popitem(last=False)
-            self._floor = max(self._floor, evicted_ts)
-        self._seen[sig] = ts
+        if len(seen) >= self.per_sender:
+            raise PeerAuthError(AuthCode.RATE_LIMITED, f"more than {self.per_sender} requests within {self.window_ms} ms")
+        seen[sig] = ts
+
+    def _expire(self, seen: OrderedDict[bytes, int], now: int) -> None:
+        horizon = now - self.window_ms
+        while seen:
+            sig, ts = next(iter(seen.items()))
+            if ts >= horizon:
+                break
+            del seen[sig]
+
+    def _expire_all(self, now: int) -> None:
+        for sender in list(self._seen):
+            self._expire(self._seen[sender], now)
+            if not self._seen[sender]:
+                del self._seen[sender]
 
 
-def verify_request(
-    headers: dict[str, str] | object,
-    *,
-    method: str,
-    path: str,
-    body: bytes,
-    receiver: bytes,
-    now: int,
-    guard: ReplayGuard,
-) -> bytes:
-    """Check a request's authentication headers; return the sender's node id or raise."""
+def authenticate_request(
+    headers: dict[str, str] | object, *, method: str, path: str, body: bytes, receiver: bytes, now: int, window_ms: int = DEFAULT_WINDOW_MS
+) -> tuple[bytes, bytes, int]:
+    """Check headers, addressing, signature and time window; return (sender, signature, ts).
+
+    Replay is checked separately (``ReplayGuard``), after the receiver's admission policy, so
+    that nodes it does not admit cannot fill its replay memory.
+    """
     get = headers.get  # type: ignore[attr-defined]
     sender_text, to_text, ts_text, sig_hex = get(HEADER_FROM), get(HEADER_TO), get(HEADER_TS), get(HEADER_SIG)
     if not (sender_text and to_text and ts_text and sig_hex):
@@ -148,7 +161,26 @@ def verify_request(
         verify(sender, request_signing_input(method=method, path=path, body=body, ts=ts, sender=sender, receiver=receiver), sig)
     except ValueError as e:
         raise PeerAuthError(AuthCode.BAD_SIGNATURE, f"request signature does not verify: {e}") from None
-    guard.check_and_remember(sig, ts, now)
+    if abs(now - ts) > window_ms:
+        raise PeerAuthError(AuthCode.STALE, f"timestamp {ts} is more than {window_ms} ms from this node's clock {now}")
+    return sender, sig, ts
+
+
+def verify_request(
+    headers: dict[str, str] | object,
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    receiver: bytes,
+    now: int,
+    guard: ReplayGuard,
+) -> bytes:
+    """``authenticate_request`` then the replay check, for callers with no admission policy."""
+    sender, sig, ts = authenticate_request(
+        headers, method=method, path=path, body=body, receiver=receiver, now=now, window_ms=guard.window_ms
+    )
+    guard.check_and_remember(sender, sig, ts, now)
     return sender
 
 
@@ -221,6 +253,8 @@ def decode_node_record(data: bytes) -> NodeRecord:
     if type(content["node"]) is not bytes or not isinstance(content["coops"], tuple) or not isinstance(content["url"], str):
         raise ValueError("node record has fields of the wrong type")
     coops = content["coops"]
+    if any(type(c) is not bytes or len(c) != ID_BYTES for c in coops):
+        raise ValueError("node record coops must be 32-byte co-op ids")
     if any(a >= b for a, b in pairwise(coops)):
         raise ValueError("node record coops must be sorted without repeats")
     record = NodeRecord(content["node"], content["url"], content["federation"], coops, content["all_coops"], content["ts"], outer["sig"])

@@ -36,13 +36,13 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .messages import MAX_LIST, MAX_RANGES, Head, Listing, Range, ReconcileReply, ReconcileRequest, Want
+from .messages import MAX_LIST, MAX_PROOF_IDS, MAX_RANGES, Head, Listing, Range, ReconcileReply, ReconcileRequest, Want
 
 RECONCILE_FP = b"coopnet/v1/heads-fp\x00"
 PROOFS_FP = b"coopnet/v1/proofs-fp\x00"
 SPLIT = 16
 LIST_THRESHOLD = 32
-MAX_ROUNDS = 32
+MAX_ROUNDS = 64
 
 _ALL = (b"", None)
 
@@ -112,7 +112,7 @@ def respond(request: ReconcileRequest, mine: HeadSet, proof_ids: Sequence[bytes]
     if request.proofs_fp is not None:
         ids = sorted(proof_ids)
         if len(ids) != request.proofs_n or proofs_fingerprint(ids) != request.proofs_fp:
-            proofs = tuple(ids)
+            proofs = tuple(ids[:MAX_PROOF_IDS])  # a co-op with more proofs than that is documented as a limit
     return ReconcileReply(examined, tuple(ranges), tuple(listings), proofs)
 
 
