@@ -41,6 +41,7 @@ class GovApi:
             web.get("/api/v1/coops/{coop}/members", self.members),
             web.get("/api/v1/coops/{coop}/proposals", self.proposals),
             web.get("/api/v1/coops/{coop}/proposals/{id}", self.proposal),
+            web.get("/api/v1/coops/{coop}/proposals/{id}/preview", self.preview),
             web.get("/api/v1/coops/{coop}/sanctions", self.sanctions),
             web.get("/api/v1/coops/{coop}/federations", self.federations),
             web.get("/api/v1/coops/{coop}/results/{id}", self.result),
@@ -137,6 +138,25 @@ class GovApi:
                 404, "not_found", f"no proposal {request.match_info['id']} in this co-op's state ({state}{': ' + reason if reason else ''})"
             )  # type: ignore[call-arg]
         return self.respond(request, self._proposal_view(fold, p, detail=True))
+
+    async def preview(self, request: web.Request) -> web.Response:
+        """The outcome a tally with these deps (comma-separated act ids) would have to claim."""
+        fold = await self._fold(request)
+        p = fold.state.proposals.get(parse_id(IdKind.ACTION, request.match_info["id"]))
+        if p is None:
+            raise self.error(404, "not_found", "no such proposal in this co-op's state")  # type: ignore[call-arg]
+        texts = [t for t in request.query.get("deps", "").split(",") if t]
+        if not texts or len(texts) > 33:
+            raise self.error(400, "bad_request", "deps: 1 to 33 comma-separated action ids")  # type: ignore[call-arg]
+        merged: dict[bytes, int] = {}
+        for t in texts:
+            aid = parse_id(IdKind.ACTION, t)
+            if aid not in fold.height:
+                raise self.error(409, "not_ready", f"{t} is not folded here yet")  # type: ignore[call-arg]
+            for author, top in fold.frontier(aid).items():
+                merged[author] = max(top, merged.get(author, 0))
+        result, counts = outcome(p, merged)
+        return self.respond(request, {"outcome": result if p.status == "open" else p.status, "votes": counts, "status": p.status})
 
     async def sanctions(self, request: web.Request) -> web.Response:
         fold = await self._fold(request)
