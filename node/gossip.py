@@ -56,6 +56,9 @@ from .store import Committed, Store
 log = logging.getLogger("coopnet.gossip")
 
 PUSH_BATCH = PUSH_MAX_ACTIONS
+PUSH_MAX_BYTES = 4 * 1024 * 1024  # below the default request cap of every receiver
+PROOFS_PER_FETCH = 512  # proofs are up to ~8 KiB each: keep a reply well inside its byte cap
+WALK_BACK_MAX = 20  # doublings when looking for where a peer's fork starts
 PUSH_LINGER_S = 0.01
 ANNOUNCE_INTERVAL_S = 30.0
 PROGRESS_LOG_INTERVAL_MS = 2000
@@ -146,6 +149,8 @@ class Gossip:
         self.progress = Progress()
         self._push_queue: asyncio.Queue[tuple[bytes, bytes, bytes | None, bool]] = asyncio.Queue(maxsize=100_000)
         self._tasks: list[asyncio.Task[None]] = []
+        self._pushing: set[bytes] = set()  # peers with a push in flight
+        self._push_tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()  # set to run an anti-entropy round now (tests, new peers)
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -159,9 +164,9 @@ class Gossip:
         ]
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        for t in [*self._tasks, *self._push_tasks]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._push_tasks]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
@@ -188,23 +193,28 @@ class Gossip:
         while True:
             first = await self._push_queue.get()
             items = [first]
+            size = len(first[1])
             await asyncio.sleep(PUSH_LINGER_S)
-            while len(items) < PUSH_BATCH and not self._push_queue.empty():
-                items.append(self._push_queue.get_nowait())
+            while len(items) < PUSH_BATCH and size < PUSH_MAX_BYTES and not self._push_queue.empty():
+                item = self._push_queue.get_nowait()
+                items.append(item)
+                size += len(item[1])
             by_coop: dict[bytes, list[tuple[bytes, bytes | None, bool]]] = {}
             for coop, raw, origin, is_proof in items:
                 by_coop.setdefault(coop, []).append((raw, origin, is_proof))
-            sends = []
             for coop, entries in by_coop.items():
-                candidates = [p for p in self.book.ready() if p.url and p.replicates(coop)]
+                # A peer still busy with an earlier push is skipped (anti-entropy covers it), so a
+                # hung peer never holds back pushes to the others.
+                candidates = [p for p in self.book.ready() if p.url and p.replicates(coop) and p.node_id not in self._pushing]
                 self.rng.shuffle(candidates)
                 for peer in candidates[: self.federation.fanout]:
                     actions = tuple(raw for raw, origin, is_proof in entries if not is_proof and origin != peer.node_id)
                     proofs = tuple(raw for raw, origin, is_proof in entries if is_proof and origin != peer.node_id)
                     if actions or proofs:
-                        sends.append(self._push_to(peer, PeerPush(actions, proofs)))
-            if sends:
-                await asyncio.gather(*sends)
+                        self._pushing.add(peer.node_id)
+                        task = asyncio.create_task(self._push_to(peer, PeerPush(actions, proofs)))
+                        self._push_tasks.add(task)
+                        task.add_done_callback(self._push_tasks.discard)
 
     async def _push_to(self, peer: Peer, msg: PeerPush) -> None:
         try:
@@ -212,6 +222,8 @@ class Gossip:
             self.book.success(peer)
         except PeerError as e:
             self.book.failure(peer, str(e))
+        finally:
+            self._pushing.discard(peer.node_id)
 
     # ---- anti-entropy ------------------------------------------------------------------------
 
@@ -263,11 +275,11 @@ class Gossip:
             if rec.probes:
                 mine = await self.store.ids_at(coop, [(p.author, p.seq) for p in rec.probes])
                 wants += resolve_probes(rec.probes, mine)
-            peer.ahead = sum(w.last - w.first + 1 for w in wants)
+            peer.ahead = rec.missing
             peer.behind = rec.peer_lacks
             peer.reconciled_ms = self.clock_ms()
             self.metrics.reconciliations.labels("in_sync" if not wants and not rec.proof_wants else "differ").inc()
-            fetched = await self._fetch(peer, coop, wants, rec.proof_wants) if wants or rec.proof_wants else 0
+            fetched = await self._fetch(peer, coop, wants, rec.proof_wants, rec.missing) if wants or rec.proof_wants else 0
             self.book.success(peer)
             return fetched
         except PeerError as e:
@@ -281,37 +293,52 @@ class Gossip:
             self.book.failure(peer, f"invalid reply: {e}")
         return 0
 
-    async def _fetch(self, peer: Peer, coop: bytes, wants: list[Want], proof_wants: list[bytes]) -> int:
-        total = sum(w.last - w.first + 1 for w in wants)
-        self._progress_start(total)
+    async def _fetch(self, peer: Peer, coop: bytes, wants: list[Want], proof_wants: list[bytes], missing: int | None = None) -> int:
+        self._progress_start(sum(w.last - w.first + 1 for w in wants) if missing is None else missing)
         fetched = 0
         remaining = {w.author: w for w in wants}
         proofs = list(proof_wants)
+        back: dict[bytes, int] = {}  # per author: how far down we look for where the peer's fork starts
         try:
-            for _ in range(100_000):  # bounded: every round trip either fetches something or ends
+            for _ in range(100_000):  # bounded: a round trip that makes no progress ends the loop
                 if not remaining and not proofs:
                     break
                 batch = self._fetch_batch(remaining)
-                body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs[:4096])))
+                asked_proofs, proofs = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
+                body = encode_fetch_request(FetchRequest(coop, batch, tuple(asked_proofs)))
                 reply = decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))
-                proofs = proofs[4096:]
                 if not reply.actions and not reply.proofs:
-                    break
-                counts, last_seen = await self.peer_api.take(peer.node_id, reply.actions, reply.proofs, "fetch")
+                    for asked in batch:  # the peer holds none of these (any more): drop them, go on
+                        del remaining[asked.author]
+                    if not batch and not asked_proofs:
+                        break
+                    continue
+                counts, last_seen, forks = await self.peer_api.take(peer.node_id, reply.actions, reply.proofs, "fetch")
                 fetched += counts["accepted"]
-                self._progress_add(len(reply.actions))
+                self._progress_add(counts["accepted"] + counts["pending"])
+                if reply.more and len(reply.proofs) < len(asked_proofs):
+                    proofs = asked_proofs[len(reply.proofs) :] + proofs
                 # Advance each want past what arrived; a segment the peer could not fill is done.
                 before = dict(remaining)
                 for asked in batch:
                     w = remaining[asked.author]
                     top = last_seen.get(asked.author)
-                    if top is not None and top >= w.last:
+                    if asked.author in forks:
+                        # Its actions do not link to ours: the fork is further down. Look twice as
+                        # far each time; the first differing seq yields a proof and the smaller-id
+                        # rule then decides which branch both nodes keep.
+                        k = back[asked.author] = 2 * back.get(asked.author, 1)
+                        if k > 2**WALK_BACK_MAX:
+                            del remaining[asked.author]
+                        else:
+                            remaining[asked.author] = Want(asked.author, max(1, forks[asked.author] - k), w.last)
+                    elif top is not None and top >= w.last:
                         del remaining[asked.author]
                     elif top is not None and (top >= asked.last or reply.more):
                         remaining[asked.author] = Want(asked.author, top + 1, w.last)  # trimmed or cut: go on
                     elif not reply.more:
                         del remaining[asked.author]  # the peer holds no more of this chain
-                if remaining == before:
+                if remaining == before and not reply.proofs:
                     break  # no progress (a confused or hostile peer): stop rather than loop
         finally:
             self._progress_end()

@@ -1,9 +1,10 @@
 """The peer HTTP API (``/peer/v1/...``): what other nodes may ask of this one.
 
-Every request is authenticated (protocol.peer): signed by the sending node's key for this node,
-within the time window, never replayed. Then: is the sender allowed (listed, or the federation is
-open), not refused for misbehaviour, within its rate limit. Bodies are msgpack; errors are JSON
-``{"error", "message"}`` like the client API.
+Every request goes through, in order: authentication (protocol.peer: signed by the sending
+node's key for this node, within the time window), admission (listed, or the federation is open;
+not refused for misbehaviour), the replay memory (never the same signed request twice; checked
+only for admitted senders, so others cannot fill it), then the sender's rate limit. Bodies are
+msgpack; errors are JSON ``{"error", "message"}`` like the client API.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from protocol import ProtocolError, RejectCode, decode_proof
+from protocol.action import peek
 from protocol.ids import IdKind, format_id, parse_id
 from protocol.messages import (
     FETCH_MAX_ACTIONS,
@@ -135,6 +137,8 @@ class PeerApi:
             if e.code is AuthCode.RATE_LIMITED:
                 self.book.penalize(sender, "rate_limited")
                 return _err(429, e.code.value, e.message)
+            if e.code is AuthCode.BUSY:
+                return _err(503, e.code.value, e.message)
             return _err(401, e.code.value, e.message)
         if not self.rate.take(sender):
             self.book.penalize(sender, "rate_limited")
@@ -153,17 +157,31 @@ class PeerApi:
         except ProtocolError as e:
             self.book.penalize(sender, "bad_message")
             return _err(400, e.code.value, e.message)
-        counts, _ = await self.take(sender, msg.actions, msg.proofs, "push")
+        counts, _, _ = await self.take(sender, msg.actions, msg.proofs, "push")
         return _ok(encode_counts(counts))
 
     async def take(
         self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str
-    ) -> tuple[dict[str, int], dict[bytes, int]]:
+    ) -> tuple[dict[str, int], dict[bytes, int], dict[bytes, int]]:
         """Validate, scope-check and store what a peer sent; penalise what no honest node sends.
 
-        Returns the counts by status and, per author, the highest seq among the valid actions.
+        Returns the counts by status; per author, the highest seq among the valid actions; and per
+        author, the lowest seq refused because its prev is not this node's action below it (the
+        peer holds another fork of that chain, which starts further down).
         """
-        checked = await self.ingestor.validate(raws)
+        # Gossip delivers most actions several times: skip what is already here before paying
+        # for signatures. An id is only peeked from the bytes; whatever is new is fully checked.
+        peeked = [peek(raw) for raw in raws]
+        known = await self.store.known_ids([p[0] for p in peeked if p is not None]) if raws else set()
+        top: dict[bytes, int] = {}
+        fresh = []
+        for raw, p in zip(raws, peeked, strict=True):
+            if p is not None and p[0] in known:
+                top[p[1]] = max(p[2], top.get(p[1], 0))  # held already, so validated before
+            else:
+                fresh.append(raw)
+        skipped = len(raws) - len(fresh)
+        checked = await self.ingestor.validate(fresh)
         forged = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in FORGED)
         invalid = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in INTRINSIC)
         if forged:
@@ -173,17 +191,22 @@ class PeerApi:
         valid = [x for x in checked if not isinstance(x, ProtocolError)]
         actions = [x for x in valid if self.in_scope(x.coop)]
         out_of_scope = len(valid) - len(actions)
-        counts = {"accepted": 0, "known": 0, "pending": 0, "rejected": forged + invalid + out_of_scope}
-        top: dict[bytes, int] = {}
+        counts = {"accepted": 0, "known": skipped, "pending": 0, "rejected": forged + invalid + out_of_scope}
         for a in valid:
             top[a.author] = max(a.seq, top.get(a.author, 0))
         if out_of_scope:
             self.metrics.actions_rejected.labels(RejectCode.OUT_OF_SCOPE.value, source).inc(out_of_scope)
+        forks: dict[bytes, int] = {}
         if actions:
             results = await self.store.ingest(actions, origin=sender)
             self.ingestor.stats.count(results)
-            for r in results:
+            for a, r in zip(actions, results, strict=True):
                 counts[r.status] += 1
+                if r.fork_below:
+                    forks[a.author] = min(a.seq, forks.get(a.author, a.seq))
+            for a, r in zip(actions, results, strict=True):
+                if r.proof is not None and not r.fork_below:
+                    forks.pop(a.author, None)  # the fork point itself was met: nothing further down
             accepted = counts["accepted"]
             if accepted:
                 self.metrics.actions_stored.labels(source).inc(accepted)
@@ -199,7 +222,7 @@ class PeerApi:
         if new_proofs:
             flags = await self.store.ingest_proofs(new_proofs, origin=sender)
             self.metrics.proofs_stored.inc(sum(flags))
-        return counts, top
+        return counts, top, forks
 
     async def reconcile(self, request: web.Request) -> web.Response:
         auth = await self._authenticate(request, "reconcile")
@@ -229,9 +252,15 @@ class PeerApi:
             return _err(400, e.code.value, e.message)
         if not self.in_scope(req.coop):
             return _err(422, RejectCode.OUT_OF_SCOPE.value, f"this node does not replicate {format_id(IdKind.COOP, req.coop)}")
-        actions, more = await self.store.segments(req.coop, req.wants, max_actions=FETCH_MAX_ACTIONS, max_bytes=FETCH_MAX_BYTES)
         proofs = await self.store.proofs_by_id(req.coop, req.proofs) if req.proofs else []
-        return _ok(encode_fetch_reply(FetchReply(tuple(actions), tuple(proofs), more)))
+        kept, size = [], 0
+        for p in proofs:  # proofs first: the byte cap covers both
+            if size + len(p) > FETCH_MAX_BYTES // 2:
+                break
+            kept.append(p)
+            size += len(p)
+        actions, more = await self.store.segments(req.coop, req.wants, max_actions=FETCH_MAX_ACTIONS, max_bytes=FETCH_MAX_BYTES - size)
+        return _ok(encode_fetch_reply(FetchReply(tuple(actions), tuple(kept), more or len(kept) < len(proofs))))
 
     async def announce(self, request: web.Request) -> web.Response:
         auth = await self._authenticate(request, "announce")

@@ -253,9 +253,17 @@ class PeerClient:
         label = peer.text_id
         try:
             async with self._session.post(peer.url + path, data=body, headers=headers) as resp:
-                reply = await resp.content.read(max_reply + 1)
-                if len(reply) > max_reply:
-                    raise PeerError(f"reply larger than {max_reply} bytes")
+                if resp.content_length is not None and resp.content_length > max_reply:
+                    raise PeerError(f"reply of {resp.content_length} bytes is larger than {max_reply}")
+                chunks: list[bytes] = []
+                size = 0
+                # Read the whole body (a single read returns only what has arrived so far), capped.
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > max_reply:
+                        raise PeerError(f"reply larger than {max_reply} bytes")
+                    chunks.append(chunk)
+                reply = b"".join(chunks)
                 self.metrics.gossip_bytes.labels(label, "out").inc(len(body))
                 self.metrics.gossip_bytes.labels(label, "in").inc(len(reply))
                 if resp.status != 200:

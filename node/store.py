@@ -119,6 +119,7 @@ class IngestResult:
     code: RejectCode | None = None
     message: str | None = None
     proof: bytes | None = None  # the equivocation proof this action produced, if any
+    fork_below: bool = False  # its prev is not this node's action below it: the chains part further down
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +467,15 @@ class Store:
                 return out, True
         return out, False
 
+    async def known_ids(self, ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``ids`` this node holds (stored, pending or displaced by a fork)."""
+        out: set[bytes] = set()
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            for table in ("actions", "pending", "forks"):
+                out.update(r[0] for r in await self._all(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk))
+        return out
+
     async def coop_ids(self) -> list[bytes]:
         return [r[0] for r in await self._all("SELECT id FROM coops ORDER BY id")]
 
@@ -655,14 +665,24 @@ class _GroupPlan:
                 self._promote(key, chain_pending, occupants)
                 return IngestResult(a.id, "accepted", message="replaces the fork with the larger id", proof=proof)
             return IngestResult(
-                a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"seq {a.seq} of this author is already taken: equivocation proven", proof
+                a.id,
+                "rejected",
+                RejectCode.CHAIN_CONFLICT,
+                f"seq {a.seq} of this author is already taken: equivocation proven",
+                proof,
+                fork_below=a.prev != occupant.prev,
             )
         # At head + 1 a pending action can only be one whose prev did not link (see _promote): a
         # fork waiting for its rival. This action is that rival, so the fork is proven either way.
         proof = self._prove(a, waiting) if waiting is not None else None
         if where is Placement.FORK:
             return IngestResult(
-                a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"prev does not match this author's action at seq {a.seq - 1}", proof
+                a.id,
+                "rejected",
+                RejectCode.CHAIN_CONFLICT,
+                f"prev does not match this author's action at seq {a.seq - 1}",
+                proof,
+                fork_below=True,
             )
         if where is Placement.PENDING:
             if self.pending_count >= max_pending:

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 from . import codec, domain
 from .charter import check_governance_body, is_governance
-from .errors import RejectCode, ValidationError
+from .errors import ProtocolError, RejectCode, ValidationError
 from .ids import ID_BYTES
 from .keys import SigningKey, check_public_key, verify
 from .limits import DEFAULT_ACTION_LIMITS, ActionLimits, DecodeLimits
@@ -317,6 +317,23 @@ def check_genesis_body(body: object) -> None:
         or _CONTROL_RE.search(name)
     ):
         raise _bad("a genesis body needs a 'name': 1-128 UTF-8 bytes, no control characters, not only spaces", RejectCode.BAD_BODY)
+
+
+def peek(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS) -> tuple[bytes, bytes, int] | None:
+    """(id, author, seq) read from an action's bytes without validating them; None if they do
+    not even frame as an action. For skipping what a node already holds before paying for a
+    signature check; never a substitute for ``decode_action``."""
+    try:
+        outer = codec.decode(data, _wire_limits(limits))
+        env_bytes = outer.get("env") if isinstance(outer, dict) else None
+        if type(env_bytes) is not bytes:
+            return None
+        env = codec.decode(env_bytes, _ENV_LIMITS)
+    except ProtocolError:
+        return None
+    if not isinstance(env, dict) or type(env.get("author")) is not bytes or type(env.get("seq")) is not int:
+        return None
+    return domain.action_id(env_bytes), env["author"], env["seq"]
 
 
 def decode_action(

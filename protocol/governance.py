@@ -163,6 +163,7 @@ class State:
     sanctioned: dict[bytes, list[bytes]] = field(default_factory=dict)  # member -> sanction ids (an index)
     applied: int = 0
     rejected: int = 0
+    clock: int = 0  # the latest causal time among the items applied so far
     results_hash: bytes = RESULTS_TAG
 
     def copy(self) -> State:
@@ -172,7 +173,7 @@ class State:
         s.sanctions = {k: Sanction(**{f: getattr(x, f) for f in x.__slots__}) for k, x in self.sanctions.items()}  # type: ignore[attr-defined]
         s.federations = dict(self.federations)
         s.sanctioned = {k: list(v) for k, v in self.sanctioned.items()}
-        s.applied, s.rejected, s.results_hash = self.applied, self.rejected, self.results_hash
+        s.applied, s.rejected, s.results_hash, s.clock = self.applied, self.rejected, self.results_hash, self.clock
         return s
 
     def status(self, who: bytes) -> str:
@@ -365,8 +366,8 @@ def _pass_sanction(s: State, p: Proposal, c: Ctx) -> None:
 def _sanction(s: State, sid: bytes, who: bytes, kind: str, days: int, clause: str, evidence: tuple[bytes, ...], by: bytes, t: int) -> None:
     s.sanctions[sid] = Sanction(sid, who, kind, t + days * DAY_MS if kind == "suspend" else None, clause, tuple(evidence), by)
     s.sanctioned.setdefault(who, []).append(sid)
-    if kind == "expel" and who in s.members:
-        s.members[who] = Member(EXPELLED, set(), by)
+    if kind == "expel":
+        s.members[who] = Member(EXPELLED, set(), by)  # an outsider too: they may not join later
 
 
 def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
@@ -374,7 +375,8 @@ def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
     if x is None or x.lifted_by is not None:
         return
     x.lifted_by = c.item.id
-    if x.kind == "expel" and s.status(x.member) == EXPELLED:
+    still_expelled = any(s.sanctions[i].kind == "expel" and s.sanctions[i].lifted_by is None for i in s.sanctioned.get(x.member, ()))
+    if x.kind == "expel" and s.status(x.member) == EXPELLED and not still_expelled:
         s.members[x.member] = Member(MEMBER, {"member"}, c.item.id)
 
 
@@ -412,7 +414,10 @@ def _equivocation(s: State, c: Ctx) -> str | None:
     rule = s.charter["equivocation"]
     body = c.item.body
     if rule["sanction"] != "none" and c.item.id not in s.sanctions:
-        _sanction(s, c.item.id, c.item.author, rule["sanction"], rule["days"], "equivocation", (body["a"], body["b"]), c.item.id, c.time)
+        # The fork's own causal time is the equivocator's choice (stale deps): start the
+        # suspension no earlier than the co-op's clock where the proof sits in the fold.
+        start = max(c.time, s.clock)
+        _sanction(s, c.item.id, c.item.author, rule["sanction"], rule["days"], "equivocation", (body["a"], body["b"]), c.item.id, start)
     return None
 
 
@@ -445,6 +450,15 @@ def rule_for(kind: str) -> Rule:
 # ---- the fold ------------------------------------------------------------------------------------
 
 
+def _top_two(stamps: list[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
+    """The latest stamp, and the latest by a different author (ties broken by author bytes)."""
+    best: dict[bytes, int] = {}
+    for t, a in stamps:
+        if t > best.get(a, -1):
+            best[a] = t
+    return tuple(sorted(((t, a) for a, t in best.items()), reverse=True)[:2])
+
+
 class Fold:
     """One co-op's governance, folded incrementally. ``add`` actions and proofs in any order."""
 
@@ -456,6 +470,7 @@ class Fold:
         self.items: dict[bytes, Item] = {}
         self.height: dict[bytes, int] = {}
         self.ctime: dict[bytes, int] = {}
+        self.tops: dict[bytes, tuple[tuple[int, bytes], ...]] = {}  # two latest (ts, author), distinct authors
         self.waiting: dict[bytes, list[bytes]] = {}  # missing parent -> items waiting for it
         self.order: list[tuple[int, int, bytes]] = []  # ready items in fold order: (height, rank, id)
         self.chain: dict[bytes, dict[int, bytes]] = {}  # author -> seq -> id (ready actions)
@@ -497,11 +512,17 @@ class Fold:
                 continue
             parents = it.parents
             self.height[it.id] = 1 + max((self.height[p] for p in parents), default=-1)
-            t = it.ts if it.kind == GENESIS else 0
+            # Causal time: the latest ts of *another* author in the past. Each item keeps the two
+            # latest timestamps of two different authors in its past (itself included), so any
+            # one author's own claims can be left out however deep they hide.
+            tops = [(it.ts, it.author)]
             for p in parents:
-                parent = self.items[p]
-                t = max(t, self.ctime[p], parent.ts if parent.author != it.author else 0)
-            self.ctime[it.id] = t
+                tops.extend(self.tops[p])
+            self.tops[it.id] = _top_two(tops)
+            if it.kind == GENESIS:
+                self.ctime[it.id] = it.ts
+            else:
+                self.ctime[it.id] = max((t for p in parents for t, a in self.tops[p] if a != it.author), default=0)
             if it.kind != EQUIVOCATION:
                 self.chain.setdefault(it.author, {})[it.seq] = it.id
             # A proof sorts before the actions at its height, so its sanction is in force for the
@@ -550,6 +571,7 @@ class Fold:
         else:
             reason = self._check(s, it)
         s.applied += 1
+        s.clock = max(s.clock, self.ctime[it.id])
         if reason is not None:
             s.rejected += 1
         self.results[it.id] = reason

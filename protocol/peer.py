@@ -54,6 +54,7 @@ class AuthCode(StrEnum):
     UNKNOWN_NODE = "unknown_node"  # a valid signature from a node this one does not federate with
     REFUSED = "refused"  # a known node currently refused for misbehaviour
     RATE_LIMITED = "rate_limited"  # a sender over its rate, or flooding the replay memory
+    BUSY = "busy"  # too many distinct senders at once: not this sender's fault, try later
 
 
 class PeerAuthError(Exception):
@@ -90,7 +91,8 @@ class ReplayGuard:
     Entries leave once their timestamp is more than ``window_ms`` behind the clock. A sender
     whose memory is full (``per_sender`` requests within one window: a flood, far above any rate
     limit) is refused ``rate_limited`` until entries expire; no other sender is affected, and a
-    request is never accepted twice. At most ``max_senders`` senders are remembered at once.
+    request is never accepted twice. At most ``max_senders`` senders are remembered at once; a
+    new sender beyond that is told ``busy`` (not its fault: it is not penalised).
     """
 
     def __init__(self, window_ms: int = DEFAULT_WINDOW_MS, per_sender: int = 8192, max_senders: int = 10_000) -> None:
@@ -105,7 +107,7 @@ class ReplayGuard:
             if len(self._seen) >= self.max_senders:
                 self._expire_all(now)
                 if len(self._seen) >= self.max_senders:
-                    raise PeerAuthError(AuthCode.RATE_LIMITED, "too many peers sending at once; try again later")
+                    raise PeerAuthError(AuthCode.BUSY, "too many peers sending at once; try again later")
             seen = self._seen[sender] = OrderedDict()
         self._expire(seen, now)
         if sig in seen:

@@ -142,6 +142,7 @@ class Reconciliation:
     probes: list[Probe] = field(default_factory=list)
     proof_wants: list[bytes] = field(default_factory=list)
     peer_lacks: int = 0  # actions this node holds beyond the peer's heads, in the ranges compared
+    missing: int = 0  # actions the peer holds beyond this node's heads (wants also re-ask one overlap)
     _queue: list[Range] = field(default_factory=list)
     _asked: tuple[Range, ...] = ()
     _started: bool = False
@@ -187,8 +188,10 @@ class Reconciliation:
             mine = own.get(theirs.author)
             if mine is None:
                 self._want(theirs.author, 1, theirs.seq)
+                self.missing += theirs.seq
             elif mine.seq < theirs.seq:
                 self._want(theirs.author, mine.seq, theirs.seq)
+                self.missing += theirs.seq - mine.seq
             elif mine.seq == theirs.seq:
                 if mine.head != theirs.head:
                     self._want(theirs.author, theirs.seq, theirs.seq)
