@@ -22,7 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from protocol import Action, ProtocolError, decode_action
+from protocol import Action, ProtocolError
+from protocol.action import decode_many
 from protocol.limits import DEFAULT_ACTION_LIMITS, ActionLimits
 
 from .config import Limits
@@ -35,15 +36,8 @@ INLINE_VALIDATION_MAX = 32  # smaller submissions are validated in the event loo
 
 
 def validate_chunk(raws: Sequence[bytes], limits: ActionLimits | None) -> list[Action | ProtocolError]:
-    """Runs in a worker process too; ``None`` means the protocol defaults (identity survives no pickle)."""
-    limits = DEFAULT_ACTION_LIMITS if limits is None else limits
-    out: list[Action | ProtocolError] = []
-    for raw in raws:
-        try:
-            out.append(decode_action(raw, limits))
-        except ProtocolError as e:
-            out.append(e)
-    return out
+    """``None`` means the protocol defaults (their identity would not survive a pickle)."""
+    return decode_many(tuple(raws), limits)
 
 
 @dataclass
@@ -78,8 +72,12 @@ class Ingestor:
 
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # spawn, not fork: this process has SQLite and aiohttp threads that must not be cloned.
-            self._pool = ProcessPoolExecutor(self.limits.verify_workers, mp_context=multiprocessing.get_context("spawn"))
+            # Not fork: this process has SQLite and aiohttp threads that must not be cloned. A fork
+            # server that has imported only the protocol forks the workers: each starts fast and
+            # small (spawn would re-run the whole coopnet command, CLI and all, in every worker).
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["protocol"])
+            self._pool = ProcessPoolExecutor(self.limits.verify_workers, mp_context=ctx)
         return self._pool
 
     def close(self) -> None:
@@ -97,7 +95,7 @@ class Ingestor:
         limits = None if self.action_limits is DEFAULT_ACTION_LIMITS else self.action_limits
         try:
             parts = await asyncio.gather(
-                *(loop.run_in_executor(pool, validate_chunk, raws[i : i + size], limits) for i in range(0, len(raws), size))
+                *(loop.run_in_executor(pool, decode_many, tuple(raws[i : i + size]), limits) for i in range(0, len(raws), size))
             )
         except BrokenProcessPool:
             # A worker died (OOM killer, a signal): start a fresh pool next time, do this one here.

@@ -28,7 +28,7 @@ from . import codec, domain
 from .charter import check_governance_body, is_governance
 from .errors import ProtocolError, RejectCode, ValidationError
 from .ids import ID_BYTES
-from .keys import SigningKey, check_public_key, verify
+from .keys import SigningKey, check_key_encoding, verify
 from .limits import DEFAULT_ACTION_LIMITS, ActionLimits, DecodeLimits
 
 PROTOCOL_VERSION = 1
@@ -70,7 +70,7 @@ class Envelope:
             raise _bad("coop must be nil or a 32-byte id")
         if type(self.author) is not bytes:
             raise _bad("author must be a 32-byte public key")
-        check_public_key(self.author)
+        check_key_encoding(self.author)  # on-curve is settled by the signature check (keys.verify)
         if type(self.seq) is not int or self.seq < 1:
             raise _bad("seq must be an integer >= 1")
         if self.seq == 1:
@@ -376,3 +376,16 @@ def decode_action(
     if check_signature:
         verify(env.author, domain.action_signing_input(env_bytes), sig)
     return Action(action_id, env, env_bytes, sig, body, data)
+
+
+def decode_many(raws: list[bytes] | tuple[bytes, ...], limits: ActionLimits | None = None) -> list[Action | ProtocolError]:
+    """``decode_action`` over a batch, each verdict in place: runs in validation worker processes,
+    so it lives here, importing nothing but the protocol (``None`` means the default limits)."""
+    limits = DEFAULT_ACTION_LIMITS if limits is None else limits
+    out: list[Action | ProtocolError] = []
+    for raw in raws:
+        try:
+            out.append(decode_action(raw, limits))
+        except ProtocolError as e:
+            out.append(e)
+    return out

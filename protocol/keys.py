@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
@@ -75,17 +73,30 @@ def _is_on_curve(b: bytes) -> bool:
     return (x * x - x2) % P == 0
 
 
-@lru_cache(maxsize=65536)
-def _public_key_problem(pk: bytes) -> str | None:
+def _encoding_problem(pk: bytes) -> str | None:
     if len(pk) != PUBLIC_KEY_BYTES:
         return f"public key must be {PUBLIC_KEY_BYTES} bytes, got {len(pk)}"
     if not _is_canonical_point_encoding(pk):
         return "public key is not a canonical point encoding"
     if pk in SMALL_ORDER_ENCODINGS:
         return "public key is a point of small order"
-    if not _is_on_curve(pk):
-        return "public key is not a point on the curve"
     return None
+
+
+def check_key_encoding(pk: bytes) -> None:
+    """The cheap part of the key policy (length, canonical encoding, small order): ``bad_key``.
+
+    Whether the point is on the curve costs a modular square root in Python (~0.4 ms); ``verify``
+    learns it for free from libsodium and only computes it to name a failure.
+    """
+    problem = _encoding_problem(bytes(pk))
+    if problem is not None:
+        raise ValidationError(RejectCode.BAD_KEY, problem)
+
+
+@lru_cache(maxsize=4096)
+def _public_key_problem(pk: bytes) -> str | None:
+    return _encoding_problem(pk) or (None if _is_on_curve(pk) else "public key is not a point on the curve")
 
 
 def check_public_key(pk: bytes) -> None:
@@ -98,7 +109,7 @@ def check_public_key(pk: bytes) -> None:
 def verify(pk: bytes, message: bytes, sig: bytes) -> None:
     """Strictly verify; raise ``ValidationError`` (bad_key or bad_signature) on failure."""
     pk, sig = bytes(pk), bytes(sig)
-    check_public_key(pk)
+    check_key_encoding(pk)
     if len(sig) != SIGNATURE_BYTES:
         raise ValidationError(RejectCode.BAD_SIGNATURE, f"signature must be {SIGNATURE_BYTES} bytes")
     r = sig[:32]
@@ -109,6 +120,8 @@ def verify(pk: bytes, message: bytes, sig: bytes) -> None:
     try:
         crypto_sign_open(sig + message, pk)
     except BadSignatureError:
+        # libsodium also fails for a key that is not on the curve: name which it was.
+        check_public_key(pk)
         raise ValidationError(RejectCode.BAD_SIGNATURE, "signature does not verify") from None
 
 
@@ -118,6 +131,11 @@ class SigningKey:
     __slots__ = ("_sk", "public_key")
 
     def __init__(self, seed: bytes) -> None:
+        # Imported here: validation workers verify with libsodium and never sign, and OpenSSL's
+        # bindings would add ~10 MB to each of them.
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         if len(seed) != SEED_BYTES:
             raise ValueError(f"an Ed25519 seed is {SEED_BYTES} bytes")
         self._sk = Ed25519PrivateKey.from_private_bytes(bytes(seed))
@@ -128,6 +146,8 @@ class SigningKey:
         return cls(seed)
 
     def seed(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
         return self._sk.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
     def sign(self, message: bytes) -> bytes:
