@@ -70,16 +70,24 @@ class Scope:
 
     def __init__(self, replicate: tuple[str, ...] | None) -> None:
         self.configured: frozenset[bytes] | None = None if replicate is None else frozenset(parse_id(IdKind.COOP, c) for c in replicate)
-        self.partners: set[bytes] = set()
+        self._partners: dict[bytes, frozenset[bytes]] = {}  # configured co-op -> the co-ops it federates with
+        self.partners: frozenset[bytes] = frozenset()
 
     @property
     def coops(self) -> frozenset[bytes] | None:
         return None if self.configured is None else self.configured | self.partners
 
-    def add_partner(self, coop: bytes) -> None:
-        if self.configured is not None and coop not in self.configured and coop not in self.partners:
-            log.info("replicating co-op %s: a federation agreement names it", coop.hex()[:16])
-            self.partners.add(coop)
+    def set_partners(self, coop: bytes, partners: set[bytes]) -> None:
+        """What ``coop``'s governance currently federates with (only configured co-ops count)."""
+        if self.configured is None or coop not in self.configured or self._partners.get(coop) == partners:
+            return
+        self._partners[coop] = frozenset(partners)
+        now = frozenset().union(*self._partners.values())
+        for c in now - self.partners:
+            log.info("replicating co-op %s: a federation agreement names it", c.hex()[:16])
+        for c in self.partners - now:
+            log.info("no longer replicating co-op %s: its federation agreement ended", c.hex()[:16])
+        self.partners = now
 
     def __call__(self, coop: bytes) -> bool:
         return self.configured is None or coop in self.configured or coop in self.partners

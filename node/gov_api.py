@@ -98,7 +98,7 @@ class GovApi:
     def _proposal_view(self, fold: Fold, p: Proposal, *, detail: bool) -> dict[str, Any]:
         counts: dict[str, int]
         if p.decided_by is not None:
-            _, counts = outcome(p, fold.frontier(p.decided_by))
+            _, counts = outcome(p, fold.frontier_since(p.decided_by, fold.height[p.id]))
         else:
             counts = {"yes": 0, "no": 0, "abstain": 0, "block": 0}
             for votes in p.votes.values():
@@ -153,7 +153,7 @@ class GovApi:
             aid = parse_id(IdKind.ACTION, t)
             if aid not in fold.height:
                 raise self.error(409, "not_ready", f"{t} is not folded here yet")  # type: ignore[call-arg]
-            for author, top in fold.frontier(aid).items():
+            for author, top in fold.frontier_since(aid, fold.height[p.id]).items():
                 merged[author] = max(top, merged.get(author, 0))
         result, counts = outcome(p, merged)
         return self.respond(request, {"outcome": result if p.status == "open" else p.status, "votes": counts, "status": p.status})

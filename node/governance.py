@@ -67,6 +67,23 @@ class Governance:
         return handle.fold
 
     def _follow_federations(self, fold: Fold) -> None:
-        if self.scope(fold.coop):
-            for partner in fold.state.federations:
-                self.scope.add_partner(partner)
+        self.scope.set_partners(fold.coop, set(fold.state.federations))
+
+    async def refresh(self) -> None:
+        """Fold every co-op this node replicates by its configuration, so that federation
+        decisions reach the replication scope even when nobody reads governance state. A node
+        replicating every co-op has nothing to follow (and spends no CPU on it)."""
+        if self.scope.configured is None:
+            return
+        for coop in sorted(self.scope.configured):
+            await self.fold(coop)
+
+    async def run(self, interval: float) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("governance refresh failed")
+            await asyncio.sleep(interval)

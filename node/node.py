@@ -90,6 +90,7 @@ class Node:
         self.runner = runner
         self.node_id = node_id
         self.url = url
+        self._gov_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, config: Config, *, clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None) -> Node:
@@ -158,14 +159,21 @@ class Node:
         where["url"] = fed.advertise_url or url
         (config.data_dir / URL_FILE).write_text(url + "\n")
         gossip.start()
+        gov_task = asyncio.create_task(governance.run(max(fed.anti_entropy_interval, 1.0)), name="governance-refresh")
         log.info("node %s listening on %s, store %s", format_id(IdKind.NODE, key.public_key), url, config.database_path)
         if fed.peers or fed.open:
             log.info("federation %r: %d configured peers, %s", fed.name, len(book.peers), "open" if fed.open else "closed")
-        return cls(replace(config, port=port), store, ingestor, gossip, book, runner, key.public_key, url)
+        node = cls(replace(config, port=port), store, ingestor, gossip, book, runner, key.public_key, url)
+        node._gov_task = gov_task
+        return node
 
     async def stop(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.config.data_dir / URL_FILE).unlink()
+        if self._gov_task is not None:
+            self._gov_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gov_task
         await self.gossip.stop()
         await self.runner.cleanup()
         self.ingestor.close()

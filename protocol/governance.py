@@ -55,6 +55,7 @@ from .charter import (
 EQUIVOCATION = "~equivocation"  # the kind of a proof event inside the fold (never on the wire)
 DAY_MS = 86_400_000
 SNAPSHOT_EVERY = 2000
+RECENT_EVERY = 256  # how stale the snapshot kept at the tip may get
 FRONTIER_CACHE = 64
 STATE_HASH_TAG = b"coopnet/v1/state\x00"
 RESULTS_TAG = b"coopnet/v1/results\x00"
@@ -328,7 +329,7 @@ def _tally(s: State, c: Ctx) -> str | None:
     p = s.proposals.get(b["proposal"])
     if p is None:
         return "unknown_proposal"
-    frontier = c.fold.frontier(c.item.id)
+    frontier = c.fold.frontier_since(c.item.id, c.fold.height[p.id])
     opened = c.fold.items[p.id]
     if frontier.get(opened.author, 0) < opened.seq:
         return "proposal_not_in_deps"
@@ -480,6 +481,7 @@ class Fold:
         body = genesis.body_value()
         self.state = self._initial(genesis, body if isinstance(body, dict) else {})
         self._snapshots: list[tuple[int, State]] = [(0, self.state.copy())]
+        self._recent: tuple[int, State] | None = None  # one snapshot close to the tip
         self.add([genesis])
 
     def _initial(self, genesis: Action, body: dict[str, Any]) -> State:
@@ -552,9 +554,12 @@ class Fold:
         while self._snapshots[-1][0] > position:
             self._snapshots.pop()
         at, snap = self._snapshots[-1]
+        if self._recent is not None and at < self._recent[0] <= position:
+            at, snap = self._recent  # a concurrent arrival near the tip: go back a little only
         self.refolded += self.state.applied - at
         self.state = snap.copy()
-        self._frontiers.clear()
+        self._recent = None if self._recent is None or self._recent[0] > at else self._recent
+        # Cached frontiers stay: an item's causal past never changes once it is in the fold.
 
     def _run(self) -> None:
         s = self.state
@@ -563,6 +568,12 @@ class Fold:
             self._apply(self.items[item_id])
             if s.applied % self.snapshot_every == 0 and s.applied > self._snapshots[-1][0]:
                 self._snapshots.append((s.applied, s.copy()))
+        # At the tip, keep one snapshot at most RECENT_EVERY items old: actions that arrive
+        # concurrently usually sort just before the tip, and should not send the fold back to
+        # the last regular snapshot (up to snapshot_every items).
+        recent_at = self._recent[0] if self._recent is not None else -1
+        if s.applied - max(recent_at, self._snapshots[-1][0]) >= RECENT_EVERY:
+            self._recent = (s.applied, s.copy())
 
     def _apply(self, it: Item) -> None:
         s = self.state
@@ -641,6 +652,30 @@ class Fold:
         self._frontiers[item_id] = e
         if len(self._frontiers) > FRONTIER_CACHE:
             self._frontiers.popitem(last=False)
+        return e
+
+    def frontier_since(self, item_id: bytes, min_height: int) -> dict[bytes, int]:
+        """``frontier(item_id)`` restricted to the part of its causal past at or above
+        ``min_height``: for each author met there, their highest seq.
+
+        Exact for what a tally needs: a proposal at ``min_height`` and votes above it are in the
+        past of ``item_id`` iff this walk meets them, since every path down to one of them only
+        crosses items higher than it. The walk stays between the proposal and the tally, so its
+        cost does not grow with the history before the proposal.
+        """
+        e: dict[bytes, int] = {}
+        seen: set[bytes] = set()
+        stack = [item_id]
+        items, height = self.items, self.height
+        while stack:
+            x = stack.pop()
+            if x in seen or height[x] < min_height:
+                continue
+            seen.add(x)
+            it = items[x]
+            if it.kind != EQUIVOCATION and e.get(it.author, 0) < it.seq:
+                e[it.author] = it.seq
+            stack.extend(it.parents)
         return e
 
     # ---- reading -----------------------------------------------------------------------------

@@ -841,12 +841,6 @@ def test_a_late_concurrent_sanction_does_not_reopen_a_decided_proposal() -> None
 # ---- both forks in one fold ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (robustness; node/governance.py avoids it by folding only the smaller-id fork): given both forks "
-    "of an equivocation, Fold.chain keeps whichever fork became ready last and frontier() walks that fork's "
-    "deps, so a tally's outcome (and the state hash) depends on the order the two forks arrived in",
-)
 def test_a_fold_given_both_forks_is_still_order_independent() -> None:
     h = Hist()
     f0, f1, f2 = h.founders
