@@ -23,7 +23,7 @@ from protocol import ProtocolError, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id, parse_id
 
 from .client import DEFAULT_URL, Client, ClientError
-from .config import CONFIG_NAME, ConfigError, load_config
+from .config import CONFIG_NAME, ConfigError, load_config, load_federation_file
 from .keyfile import KeyFileError, read_key_file, write_key_file
 from .node import URL_FILE, init_data_dir, serve
 from .views import json_to_value
@@ -109,25 +109,47 @@ def main(ctx: click.Context, node: str | None, as_json: bool) -> None:
     help="Where the node keeps its files (default: $COOPNET_DATA_DIR or ~/.coopnet).",
 )
 @click.option("--listen", default="127.0.0.1:8470", show_default=True, help="Address the node will listen on.")
+@click.option("--join", "join", type=click.Path(path_type=Path), default=None, help="A federation file: join that federation.")
+@click.option("--advertise-url", default="", help="How peers reach this node, if not the listen address.")
 @pass_ctx
-def init(c: Ctx, data_dir: Path | None, listen: str) -> None:
+def init(c: Ctx, data_dir: Path | None, listen: str, join: Path | None, advertise_url: str) -> None:
     """Create a data directory: config, node key (0600) and an empty store on first run."""
     data_dir = data_dir or default_data_dir()
     host, _, port = listen.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    if advertise_url and not advertise_url.startswith(("http://", "https://")):
+        raise click.BadParameter("expected an http:// or https:// URL", param_hint="--advertise-url")
     try:
-        cfg = init_data_dir(data_dir, host=host, port=int(port))
+        federation = load_federation_file(join) if join is not None else None
+    except ConfigError as e:
+        _fail("bad_federation_file", str(e), c.as_json)
+    try:
+        cfg = init_data_dir(data_dir, host=host, port=int(port), federation=federation, advertise_url=advertise_url)
         node_id = format_id(IdKind.NODE, read_key_file(cfg.key_path, "node").public_key)
     except (ConfigError, KeyFileError) as e:
         _fail("exists", str(e), c.as_json)
-    _out(
-        {"data_dir": str(data_dir), "config": str(data_dir / CONFIG_NAME), "node_id": node_id, "listen": f"{cfg.host}:{cfg.port}"},
-        c.as_json,
-        lambda o: console.print(
-            f"Initialised [bold]{o['data_dir']}[/]\n  node id  {o['node_id']}\n  config   {o['config']}\n  listen   {o['listen']}\nStart it with: coopnet run --data-dir {o['data_dir']}"
-        ),
-    )
+    out: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "config": str(data_dir / CONFIG_NAME),
+        "node_id": node_id,
+        "listen": f"{cfg.host}:{cfg.port}",
+    }
+    if federation is not None:
+        out["federation"] = federation.name
+        out["peers"] = len(federation.peers)
+
+    def readable(o: dict[str, Any]) -> None:
+        console.print(
+            f"Initialised [bold]{o['data_dir']}[/]\n  node id  {o['node_id']}\n  config   {o['config']}\n  listen   {o['listen']}"
+        )
+        if federation is not None:
+            console.print(f"  joins    federation [bold]{federation.name}[/] ({len(federation.peers)} bootstrap peers)")
+            if not federation.open:
+                console.print("  The federation is closed: its members must list this node id before they accept it.")
+        console.print(f"Start it with: coopnet run --data-dir {o['data_dir']}")
+
+    _out(out, c.as_json, readable)
 
 
 @main.command()

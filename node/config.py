@@ -277,6 +277,8 @@ def _toml_str(s: str) -> str:
 
 
 def render_federation(fed: Federation, advertise_url: str = "") -> str:
+    """The ``[federation]`` table for ``fed``: every setting written out, so nothing from a
+    federation file is lost on the way into a node's config."""
     replicate = '"all"' if fed.replicate is None else "[" + ", ".join(_toml_str(c) for c in fed.replicate) + "]"
     lines = [
         "[federation]",
@@ -284,9 +286,16 @@ def render_federation(fed: Federation, advertise_url: str = "") -> str:
         f"open = {'true' if fed.open else 'false'}          # true: any node with a valid record may join",
         f"replicate = {replicate}",
         f"advertise_url = {_toml_str(advertise_url or fed.advertise_url)}   # how peers reach this node; empty: the listen address",
-        "# fanout = 3, anti_entropy_interval = 5.0, request_timeout = 10.0, max_peers = 64,",
-        "# fetch_batch = 2000, refuse_seconds = 60.0, rate_limit = 50.0: the defaults",
+        f"fanout = {fed.fanout}",
+        f"anti_entropy_interval = {fed.anti_entropy_interval!r}",
+        f"request_timeout = {fed.request_timeout!r}",
+        f"max_peers = {fed.max_peers}",
+        f"fetch_batch = {fed.fetch_batch}",
+        f"refuse_seconds = {fed.refuse_seconds!r}",
+        f"rate_limit = {fed.rate_limit!r}",
     ]
+    if fed.fault_hooks:
+        lines.append("fault_hooks = true   # testing only")
     for p in fed.peers:
         lines += ["", "[[federation.peers]]", f"url = {_toml_str(p.url)}", f"id = {_toml_str(p.node_id)}"]
     return "\n".join(lines) + "\n"

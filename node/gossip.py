@@ -57,6 +57,7 @@ log = logging.getLogger("coopnet.gossip")
 
 PUSH_BATCH = PUSH_MAX_ACTIONS
 PUSH_MAX_BYTES = 4 * 1024 * 1024  # below the default request cap of every receiver
+PUSH_BACKLOG = 5000  # entries waiting for one peer; beyond that, anti-entropy delivers them
 PROOFS_PER_FETCH = 512  # proofs are up to ~8 KiB each: keep a reply well inside its byte cap
 WALK_BACK_MAX = 20  # doublings when looking for where a peer's fork starts
 PUSH_LINGER_S = 0.01
@@ -158,6 +159,7 @@ class Gossip:
         self._push_queue: asyncio.Queue[tuple[bytes, bytes, bytes | None, bool]] = asyncio.Queue(maxsize=100_000)
         self._tasks: list[asyncio.Task[None]] = []
         self._pushing: set[bytes] = set()  # peers with a push in flight
+        self._backlog: dict[bytes, list[tuple[bytes, bool]]] = {}  # per peer: (raw, is_proof) waiting
         self._push_tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()  # set to run an anti-entropy round now (tests, new peers)
 
@@ -211,25 +213,41 @@ class Gossip:
             for coop, raw, origin, is_proof in items:
                 by_coop.setdefault(coop, []).append((raw, origin, is_proof))
             for coop, entries in by_coop.items():
-                # A peer still busy with an earlier push is skipped (anti-entropy covers it), so a
-                # hung peer never holds back pushes to the others.
-                candidates = [p for p in self.book.ready() if p.url and p.replicates(coop) and p.node_id not in self._pushing]
+                candidates = [p for p in self.book.ready() if p.url and p.replicates(coop)]
                 self.rng.shuffle(candidates)
                 for peer in candidates[: self.federation.fanout]:
-                    actions = tuple(raw for raw, origin, is_proof in entries if not is_proof and origin != peer.node_id)
-                    proofs = tuple(raw for raw, origin, is_proof in entries if is_proof and origin != peer.node_id)
-                    if actions or proofs:
-                        self._pushing.add(peer.node_id)
-                        task = asyncio.create_task(self._push_to(peer, PeerPush(actions, proofs)))
-                        self._push_tasks.add(task)
-                        task.add_done_callback(self._push_tasks.discard)
+                    mine = [(raw, is_proof) for raw, origin, is_proof in entries if origin != peer.node_id]
+                    if mine:
+                        self._queue_push(peer, mine)
 
-    async def _push_to(self, peer: Peer, msg: PeerPush) -> None:
+    def _queue_push(self, peer: Peer, entries: list[tuple[bytes, bool]]) -> None:
+        """Send now, or after the push already in flight to this peer: a hung peer holds back only
+        its own backlog (bounded; beyond it, anti-entropy delivers), never pushes to the others."""
+        backlog = self._backlog.setdefault(peer.node_id, [])
+        room = PUSH_BACKLOG - len(backlog)
+        backlog.extend(entries[: max(room, 0)])
+        if peer.node_id not in self._pushing:
+            self._pushing.add(peer.node_id)
+            task = asyncio.create_task(self._drain(peer))
+            self._push_tasks.add(task)
+            task.add_done_callback(self._push_tasks.discard)
+
+    async def _drain(self, peer: Peer) -> None:
         try:
-            await self.client.call(peer, "/peer/v1/push", encode_push(msg), "push")
-            self.book.success(peer)
-        except PeerError as e:
-            self.book.failure(peer, str(e))
+            backlog = self._backlog.get(peer.node_id, [])
+            while backlog:
+                chunk, size = [], 0
+                while backlog and len(chunk) < PUSH_BATCH and size < PUSH_MAX_BYTES:
+                    entry = backlog.pop(0)
+                    chunk.append(entry)
+                    size += len(entry[0])
+                msg = PeerPush(tuple(r for r, p in chunk if not p), tuple(r for r, p in chunk if p))
+                try:
+                    await self.client.call(peer, "/peer/v1/push", encode_push(msg), "push")
+                    self.book.success(peer)
+                except PeerError as e:
+                    self.book.failure(peer, str(e))
+                    backlog.clear()  # anti-entropy will deliver; do not hammer a failing peer
         finally:
             self._pushing.discard(peer.node_id)
 
@@ -238,8 +256,11 @@ class Gossip:
     async def _anti_entropy(self) -> None:
         while True:
             delay = self.federation.anti_entropy_interval * self.rng.uniform(0.5, 1.5)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), delay)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the wait completes, and stop() would then wait for this loop forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.wake.wait()
             self.wake.clear()
             try:
                 await self.round()
@@ -307,11 +328,19 @@ class Gossip:
         remaining = {w.author: w for w in wants}
         proofs = list(proof_wants)
         back: dict[bytes, int] = {}  # per author: how far down we look for where the peer's fork starts
+        # A co-op new to this node: its genesis must be stored before anything else of it is
+        # accepted. The first request asks for one action of every chain; the responder sends the
+        # founder's chain first, so the genesis leads that reply.
+        first_of_each = await self.store.get_coop(coop) is None
         try:
             for _ in range(100_000):  # bounded: a round trip that makes no progress ends the loop
                 if not remaining and not proofs:
                     break
-                batch = self._fetch_batch(remaining)
+                if first_of_each:
+                    batch = tuple(Want(w.author, w.first, w.first) for w in sorted(remaining.values(), key=lambda w: w.author)[:1024])
+                    first_of_each = False
+                else:
+                    batch = self._fetch_batch(remaining)
                 asked_proofs, proofs = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
                 body = encode_fetch_request(FetchRequest(coop, batch, tuple(asked_proofs)))
                 reply = decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))

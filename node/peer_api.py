@@ -165,7 +165,7 @@ class PeerApi:
     ) -> tuple[dict[str, int], dict[bytes, int], dict[bytes, int]]:
         """Validate, scope-check and store what a peer sent; penalise what no honest node sends.
 
-        Returns the counts by status; per author, the highest seq among the valid actions; and per
+        Returns the counts by status; per author, the highest seq now held among those sent; and per
         author, the lowest seq refused because its prev is not this node's action below it (the
         peer holds another fork of that chain, which starts further down).
         """
@@ -182,6 +182,9 @@ class PeerApi:
                 fresh.append(raw)
         skipped = len(raws) - len(fresh)
         checked = await self.ingestor.validate(fresh)
+        for x in checked:
+            if isinstance(x, ProtocolError):
+                self.metrics.actions_rejected.labels(x.code.value, source).inc()
         forged = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in FORGED)
         invalid = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in INTRINSIC)
         if forged:
@@ -192,8 +195,6 @@ class PeerApi:
         actions = [x for x in valid if self.in_scope(x.coop)]
         out_of_scope = len(valid) - len(actions)
         counts = {"accepted": 0, "known": skipped, "pending": 0, "rejected": forged + invalid + out_of_scope}
-        for a in valid:
-            top[a.author] = max(a.seq, top.get(a.author, 0))
         if out_of_scope:
             self.metrics.actions_rejected.labels(RejectCode.OUT_OF_SCOPE.value, source).inc(out_of_scope)
         forks: dict[bytes, int] = {}
@@ -202,6 +203,10 @@ class PeerApi:
             self.ingestor.stats.count(results)
             for a, r in zip(actions, results, strict=True):
                 counts[r.status] += 1
+                if r.status != "rejected":  # progress is what is held, not merely what was sent
+                    top[a.author] = max(a.seq, top.get(a.author, 0))
+                if r.code is not None:
+                    self.metrics.actions_rejected.labels(r.code.value, source).inc()
                 if r.fork_below:
                     forks[a.author] = min(a.seq, forks.get(a.author, a.seq))
             for a, r in zip(actions, results, strict=True):

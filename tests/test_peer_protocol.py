@@ -1736,11 +1736,18 @@ class _FetchPeer:
         return counts, top, {}  # no forks in this fake
 
 
+class _KnownCoopStore:
+    """All _fetch asks of the store: whether the co-op is known here (it is, in these tests)."""
+
+    async def get_coop(self, coop: bytes) -> object:
+        return object()
+
+
 def _requester(peer: Any, fetch_batch: int) -> Gossip:
     return Gossip(
         record=lambda: b"",
         scope=Scope(None),
-        store=None,  # type: ignore[arg-type]  # not used by _fetch
+        store=_KnownCoopStore(),  # type: ignore[arg-type]
         peer_api=peer,
         book=None,  # type: ignore[arg-type]
         client=peer,
