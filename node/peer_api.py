@@ -229,34 +229,34 @@ class PeerApi:
             self.metrics.proofs_stored.inc(sum(flags))
         return counts, top, forks
 
-    async def reconcile(self, request: web.Request) -> web.Response:
-        auth = await self._authenticate(request, "reconcile")
+    async def _coop_message(self, request: web.Request, kind: str, decode: Callable[[bytes], Any]) -> Any:
+        """Authenticate, decode (a body no honest node sends is penalised) and scope-check a
+        message about one co-op; return it, or the error response to send instead."""
+        auth = await self._authenticate(request, kind)
         if isinstance(auth, web.Response):
             return auth
         sender, body = auth
         try:
-            req = decode_reconcile_request(body)
+            msg = decode(body)
         except ProtocolError as e:
             self.book.penalize(sender, "bad_message")
             return _err(400, e.code.value, e.message)
-        if not self.in_scope(req.coop):
-            return _err(422, RejectCode.OUT_OF_SCOPE.value, f"this node does not replicate {format_id(IdKind.COOP, req.coop)}")
+        if not self.in_scope(msg.coop):
+            return _err(422, RejectCode.OUT_OF_SCOPE.value, f"this node does not replicate {format_id(IdKind.COOP, msg.coop)}")
+        return msg
+
+    async def reconcile(self, request: web.Request) -> web.Response:
+        req = await self._coop_message(request, "reconcile", decode_reconcile_request)
+        if isinstance(req, web.Response):
+            return req
         heads = HeadSet(await self.store.heads(req.coop))
         reply = respond(req, heads, await self.store.proof_ids(req.coop) if req.proofs_fp is not None else ())
         return _ok(encode_reconcile_reply(reply))
 
     async def fetch(self, request: web.Request) -> web.Response:
-        auth = await self._authenticate(request, "fetch")
-        if isinstance(auth, web.Response):
-            return auth
-        sender, body = auth
-        try:
-            req = decode_fetch_request(body)
-        except ProtocolError as e:
-            self.book.penalize(sender, "bad_message")
-            return _err(400, e.code.value, e.message)
-        if not self.in_scope(req.coop):
-            return _err(422, RejectCode.OUT_OF_SCOPE.value, f"this node does not replicate {format_id(IdKind.COOP, req.coop)}")
+        req = await self._coop_message(request, "fetch", decode_fetch_request)
+        if isinstance(req, web.Response):
+            return req
         proofs = await self.store.proofs_by_id(req.coop, req.proofs) if req.proofs else []
         kept, size = [], 0
         for p in proofs:  # proofs first: the byte cap covers both
