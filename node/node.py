@@ -64,10 +64,6 @@ def init_data_dir(
     return load_config(cfg_path, env={})
 
 
-def config_for_data_dir(data_dir: Path, env: dict[str, str] | None = None) -> Config:
-    return load_config(data_dir / CONFIG_NAME, env=env)
-
-
 class Node:
     """A running node. Everything is built in ``start``, in one place, with explicit arguments."""
 
