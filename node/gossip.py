@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -159,7 +160,7 @@ class Gossip:
         self._push_queue: asyncio.Queue[tuple[bytes, bytes, bytes | None, bool]] = asyncio.Queue(maxsize=100_000)
         self._tasks: list[asyncio.Task[None]] = []
         self._pushing: set[bytes] = set()  # peers with a push in flight
-        self._backlog: dict[bytes, list[tuple[bytes, bool]]] = {}  # per peer: (raw, is_proof) waiting
+        self._backlog: dict[bytes, deque[tuple[bytes, bool]]] = {}  # per peer: (raw, is_proof) waiting
         self._push_tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()  # set to run an anti-entropy round now (tests, new peers)
 
@@ -223,7 +224,7 @@ class Gossip:
     def _queue_push(self, peer: Peer, entries: list[tuple[bytes, bool]]) -> None:
         """Send now, or after the push already in flight to this peer: a hung peer holds back only
         its own backlog (bounded; beyond it, anti-entropy delivers), never pushes to the others."""
-        backlog = self._backlog.setdefault(peer.node_id, [])
+        backlog = self._backlog.setdefault(peer.node_id, deque())
         room = PUSH_BACKLOG - len(backlog)
         backlog.extend(entries[: max(room, 0)])
         if peer.node_id not in self._pushing:
@@ -234,11 +235,11 @@ class Gossip:
 
     async def _drain(self, peer: Peer) -> None:
         try:
-            backlog = self._backlog.get(peer.node_id, [])
+            backlog = self._backlog.get(peer.node_id, deque())
             while backlog:
                 chunk, size = [], 0
                 while backlog and len(chunk) < PUSH_BATCH and size < PUSH_MAX_BYTES:
-                    entry = backlog.pop(0)
+                    entry = backlog.popleft()
                     chunk.append(entry)
                     size += len(entry[0])
                 msg = PeerPush(tuple(r for r, p in chunk if not p), tuple(r for r, p in chunk if p))
