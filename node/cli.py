@@ -315,9 +315,10 @@ def _acting(f: Any) -> Any:
     return click.option("--coop", "coop_text", required=True, help="Co-op id (coop_...).")(f)
 
 
-def _member_bytes(c: Ctx, text: str) -> bytes:
+def _parse(c: Ctx, kind: IdKind, text: str) -> bytes:
+    """An id given on the command line, or exit 1 with bad_id."""
     try:
-        return parse_id(IdKind.MEMBER, text)
+        return parse_id(kind, text)
     except ProtocolError as e:
         _fail(e.code.value, e.message, c.as_json)
 
@@ -374,7 +375,7 @@ def member_apply(c: Ctx, coop_text: str, key_file: Path, note: str) -> None:
 @pass_ctx
 def member_sponsor(c: Ctx, coop_text: str, key_file: Path, applicant: str) -> None:
     """Sponsor an applicant (a sponsored co-op admits them after enough sponsors)."""
-    body = {"member": _member_bytes(c, applicant)}
+    body = {"member": _parse(c, IdKind.MEMBER, applicant)}
     _out(_sign_and_submit(c, key_file, coop_text, "member.sponsor", body, _recent(c, coop_text)), c.as_json, _print_acted)
 
 
@@ -385,7 +386,7 @@ def member_sponsor(c: Ctx, coop_text: str, key_file: Path, applicant: str) -> No
 @pass_ctx
 def member_admit(c: Ctx, coop_text: str, key_file: Path, applicant: str, title: str) -> None:
     """Open a proposal to admit an applicant (co-ops that admit by vote)."""
-    _open(c, coop_text, key_file, "admit", title or f"Admit {applicant[:16]}…", {"member": _member_bytes(c, applicant)})
+    _open(c, coop_text, key_file, "admit", title or f"Admit {applicant[:16]}…", {"member": _parse(c, IdKind.MEMBER, applicant)})
 
 
 @member.command("leave")
@@ -431,10 +432,7 @@ def proposal_open(c: Ctx, coop_text: str, key_file: Path, ptype: str, title: str
 @pass_ctx
 def proposal_vote(c: Ctx, coop_text: str, key_file: Path, proposal_id: str, choice: str) -> None:
     """Vote on a proposal; voting again replaces your earlier vote."""
-    try:
-        pid = parse_id(IdKind.ACTION, proposal_id)
-    except ProtocolError as e:
-        _fail(e.code.value, e.message, c.as_json)
+    pid = _parse(c, IdKind.ACTION, proposal_id)
     _out(_sign_and_submit(c, key_file, coop_text, "vote.cast", {"choice": choice, "proposal": pid}, [proposal_id]), c.as_json, _print_acted)
 
 
@@ -445,11 +443,9 @@ def proposal_vote(c: Ctx, coop_text: str, key_file: Path, proposal_id: str, choi
 def proposal_tally(c: Ctx, coop_text: str, key_file: Path, proposal_id: str) -> None:
     """Tally a proposal: counts the votes this node has seen (its deps name the voters' latest
     actions), claims the outcome the node computes, and every node checks that claim."""
+    pid = _parse(c, IdKind.ACTION, proposal_id)
     try:
-        pid = parse_id(IdKind.ACTION, proposal_id)
         view = c.client.get(f"/api/v1/coops/{coop_text}/proposals/{proposal_id}")
-    except ProtocolError as e:
-        _fail(e.code.value, e.message, c.as_json)
     except ClientError as e:
         _fail(e.code, e.message, c.as_json)
     chains = {x["author"]: x["head"] for x in c.client.get(f"/api/v1/coops/{coop_text}/chains")["chains"]}
@@ -511,11 +507,8 @@ def sanction() -> None:
 @pass_ctx
 def sanction_propose(c: Ctx, coop_text: str, key_file: Path, member_id: str, clause: str, evidence: tuple[str, ...], title: str) -> None:
     """Open a proposal to sanction a member as the charter clause says."""
-    try:
-        ev = [parse_id(IdKind.ACTION, e) for e in evidence]
-    except ProtocolError as e:
-        _fail(e.code.value, e.message, c.as_json)
-    payload = {"clause": clause, "evidence": ev, "member": _member_bytes(c, member_id)}
+    ev = [_parse(c, IdKind.ACTION, e) for e in evidence]
+    payload = {"clause": clause, "evidence": ev, "member": _parse(c, IdKind.MEMBER, member_id)}
     _open(c, coop_text, key_file, "sanction", title or f"Sanction under {clause}", payload)
 
 
@@ -526,11 +519,7 @@ def sanction_propose(c: Ctx, coop_text: str, key_file: Path, member_id: str, cla
 @pass_ctx
 def sanction_lift(c: Ctx, coop_text: str, key_file: Path, sanction_id: str, title: str) -> None:
     """Open a proposal to lift a sanction; the sanctioned member may do this (appeal)."""
-    kind = IdKind.PROOF if sanction_id.startswith("eqv_") else IdKind.ACTION
-    try:
-        sid = parse_id(kind, sanction_id)
-    except ProtocolError as e:
-        _fail(e.code.value, e.message, c.as_json)
+    sid = _parse(c, IdKind.PROOF if sanction_id.startswith("eqv_") else IdKind.ACTION, sanction_id)
     _open(c, coop_text, key_file, "lift", title or "Lift a sanction", {"sanction": sid})
 
 
@@ -567,10 +556,7 @@ def federate() -> None:
 @pass_ctx
 def federate_propose(c: Ctx, coop_text: str, key_file: Path, other_coop: str, terms_json: str) -> None:
     """Open a proposal to federate with another co-op (it must pass on both sides)."""
-    try:
-        other = parse_id(IdKind.COOP, other_coop)
-    except ProtocolError as e:
-        _fail(e.code.value, e.message, c.as_json)
+    other = _parse(c, IdKind.COOP, other_coop)
     _open(
         c,
         coop_text,
@@ -587,10 +573,7 @@ def federate_propose(c: Ctx, coop_text: str, key_file: Path, other_coop: str, te
 @pass_ctx
 def federate_end(c: Ctx, coop_text: str, key_file: Path, other_coop: str) -> None:
     """Open a proposal to end a federation agreement."""
-    try:
-        other = parse_id(IdKind.COOP, other_coop)
-    except ProtocolError as e:
-        _fail(e.code.value, e.message, c.as_json)
+    other = _parse(c, IdKind.COOP, other_coop)
     _open(c, coop_text, key_file, "unfederate", f"End federation with {other_coop[:16]}…", {"coop": other})
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from make_vectors import tagged, write  # noqa: E402  (the same JSON forms for every vector file)
 
 from protocol import codec  # noqa: E402
 from protocol.action import sign_action, sign_genesis  # noqa: E402
@@ -99,32 +100,8 @@ def proof_id(i: int) -> bytes:
     return label("proof", i)
 
 
-def tagged(v: Any) -> Any:
-    """The tagged-JSON description of a msgpack value (docs/PROTOCOL.md section 8)."""
-    if v is None:
-        return {"nil": None}
-    if isinstance(v, bool):
-        return {"bool": v}
-    if isinstance(v, int):
-        return {"int": str(v)}
-    if isinstance(v, str):
-        return {"str": v}
-    if isinstance(v, bytes):
-        return {"bin": v.hex()}
-    if isinstance(v, (list, tuple)):
-        return {"array": [tagged(x) for x in v]}
-    if isinstance(v, dict):
-        return {"map": [[k, tagged(x)] for k, x in sorted(v.items(), key=lambda kv: kv[0].encode("utf-8"))]}
-    raise TypeError(type(v))
-
-
 def heads_json(heads: list[Head]) -> list[list[Any]]:
     return [[h.author.hex(), h.seq, h.head.hex()] for h in heads]
-
-
-def write(out: Path, name: str, obj: dict[str, Any]) -> None:
-    text = json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
-    (out / name).write_text(text, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import multiprocessing
 import os
 import platform
@@ -443,17 +444,11 @@ def label_values(samples: Samples, name: str, label: str) -> set[str]:
 # ---- wire bytes ---------------------------------------------------------------------------------
 
 
-class CountingProxy:
-    """A TCP relay 127.0.0.1:<port> -> 127.0.0.1:<target_port> counting bytes in each direction.
-
-    ``up``: bytes from the connecting side (HTTP requests), ``down``: bytes back (replies). Counted
-    before they are forwarded, so once a client holds a reply, the reply is counted."""
+class _Relay:
+    """A TCP relay on 127.0.0.1 in front of a node's port: the parts both relays share."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.up = 0
-        self.down = 0
-        self.connections = 0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -462,10 +457,35 @@ class CountingProxy:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    async def start(self, port: int = 0) -> CountingProxy:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def start(self, port: int = 0) -> Any:
         self._server = await asyncio.start_server(self._handle, HOST, port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._writers):
+                w.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
+
+
+class CountingProxy(_Relay):
+    """A TCP relay 127.0.0.1:<port> -> 127.0.0.1:<target_port> counting bytes in each direction.
+
+    ``up``: bytes from the connecting side (HTTP requests), ``down``: bytes back (replies). Counted
+    before they are forwarded, so once a client holds a reply, the reply is counted."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.up = 0
+        self.down = 0
+        self.connections = 0
 
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
         try:
@@ -498,15 +518,6 @@ class CountingProxy:
         finally:
             self._writers -= {writer, t_writer}
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._writers):
-                w.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
-
 
 @dataclass
 class PathStats:
@@ -528,7 +539,7 @@ class PathStats:
         )
 
 
-class HttpProxy:
+class HttpProxy(_Relay):
     """A relay for HTTP/1.1 with Content-Length bodies (what aiohttp's client and server send to
     each other), counting each exchange by request path: head and body bytes each way.
 
@@ -537,24 +548,12 @@ class HttpProxy:
     and the node's client retries on another: counted under ``unparsed``."""
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
+        super().__init__(target_port)
         self.paths: dict[str, PathStats] = {}
         self.unparsed = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
     def snapshot(self) -> dict[str, PathStats]:
         return {k: PathStats(v.requests, v.request_head, v.request_body, v.reply_head, v.reply_body) for k, v in self.paths.items()}
-
-    async def start(self, port: int = 0) -> HttpProxy:
-        self._server = await asyncio.start_server(self._handle, HOST, port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
 
     @staticmethod
     async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -603,15 +602,6 @@ class HttpProxy:
             for w in (writer, t_writer):
                 with contextlib.suppress(Exception):
                     w.close()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._writers):
-                w.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
 
 
 @dataclass
@@ -783,3 +773,21 @@ def stage(out: TextIO, text: str) -> Iterator[None]:
     t = time.perf_counter()
     yield
     say(out, f"    ... {time.perf_counter() - t:.1f} s")
+
+
+def emit(fig: dict[str, Any], as_json: bool, render: Any) -> int:
+    """Print the figures (JSON, or the readable report) and return the exit status."""
+    if as_json:
+        print(json.dumps(fig, indent=2))
+    else:
+        render(fig, sys.stdout)
+    return 0
+
+
+def run_main(main: Any, name: str) -> None:
+    """``sys.exit(main())``, turning a BenchError into one line on stderr and status 1."""
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print(f"{name} benchmark FAILED: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import statistics
@@ -395,16 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(out, "5/5 libsodium again, now that the nodes are stopped ...")
     ib.remeasure_libsodium(rates, sample)
     fig = figures(args, rates, sign_rate, work, ingest_a, cu, received, workers_b, log_b)
-    if args.json:
-        print(json.dumps(fig, indent=2))
-    else:
-        render(fig, sys.stdout)
-    return 0
+    return bl.emit(fig, args.json, render)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        print(f"catch-up benchmark FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    bl.run_main(main, "catch-up")

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -380,16 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "growth": growth(rows),
         "protocol_bytes_stable": statistics.pstdev([r["protocol_bytes"]["per_round"] for r in rows]) == 0,
     }
-    if args.json:
-        print(json.dumps(fig, indent=2))
-    else:
-        render(fig, sys.stdout)
-    return 0
+    return bl.emit(fig, args.json, render)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        print(f"idle-cost benchmark FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    bl.run_main(main, "idle-cost")

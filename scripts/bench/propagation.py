@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import statistics
@@ -521,16 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if n.proc is not None and n.proc.poll() is not None and n.proc.returncode not in (0, -15):
                     say(sys.stderr, f"node {n.index} exited with status {n.proc.returncode}; its log ends:\n{n.log_tail(15)}")
             raise
-    if args.json:
-        print(json.dumps(fig, indent=2))
-    else:
-        render(fig, sys.stdout)
-    return 0
+    return bl.emit(fig, args.json, render)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        print(f"propagation benchmark FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    bl.run_main(main, "propagation")
