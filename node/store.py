@@ -538,6 +538,21 @@ def _chunks(seq: Sequence[Any], n: int = 500) -> Iterable[Sequence[Any]]:
         yield seq[i : i + n]
 
 
+async def _rows_in(conn: aiosqlite.Connection, select: str, keys: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Rows of ``select ... WHERE (cols)`` completed with ``IN (VALUES ...)`` over ``keys`` (tuples of
+    one width), a few hundred keys per statement to stay under SQLite's variable limit."""
+    rows: list[Any] = []
+    if not keys:
+        return rows
+    width = len(keys[0])
+    placeholder = "(" + ",".join("?" * width) + ")"
+    for chunk in _chunks(keys, 1200 // width):
+        params = [x for k in chunk for x in k]
+        async with conn.execute(f"{select} IN (VALUES {','.join(placeholder for _ in chunk)})", params) as cur:
+            rows.extend(await cur.fetchall())
+    return rows
+
+
 class _GroupPlan:
     """The decisions for one group, computed from a few set-based reads, then written at once."""
 
@@ -575,37 +590,21 @@ class _GroupPlan:
 
         fresh = [a for a in group if a.id not in known]
         keys = list({(a.coop, a.author) for a in fresh})
-        for chunk in _chunks(keys, 400):
-            values = ",".join("(?,?)" for _ in chunk)
-            params = [x for k in chunk for x in k]
-            async with w.execute(
-                f"SELECT coop, author, head_seq, head_id FROM chains WHERE (coop, author) IN (VALUES {values})", params
-            ) as cur:
-                for coop, author, head_seq, head_id in await cur.fetchall():
-                    plan.heads[(coop, author)] = (head_seq, head_id)
+        for coop, author, head_seq, head_id in await _rows_in(
+            w, "SELECT coop, author, head_seq, head_id FROM chains WHERE (coop, author)", keys
+        ):
+            plan.heads[(coop, author)] = (head_seq, head_id)
 
         # Actions at or below their chain's head are equivocations: fetch what occupies the seq.
         occupants: dict[tuple[bytes, bytes, int], Action] = {}
         below = list({(a.coop, a.author, a.seq) for a in fresh if a.seq <= plan.heads.get((a.coop, a.author), (0, b""))[0]})
-        for chunk in _chunks(below, 300):
-            values = ",".join("(?,?,?)" for _ in chunk)
-            params = [x for k in chunk for x in k]
-            async with w.execute(
-                f"SELECT coop, author, seq, raw FROM actions WHERE (coop, author, seq) IN (VALUES {values})", params
-            ) as cur:
-                for coop, author, seq, raw in await cur.fetchall():
-                    occupants[(coop, author, seq)] = decode_action(raw, check_signature=False)
+        for coop, author, seq, raw in await _rows_in(w, "SELECT coop, author, seq, raw FROM actions WHERE (coop, author, seq)", below):
+            occupants[(coop, author, seq)] = decode_action(raw, check_signature=False)
 
         pending: dict[ChainKey, dict[int, Action]] = {}
         if pending_count:
-            for chunk in _chunks(keys, 400):
-                values = ",".join("(?,?)" for _ in chunk)
-                params = [x for k in chunk for x in k]
-                async with w.execute(
-                    f"SELECT coop, author, seq, raw FROM pending WHERE (coop, author) IN (VALUES {values})", params
-                ) as cur:
-                    for coop, author, seq, raw in await cur.fetchall():
-                        pending.setdefault((coop, author), {})[seq] = decode_action(raw, check_signature=False)
+            for coop, author, seq, raw in await _rows_in(w, "SELECT coop, author, seq, raw FROM pending WHERE (coop, author)", keys):
+                pending.setdefault((coop, author), {})[seq] = decode_action(raw, check_signature=False)
 
         # Geneses first, then each chain in seq order, so a batch may carry a chain out of order.
         order = sorted(range(len(group)), key=lambda i: (not group[i].is_genesis, group[i].coop, group[i].author, group[i].seq))
