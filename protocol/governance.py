@@ -7,16 +7,20 @@ in. Three ideas make that true:
 
 1. **A total order that respects causality.** An action is *ready* once its ``prev`` and all its
    ``deps`` are ready; its height is one more than the highest of theirs (the genesis: 0). Ready
-   actions are applied in (height, id) order (proof events first at their height). Late arrivals that sort before the tip make the fold
-   resume from the last snapshot at or before them, not from scratch.
+   actions are applied in (height, id) order (proof events first at their height). Late
+   arrivals that sort before the tip make the fold resume from the last snapshot at or before
+   them, not from scratch.
 2. **Rules are data.** ``RULES`` maps each kind to who may do it (member status and role
    permission) and what it changes. An intrinsically valid action that breaks a rule is kept (it
    is a signed fact) and marked rejected with a reason, identically everywhere.
-3. **Decisions read only their causal past.** A tally counts exactly the votes in its deps
-   closure (each voter's latest such vote), among the electorate fixed when the proposal opened,
-   under the decision rule of the charter then in force. Every node recomputes the outcome and
-   rejects a tally that claims another. A late or backdated vote is outside the closure of any
-   tally made before it was seen, so it can never change that tally's outcome.
+3. **Decisions read only their causal past.** Opening a proposal, voting and tallying are judged
+   by what their author had seen (``Seen``): their standing, roles and the charter come from
+   the state changes whose causes are in their deps closure, not from the fold's state where
+   they sort. A proposal fixes its electorate and rule that way; a tally counts exactly the
+   votes in its closure (each voter's latest such vote). Every node recomputes the outcome and
+   rejects a tally that claims another. So a late or backdated action, of any kind, never
+   changes a tally's result. Two concurrent tallies that disagree are both applied; the one that
+   saw more of the vote decides (``Fold.supersede`` re-folds from the one it overturns).
 
 Time. An author's claimed ``ts`` cannot be trusted to end their own suspension, so rules use the
 action's *causal time*: the largest ``ts`` among the actions of *other* authors in its past (its
@@ -25,7 +29,8 @@ has passed.
 
 Equivocation. A proof (two signed actions at one seq) is an input like an action: it becomes
 ready right after its canonical action (the smaller id, which every node keeps in the chain) and
-sanctions the author as the charter says.
+sanctions the author as the charter says; a suspension's clock starts at their next action. A
+proof is in no one's causal past: decisions that sort after it see it.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ DAY_MS = 86_400_000
 SNAPSHOT_EVERY = 2000
 RECENT_EVERY = 256  # how stale the snapshot kept at the tip may get
 FRONTIER_CACHE = 64
+REACH_CACHE = 256
 STATE_HASH_TAG = b"coopnet/v1/state\x00"
 RESULTS_TAG = b"coopnet/v1/results\x00"
 
@@ -100,9 +106,10 @@ class Member:
     roles: set[str]
     since: bytes  # the action that made it this status
     sponsors: set[bytes] = field(default_factory=set)
+    prev: Member | None = None  # the version before ``since`` (never changed again)
 
     def copy(self) -> Member:
-        return Member(self.status, set(self.roles), self.since, set(self.sponsors))
+        return Member(self.status, set(self.roles), self.since, set(self.sponsors), self.prev)
 
 
 @dataclass(slots=True)
@@ -115,6 +122,7 @@ class Sanction:
     evidence: tuple[bytes, ...]
     imposed_by: bytes  # the deciding tally, or the proof
     lifted_by: bytes | None = None
+    pending_days: int | None = None  # an equivocation suspension waiting for the author's next action
 
     def active(self, t: int) -> bool:
         return self.lifted_by is None and (self.until is None or t < self.until)
@@ -133,6 +141,7 @@ class Proposal:
     status: str = "open"  # open | passed | rejected
     decided_by: bytes | None = None
     votes: dict[bytes, list[tuple[int, str]]] = field(default_factory=dict)  # member -> [(seq, choice)] in seq order
+    frontier: dict[bytes, int] | None = None  # the opening action's causal past, while votes may come
 
     def copy(self) -> Proposal:
         if self.status != "open":
@@ -150,6 +159,7 @@ class Proposal:
             self.decided_by,
         )
         p.votes = {m: list(v) for m, v in self.votes.items()}
+        p.frontier = self.frontier
         return p
 
 
@@ -166,6 +176,9 @@ class State:
     rejected: int = 0
     clock: int = 0  # the latest causal time among the items applied so far
     results_hash: bytes = RESULTS_TAG
+    charter_by: bytes = b""  # the tally that put ``charter`` in force (the genesis: the co-op id)
+    charters: tuple[tuple[bytes, dict[str, Any]], ...] = ()  # earlier (by, charter), oldest first
+    tallied: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)  # proposal -> applied deciding tallies
 
     def copy(self) -> State:
         s = State(self.coop, self.charter)
@@ -175,6 +188,8 @@ class State:
         s.federations = dict(self.federations)
         s.sanctioned = {k: list(v) for k, v in self.sanctioned.items()}
         s.applied, s.rejected, s.results_hash, s.clock = self.applied, self.rejected, self.results_hash, self.clock
+        s.charter_by, s.charters = self.charter_by, self.charters
+        s.tallied = dict(self.tallied)
         return s
 
     def status(self, who: bytes) -> str:
@@ -194,6 +209,38 @@ class State:
 
     def electorate(self, t: int) -> frozenset[bytes]:
         return frozenset(k for k in self.members if self.in_good_standing(k, t))
+
+    # ---- the same, as seen from one action's causal past ----------------------------------------
+
+    def member_seen(self, who: bytes, seen: Seen) -> Member | None:
+        """``who``'s latest version whose cause is in the causal past ``seen`` describes."""
+        m = self.members.get(who)
+        while m is not None and not seen(m.since):
+            m = m.prev
+        return m
+
+    def standing_seen(self, who: bytes, seen: Seen, t: int) -> str:
+        """MEMBER (in good standing), "suspended", or the status, from what ``seen`` covers."""
+        m = self.member_seen(who, seen)
+        if m is None:
+            return NONE
+        if m.status != MEMBER:
+            return m.status
+        for i in self.sanctioned.get(who, ()):
+            x = self.sanctions[i]
+            if x.kind != "suspend" or not seen(x.imposed_by):
+                continue
+            if (x.lifted_by is None or not seen(x.lifted_by)) and (x.until is None or t < x.until):
+                return "suspended"
+        return MEMBER
+
+    def charter_seen(self, seen: Seen) -> dict[str, Any]:
+        if seen(self.charter_by):
+            return self.charter
+        for by, charter in reversed(self.charters):
+            if seen(by):
+                return charter
+        raise AssertionError("the genesis charter is in every causal past")
 
     def canonical(self) -> dict[str, Any]:
         """Everything the state hash covers, as a canonical value."""
@@ -216,13 +263,89 @@ class State:
 # ---- rules ---------------------------------------------------------------------------------------
 
 
+class Seen:
+    """Whether an action is in the causal past of one item (itself included), decided exactly and
+    lazily: by the author's own chain, by an *anchor* in that past whose whole frontier is known
+    (the proposal a vote or tally is about), or else by walking down from the item only as far
+    as the height of the action asked about.
+
+    Proof events have no place in anyone's causal past; they count as seen by everything that
+    sorts after them (so a late proof is the one input that can still change a decision).
+    """
+
+    __slots__ = ("_anchor_frontier", "_base", "_walk", "_walk_min", "anchor", "fold", "item")
+
+    def __init__(self, fold: Fold, item: Item, anchor: bytes | None = None, anchor_frontier: dict[bytes, int] | None = None) -> None:
+        self.fold, self.item, self.anchor = fold, item, anchor
+        self._anchor_frontier = anchor_frontier
+        self._base: dict[bytes, int] | bool | None = False  # False: not worked out yet
+        self._walk: dict[bytes, int] = {}
+        self._walk_min = 1 << 62
+
+    def since(self, min_height: int) -> dict[bytes, int]:
+        """``Fold.frontier_since`` for this item, reusing a deeper walk already made."""
+        if min_height < self._walk_min:
+            self._walk = self.fold.frontier_since(self.item.id, min_height)
+            self._walk_min = min_height
+        return self._walk
+
+    def _frontier(self) -> dict[bytes, int] | None:
+        if self._base is False:
+            a, f = self.anchor, self.fold
+            if a is None:
+                self._base = None
+            elif a == self.item.id:
+                self._base = self._anchor_frontier if self._anchor_frontier is not None else f.frontier(a)
+            else:
+                inside = f.reaches(self.item.id, a)
+                base = self._anchor_frontier if self._anchor_frontier is not None else None
+                self._base = (base if base is not None else f.frontier(a)) if inside else None
+        return self._base  # type: ignore[return-value]
+
+    def __call__(self, e: bytes) -> bool:
+        f, me = self.fold, self.item
+        if e == me.id or e == f.coop:
+            return True
+        it = f.items.get(e)
+        if it is None or e not in f.height:
+            return False
+        if it.kind == EQUIVOCATION:
+            return True
+        if self._reaches(it):
+            return True
+        if it.kind == TALLY:
+            # A decision is seen when any tally that reached it is: the better-informed tally
+            # that decides in the end may be one this item never saw.
+            claim = it.body["outcome"]
+            items = f.items
+            return any(
+                x != e and items[x].body["outcome"] == claim and self._reaches(items[x])
+                for x in f.state.tallied.get(it.body["proposal"], ())
+            )
+        return False
+
+    def _reaches(self, it: Item) -> bool:
+        f, me = self.fold, self.item
+        if it.author == me.author and me.kind != EQUIVOCATION:
+            return it.seq <= me.seq
+        base = self._frontier()
+        if base is not None and base.get(it.author, 0) >= it.seq:
+            return True
+        h = f.height[it.id]
+        if h >= f.height[me.id]:
+            return False
+        return self.since(h).get(it.author, 0) >= it.seq
+
+
 @dataclass(frozen=True, slots=True)
 class Ctx:
-    """What an effect may look at besides the state: the item, its causal time, the fold."""
+    """What an effect may look at besides the state: the item, its causal time, the fold, and
+    (for decisions: opening, voting, tallying) what is in the item's causal past."""
 
     item: Item
     time: int
     fold: Fold
+    seen: Seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +355,13 @@ class Rule:
     effect: Callable[[State, Ctx], str | None]  # None when applied, else the reject reason
 
 
+def _become(s: State, who: bytes, status: str, roles: set[str], since: bytes) -> None:
+    s.members[who] = Member(status, roles, since, prev=s.members.get(who))
+
+
 def _apply(s: State, c: Ctx) -> str | None:
-    a = c.item.author
     policy = s.charter["membership"]["policy"]
-    s.members[a] = Member(MEMBER if policy == "open" else APPLICANT, {"member"} if policy == "open" else set(), c.item.id)
+    _become(s, c.item.author, MEMBER if policy == "open" else APPLICANT, {"member"} if policy == "open" else set(), c.item.id)
     return None
 
 
@@ -247,54 +373,73 @@ def _sponsor(s: State, c: Ctx) -> str | None:
     m.sponsors.add(c.item.author)
     ms = s.charter["membership"]
     if ms["policy"] == "sponsored" and len(m.sponsors) >= ms["sponsors"]:
-        s.members[target] = Member(MEMBER, {"member"}, c.item.id)
+        _become(s, target, MEMBER, {"member"}, c.item.id)
     return None
 
 
 def _leave(s: State, c: Ctx) -> str | None:
-    s.members[c.item.author] = Member(LEFT, set(), c.item.id)
+    _become(s, c.item.author, LEFT, set(), c.item.id)
     return None
+
+
+def _status_seen(s: State, who: bytes, seen: Seen) -> str:
+    m = s.member_seen(who, seen)
+    return m.status if m is not None else NONE
 
 
 def _open(s: State, c: Ctx) -> str | None:
-    b = c.item.body
+    # Everything a proposal fixes (the electorate, the rule, whether its target qualifies) is read
+    # from the opener's causal past, so nothing that arrives later can change it.
+    b, seen = c.item.body, c.seen
     ptype, payload = b["type"], b["payload"]
     author = c.item.author
-    appeal = ptype == "lift" and (x := s.sanctions.get(payload["sanction"])) is not None and x.member == author
-    if not s.in_good_standing(author, c.time):
+    charter = s.charter_seen(seen)
+    x = s.sanctions.get(payload["sanction"]) if ptype == "lift" else None
+    if x is not None and (not seen(x.imposed_by) or (x.lifted_by is not None and seen(x.lifted_by))):
+        x = None
+    appeal = x is not None and x.member == author
+    standing = s.standing_seen(author, seen, c.time)
+    if standing != MEMBER:
         if not appeal:
-            return "suspended" if s.status(author) == MEMBER else f"status_{s.status(author)}"
-    elif "propose" not in s.permissions(author) and not appeal:
+            return "suspended" if standing == "suspended" else f"status_{standing}"
+    elif "propose" not in _permissions(s, author, seen, charter) and not appeal:
         return "no_permission"
-    if ptype == "admit" and s.status(payload["member"]) != APPLICANT:
+    if ptype == "admit" and _status_seen(s, payload["member"], seen) != APPLICANT:
         return "not_an_applicant"
     if ptype == "sanction":
-        if payload["clause"] not in s.charter["offences"]:
+        if payload["clause"] not in charter["offences"]:
             return "unknown_clause"
-        if s.status(payload["member"]) != MEMBER:
+        if _status_seen(s, payload["member"], seen) != MEMBER:
             return "not_a_member"
-    if ptype == "lift":
-        x = s.sanctions.get(payload["sanction"])
-        if x is None or x.lifted_by is not None:
-            return "unknown_sanction"
-    if ptype == "role" and payload["role"] not in s.charter["roles"]:
+    if ptype == "lift" and x is None:
+        return "unknown_sanction"
+    if ptype == "role" and payload["role"] not in charter["roles"]:
         return "unknown_role"
     if ptype == "federate" and payload["coop"] == s.coop:
         return "self_federation"
-    if ptype == "unfederate" and payload["coop"] not in s.federations:
+    if ptype == "unfederate" and (payload["coop"] not in s.federations or not seen(s.federations[payload["coop"]][1])):
         return "not_federated"
-    rule = s.charter["decisions"].get(ptype, s.charter["decisions"]["default"])
+    rule = charter["decisions"].get(ptype, charter["decisions"]["default"])
+    electorate = frozenset(k for k in s.members if s.standing_seen(k, seen, c.time) == MEMBER)
     s.proposals[c.item.id] = Proposal(
-        c.item.id, author, ptype, b["title"], payload, s.electorate(c.time), rule["quorum"], rule["threshold"]
+        c.item.id, author, ptype, b["title"], payload, electorate, rule["quorum"], rule["threshold"], frontier=seen._frontier()
     )
     return None
+
+
+def _permissions(s: State, who: bytes, seen: Seen, charter: dict[str, Any]) -> set[str]:
+    m = s.member_seen(who, seen)
+    roles = charter["roles"]
+    return {p for r in (m.roles if m else ()) for p in roles.get(r, ())}
 
 
 def _vote(s: State, c: Ctx) -> str | None:
     p = s.proposals.get(c.item.body["proposal"])
     if p is None:
         return "unknown_proposal"
-    if p.status != "open":
+    if not c.seen(p.id):
+        return "proposal_not_in_deps"
+    if any(c.seen(x) for x in s.tallied.get(p.id, ())):
         return "proposal_closed"
     if c.item.author not in p.electorate:
         return "not_in_electorate"
@@ -329,18 +474,28 @@ def _tally(s: State, c: Ctx) -> str | None:
     p = s.proposals.get(b["proposal"])
     if p is None:
         return "unknown_proposal"
-    frontier = c.fold.frontier_since(c.item.id, c.fold.height[p.id])
-    opened = c.fold.items[p.id]
-    if frontier.get(opened.author, 0) < opened.seq:
+    if not c.seen(p.id):
         return "proposal_not_in_deps"
-    if p.status != "open":
+    prior = s.tallied.get(p.id, ())
+    if any(c.seen(x) for x in prior):
         return "proposal_closed"
+    frontier = c.seen.since(c.fold.height[p.id])
     result, _ = outcome(p, frontier)
     if result != b["outcome"]:
         return f"wrong_outcome:{result}"
     if result == "open":
         return None
-    p.status, p.decided_by = result, c.item.id
+    # Concurrent tallies (neither saw the other) are each right about their own past and stay
+    # applied; the one that saw most of the vote decides, whatever order they arrive in.
+    s.tallied[p.id] = (*prior, c.item.id)
+    rank = c.fold.tally_rank(c.item.id, p, frontier)
+    if p.status != "open":
+        if result != p.status and rank > c.fold.tally_rank(p.decided_by, p, None):  # type: ignore[arg-type]
+            c.fold.supersede(p.decided_by)  # type: ignore[arg-type]
+        return None
+    if c.item.id in c.fold.superseded:
+        return None
+    p.status, p.decided_by, p.frontier = result, c.item.id, None
     if result == "passed":
         _EFFECTS[p.type](s, p, c)
     return None
@@ -349,26 +504,31 @@ def _tally(s: State, c: Ctx) -> str | None:
 def _pass_admit(s: State, p: Proposal, c: Ctx) -> None:
     target = p.payload["member"]
     if s.status(target) == APPLICANT:
-        s.members[target] = Member(MEMBER, {"member"}, c.item.id)
+        _become(s, target, MEMBER, {"member"}, c.item.id)
 
 
 def _pass_amend(s: State, p: Proposal, c: Ctx) -> None:
-    s.charter = p.payload["charter"]
+    s.charters = (*s.charters, (s.charter_by, s.charter))
+    s.charter, s.charter_by = p.payload["charter"], c.item.id
 
 
 def _pass_sanction(s: State, p: Proposal, c: Ctx) -> None:
     clause = p.payload["clause"]
-    offence = s.charter["offences"].get(clause)
+    offence = s.charter_seen(c.seen)["offences"].get(clause)
     if offence is None:  # the charter was amended since the proposal opened
         return
     _sanction(s, p.id, p.payload["member"], offence["sanction"], offence["days"], clause, p.payload["evidence"], c.item.id, c.time)
 
 
-def _sanction(s: State, sid: bytes, who: bytes, kind: str, days: int, clause: str, evidence: tuple[bytes, ...], by: bytes, t: int) -> None:
-    s.sanctions[sid] = Sanction(sid, who, kind, t + days * DAY_MS if kind == "suspend" else None, clause, tuple(evidence), by)
+def _sanction(
+    s: State, sid: bytes, who: bytes, kind: str, days: int, clause: str, evidence: tuple[bytes, ...], by: bytes, t: int | None
+) -> None:
+    until = t + days * DAY_MS if kind == "suspend" and t is not None else None
+    pending = days if kind == "suspend" and t is None else None
+    s.sanctions[sid] = Sanction(sid, who, kind, until, clause, tuple(evidence), by, pending_days=pending)
     s.sanctioned.setdefault(who, []).append(sid)
     if kind == "expel":
-        s.members[who] = Member(EXPELLED, set(), by)  # an outsider too: they may not join later
+        _become(s, who, EXPELLED, set(), by)  # an outsider too: they may not join later
 
 
 def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
@@ -378,7 +538,7 @@ def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
     x.lifted_by = c.item.id
     still_expelled = any(s.sanctions[i].kind == "expel" and s.sanctions[i].lifted_by is None for i in s.sanctioned.get(x.member, ()))
     if x.kind == "expel" and s.status(x.member) == EXPELLED and not still_expelled:
-        s.members[x.member] = Member(MEMBER, {"member"}, c.item.id)
+        _become(s, x.member, MEMBER, {"member"}, c.item.id)
 
 
 def _pass_federate(s: State, p: Proposal, c: Ctx) -> None:
@@ -415,10 +575,9 @@ def _equivocation(s: State, c: Ctx) -> str | None:
     rule = s.charter["equivocation"]
     body = c.item.body
     if rule["sanction"] != "none" and c.item.id not in s.sanctions:
-        # The fork's own causal time is the equivocator's choice (stale deps): start the
-        # suspension no earlier than the co-op's clock where the proof sits in the fold.
-        start = max(c.time, s.clock)
-        _sanction(s, c.item.id, c.item.author, rule["sanction"], rule["days"], "equivocation", (body["a"], body["b"]), c.item.id, start)
+        # The forks' causal time is the equivocator's choice (stale deps), so a suspension's
+        # clock starts only at their next action (see Fold._start_pending).
+        _sanction(s, c.item.id, c.item.author, rule["sanction"], rule["days"], "equivocation", (body["a"], body["b"]), c.item.id, None)
     return None
 
 
@@ -442,6 +601,7 @@ RULES: dict[str, Rule] = {
     EQUIVOCATION: Rule(frozenset({NONE, APPLICANT, MEMBER, LEFT, EXPELLED}), None, _equivocation),
 }
 APP_RULE = Rule(_MEMBERS, "kind", _app)
+_DECISIONS = frozenset({OPEN, VOTE, TALLY})
 
 
 def rule_for(kind: str) -> Rule:
@@ -478,6 +638,10 @@ class Fold:
         self.results: dict[bytes, str | None] = {}  # id -> None (applied) or reject reason
         self.refolded = 0  # actions re-applied because of late arrivals (for benchmarks)
         self._frontiers: OrderedDict[bytes, dict[bytes, int]] = OrderedDict()
+        self._ranks: dict[bytes, tuple[int, int]] = {}
+        self._reach: OrderedDict[bytes, set[bytes]] = OrderedDict()  # target -> items known to reach it
+        self.superseded: set[bytes] = set()  # deciding tallies outranked by a concurrent one
+        self._back_to: int | None = None
         body = genesis.body_value()
         self.state = self._initial(genesis, body if isinstance(body, dict) else {})
         self._snapshots: list[tuple[int, State]] = [(0, self.state.copy())]
@@ -562,12 +726,17 @@ class Fold:
         # Cached frontiers stay: an item's causal past never changes once it is in the fold.
 
     def _run(self) -> None:
-        s = self.state
-        while s.applied < len(self.order):
+        while self.state.applied < len(self.order):
+            s = self.state
             _, _, item_id = self.order[s.applied]
             self._apply(self.items[item_id])
+            if self._back_to is not None:
+                self._rewind(self._back_to)
+                self._back_to = None
+                continue
             if s.applied % self.snapshot_every == 0 and s.applied > self._snapshots[-1][0]:
                 self._snapshots.append((s.applied, s.copy()))
+        s = self.state
         # At the tip, keep one snapshot at most RECENT_EVERY items old: actions that arrive
         # concurrently usually sort just before the tip, and should not send the fold back to
         # the last regular snapshot (up to snapshot_every items).
@@ -593,13 +762,18 @@ class Fold:
             return "second_genesis"
         s = self.state
         founders = {it.author, *it.body.get("founders", ())}
+        s.charter_by = it.id
         for f in sorted(founders):
-            s.members[f] = Member(MEMBER, {"member", "founder"}, it.id)
+            _become(s, f, MEMBER, {"member", "founder"}, it.id)
         return None
 
     def _check(self, s: State, it: Item) -> str | None:
         rule = rule_for(it.kind)
         t = self.ctime[it.id]
+        if it.author in s.sanctioned:
+            self._start_pending(s, it.author, t)
+        if it.kind in _DECISIONS:
+            return self._check_decision(s, it, rule, t)
         status = s.status(it.author)
         if status not in rule.who:
             return f"status_{status}"
@@ -610,7 +784,53 @@ class Fold:
                 return "no_permission"
         elif rule.permission is not None and rule.permission not in s.permissions(it.author):
             return "no_permission"
-        return rule.effect(s, Ctx(it, t, self))
+        return rule.effect(s, Ctx(it, t, self, Seen(self, it)))
+
+    def _check_decision(self, s: State, it: Item, rule: Rule, t: int) -> str | None:
+        """Opening, voting and tallying read the author's standing, roles and the charter from the
+        action's causal past, not from the fold's state where it sorts: an action that arrives
+        late and sorts before it, but that its author had not seen, changes nothing about it."""
+        if it.kind == OPEN:
+            seen = Seen(self, it, it.id)
+        else:
+            p = s.proposals.get(it.body["proposal"])
+            seen = Seen(self, it, p.id, p.frontier) if p is not None else Seen(self, it)
+        standing = s.standing_seen(it.author, seen, t)
+        if rule.who == _MEMBERS:
+            if standing == "suspended":
+                return "suspended"
+            if standing != MEMBER:
+                return f"status_{standing}"
+            if rule.permission is not None and rule.permission not in _permissions(s, it.author, seen, s.charter_seen(seen)):
+                return "no_permission"
+        return rule.effect(s, Ctx(it, t, self, seen))
+
+    def _start_pending(self, s: State, who: bytes, t: int) -> None:
+        # An equivocator's suspension runs from the causal time of their first action after the
+        # proof, so forking on stale deps does not backdate it. (Only that action's own past
+        # counts: the fold's clock where it sorts would let unrelated late arrivals move it.)
+        for i in s.sanctioned[who]:
+            x = s.sanctions[i]
+            if x.pending_days is not None:
+                x.until, x.pending_days = t + x.pending_days * DAY_MS, None
+
+    # ---- concurrent tallies --------------------------------------------------------------------
+
+    def tally_rank(self, tally_id: bytes, p: Proposal, frontier: dict[bytes, int] | None) -> tuple[int, int]:
+        """How much of the vote a deciding tally saw: electors whose vote it counts, then the sum
+        of the seqs of those votes (a changed vote counts as newer). A function of its past only."""
+        r = self._ranks.get(tally_id)
+        if r is None:
+            if frontier is None:
+                frontier = self.frontier_since(tally_id, self.height[p.id])
+            counted = [v[i - 1][0] for m, v in p.votes.items() if (i := bisect.bisect_right(v, (frontier.get(m, 0), "\U0010ffff")))]
+            r = self._ranks[tally_id] = (len(counted), sum(counted))
+        return r
+
+    def supersede(self, tally_id: bytes) -> None:
+        """Undo a decision a better-informed concurrent tally outranks: fold again from before it."""
+        self.superseded.add(tally_id)
+        self._back_to = bisect.bisect_left(self.order, (self.height[tally_id], 1, tally_id))
 
     # ---- causal closure ----------------------------------------------------------------------
 
@@ -653,6 +873,42 @@ class Fold:
         if len(self._frontiers) > FRONTIER_CACHE:
             self._frontiers.popitem(last=False)
         return e
+
+    def reaches(self, item_id: bytes, target: bytes) -> bool:
+        """Whether ``target`` is in the causal past of ``item_id``. A depth-first walk that stops
+        at the first action of the target's author at or after its seq, or at an item already
+        known to reach it: votes usually depend on earlier votes, so this takes a few steps."""
+        known = self._reach.get(target)
+        if known is None:
+            known = self._reach[target] = set()
+            if len(self._reach) > REACH_CACHE:
+                self._reach.popitem(last=False)
+        else:
+            self._reach.move_to_end(target)
+        if item_id in known or item_id == target:
+            return True
+        t = self.items[target]
+        ht, author, seq = self.height[target], t.author, t.seq
+        items, height = self.items, self.height
+        visited = {item_id}
+        stack = [item_id]
+        while stack:
+            # Look at all of an item's parents before going deeper: the target, or an item known
+            # to reach it, is most often one step away.
+            parents = items[stack.pop()].parents
+            for q in parents:
+                if q in known or q == target:
+                    known.add(item_id)
+                    return True
+                it = items[q]
+                if it.author == author and it.seq >= seq and it.kind != EQUIVOCATION:
+                    known.add(item_id)
+                    return True
+            for q in parents:
+                if q not in visited and height[q] > ht:
+                    visited.add(q)
+                    stack.append(q)
+        return False
 
     def frontier_since(self, item_id: bytes, min_height: int) -> dict[bytes, int]:
         """``frontier(item_id)`` restricted to the part of its causal past at or above

@@ -9,13 +9,11 @@ Four layers:
   sanctions and appeals, roles, federation, tallies and equivocation;
 * Hypothesis properties over simulated histories (tests/gov_helpers.py: members acting on their
   own lagging views, with concurrent votes, sanctions, amendments and equivocations): every
-  delivery order gives the same state; incremental = from scratch = batched; a tally never changes
-  once applied when governance is causally ordered, and late votes never change anything; sanctions
+  delivery order gives the same state; incremental = from scratch = batched; a tally's result never
+  changes once folded, and only a better-informed concurrent tally changes a decision; sanctions
   bite; rejected actions never reach the state (checked by code that recomputes outcomes itself);
 * ``frontier`` against a brute-force closure on random DAGs.
 
-Tests marked ``xfail(strict=True, reason="BUG: ...")`` pin down known defects: each fails today and
-will report XPASS (a failure) once the defect is fixed, so the mark must then go.
 Most histories are built from ``Item`` values directly (signing is slow); a few tests use real
 signed actions and proofs to cover ``Item.of`` and ``Fold.add``.
 """
@@ -624,7 +622,7 @@ def test_a_late_concurrent_vote_never_flips_a_tally() -> None:
     assert h.fold.state.proposals[p.id].decided_by == t.id
     assert h.fold.refolded > 0
     assert summary(h.fold) == summary(fold_in(h.genesis, [[p, v0, v1, late, t]]))
-    after = h.vote(f1, p, "no")
+    after = h.vote(f1, p, "no", deps=[t.id])
     assert h.reason(after) == "proposal_closed"
 
 
@@ -721,12 +719,6 @@ def test_an_equivocation_proof_waits_for_its_canonical_action() -> None:
     assert summary(f) == summary(h.fold)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an equivocation suspension runs from the causal time of the canonical fork, which its author "
-    "chooses: forking on stale deps (prev only) backdates the suspension, so it has already run out when the "
-    "author next acts on current deps",
-)
 def test_an_equivocation_suspension_cannot_be_backdated_with_stale_deps() -> None:
     h = Hist(charter_=charter(equivocation={"sanction": "suspend", "days": 90}))
     x = h.person("x")
@@ -749,22 +741,14 @@ def test_an_outsider_expelled_for_equivocation_cannot_join() -> None:
     assert h.reason(h.apply(x)) == "status_expelled"  # actual: applied, x becomes a member in good standing
 
 
-# ---- late concurrent governance actions (the known design question) -----------------------------
+# ---- late concurrent governance actions ----------------------------------------------------------
 #
-# A tally counts only the votes in its causal past, but everything else it depends on is read from
-# the fold state at its place in the total order: the electorate and rule (fixed at the proposal's
-# place), the tallier's standing, whether the proposal is still open. A concurrent governance
-# action that arrives late and sorts earlier changes those, so an applied tally can become
-# rejected and a decided proposal can flip or reopen. The property tests show it cannot happen
-# when governance actions are causally ordered; these three show that it does happen otherwise.
+# Opening, voting and tallying read everything (standing, roles, charter, electorate, whether the
+# proposal is closed) from the action's causal past, so a concurrent action that arrives late and
+# sorts earlier changes nothing about them. Two concurrent tallies that disagree are both applied;
+# the one that saw more of the vote decides.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (design question): of two concurrent tallies of one proposal the one that sorts first decides, so a "
-    "late tally with a lower (height, id) flips a passed proposal to rejected (and undoes its effect) on every node "
-    "that already had it passed",
-)
 def test_a_late_concurrent_tally_does_not_flip_a_decided_proposal() -> None:
     h = Hist()
     f0, f1, f2 = h.founders
@@ -786,12 +770,6 @@ def test_a_late_concurrent_tally_does_not_flip_a_decided_proposal() -> None:
     assert other in h.fold.state.federations  # actual: the federation is gone again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (design question): the electorate is taken from the fold state at the proposal's place in the "
-    "total order, so a concurrent application that arrives late and sorts before the proposal enlarges the "
-    "electorate, the deciding tally becomes wrong_outcome:open and a passed proposal reopens",
-)
 def test_a_late_concurrent_application_does_not_reopen_a_decided_proposal() -> None:
     h = Hist(founders=1)
     f0, f1 = h.founders
@@ -811,12 +789,6 @@ def test_a_late_concurrent_application_does_not_reopen_a_decided_proposal() -> N
     assert other in h.fold.state.federations  # actual: the federation is undone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (design question): the tallier's standing is read at the tally's place in the total order, so a "
-    "concurrent sanction that arrives late and sorts earlier turns an applied deciding tally into 'suspended' "
-    "and reopens the proposal",
-)
 def test_a_late_concurrent_sanction_does_not_reopen_a_decided_proposal() -> None:
     h = Hist(founders=3)
     f0, f1, f2, f3 = h.founders
@@ -1039,20 +1011,21 @@ def test_a_tally_never_changes_when_governance_is_causally_ordered(seed: int, n:
     assert summary(f) == summary(fold_in(h.genesis, [h.items]))
 
 
-@settings(PROPERTY, max_examples=30)
+@settings(PROPERTY, max_examples=40)
 @given(seeds, st.integers(30, 200), shapes, seeds)
-def test_late_votes_never_change_anything_and_tallies_change_only_for_late_governance(
+def test_a_tallys_result_never_changes_and_only_a_better_informed_tally_changes_a_decision(
     seed: int, n: int, shape: int, order_seed: int
 ) -> None:
-    """Any causal order of any history: a vote or application action, however late, never changes
-    the result of anything already folded; a tally's result or decision changes only when a concurrent
-    governance action that sorts before it arrives (the design question pinned by the xfail tests)."""
+    """Any causal order of any history, proofs glued to their canonical action as nodes deliver
+    them: once a tally is folded its result never changes, whatever arrives later; a vote or an
+    application action never changes the result of anything already folded; a decision changes
+    only when a concurrent tally that saw more of the vote arrives, and then to that tally."""
     h = sim(seed, n, shape)
     rng = random.Random(order_seed)
     f = Fold(h.genesis, snapshot_every=rng.choice((1, 4, 16)))
     tallies: dict[bytes, tuple[str | None, str | None]] = {}
     inert = (VOTE, *APP_KINDS)
-    for it in causal_shuffle(h.items, rng):
+    for it in causal_shuffle(h.items, rng, glue_proofs=True):
         before = dict(f.results)
         f.add_items([it])
         if it.kind in inert:
@@ -1060,8 +1033,10 @@ def test_late_votes_never_change_anything_and_tallies_change_only_for_late_gover
         for tid, was in tallies.items():
             now = tally_view(f, tid)
             if now != was:
-                assert it.kind not in inert
-                assert fold_key(f, it.id) < fold_key(f, tid)
+                assert now[0] == was[0], f"tally {tid.hex()[:8]}: {was} -> {now} when {it.kind} arrived"
+                assert it.kind == TALLY and was[1] is not None and now[1] is None
+                p = f.state.proposals[f.items[tid].body["proposal"]]
+                assert p.decided_by == it.id or p.decided_by in f.superseded or p.decided_by not in tallies
                 tallies[tid] = now
         if it.kind == TALLY:
             tallies[it.id] = tally_view(f, it.id)
@@ -1117,8 +1092,11 @@ def check_rejected_actions_stay_out(h: History, f: Fold) -> None:
         mine = count_outcome(p.quorum, p.threshold, len(p.electorate), counts)
         if r is None:
             assert claim == mine
-            if claim != "open":
-                assert (p.status, p.decided_by) == (claim, t.id)
+            if claim != "open" and p.decided_by != t.id:
+                # applied without deciding: a concurrent tally decided, one this tally never saw
+                d = p.decided_by
+                assert d is not None and d not in past and t.id not in closure(items, d)
+                assert claim == p.status or t.id in f.superseded
         else:
             assert (r, claim != mine) == (f"wrong_outcome:{mine}", True)
     for p in s.proposals.values():
@@ -1147,16 +1125,35 @@ def check_sanctions_bite(h: History, f: Fold) -> int:
     for x in s.sanctions.values():
         if x.kind == "expel" and x.lifted_by is not None:
             expel_lifts.setdefault(x.member, []).append(fold_key(f, x.lifted_by))
+    passing: dict[bytes, list[bytes]] = {}  # proposal -> applied tallies claiming "passed"
+    for it in h.items:
+        if it.kind == TALLY and f.results.get(it.id, "") is None and it.body["outcome"] == "passed":
+            passing.setdefault(it.body["proposal"], []).append(it.id)
+
+    def seen(decision: bytes, it: Item, past: set[bytes]) -> bool:
+        # a proof is seen by all that sorts after it; a decision, when a tally reaching it is
+        d = h.by_id[decision]
+        if d.kind == EQUIVOCATION:
+            return fold_key(f, decision) < fold_key(f, it.id)
+        return any(t in past for t in passing.get(d.body["proposal"], ()))
+
     checked = 0
     for x in s.sanctions.values():
         start = fold_key(f, x.imposed_by)
         ends = [fold_key(f, x.lifted_by)] if x.lifted_by is not None else []
-        if x.kind == "expel":  # lifting any expulsion readmits (see the xfail test about two expulsions)
+        if x.kind == "expel":  # lifting any expulsion readmits (see the test about two expulsions)
             ends += [k for k in expel_lifts.get(x.member, ()) if k > start]
         end = min(ends, default=None)
         for it in mine.get(x.member, ()):
             k = fold_key(f, it.id)
-            if k <= start or (end is not None and k >= end):
+            if it.kind in (OPEN, VOTE, TALLY):
+                # decisions go by their causal past, not by where they sort
+                past = set(closure(h.by_id, it.id)) - {it.id}
+                if not seen(x.imposed_by, it, past) or (x.lifted_by is not None and seen(x.lifted_by, it, past)):
+                    continue
+                if x.kind == "expel" and any(seen(k[2], it, past) for k in expel_lifts.get(x.member, ())):
+                    continue
+            elif k <= start or (end is not None and k >= end):
                 continue
             if it.kind == OPEN and it.body["type"] == "lift":
                 target = s.sanctions.get(it.body["payload"]["sanction"])
@@ -1164,7 +1161,17 @@ def check_sanctions_bite(h: History, f: Fold) -> int:
                     continue  # an appeal
             r = f.results[it.id]
             if x.kind == "expel":
-                assert r == "status_expelled", (it.kind, r)
+                assert r == "status_expelled", (
+                    it.kind,
+                    r,
+                    it.id.hex()[:8],
+                    x.id.hex()[:8],
+                    x.kind,
+                    h.by_id[x.imposed_by].kind,
+                    x.lifted_by,
+                    x.until,
+                    f.ctime[it.id],
+                )
             elif f.ctime[it.id] < x.until and it.kind not in (LEAVE, APPLY):  # type: ignore[operator]
                 assert r is not None and (r == "suspended" or r.startswith("status_")), (it.kind, r)
             else:
