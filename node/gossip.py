@@ -33,6 +33,7 @@ from protocol.ids import IdKind, parse_id
 from protocol.messages import (
     PUSH_MAX_ACTIONS,
     Announce,
+    FetchReply,
     FetchRequest,
     PeerPush,
     Want,
@@ -93,6 +94,26 @@ class Scope:
 
     def __call__(self, coop: bytes) -> bool:
         return self.configured is None or coop in self.configured or coop in self.partners
+
+
+@dataclass(slots=True)
+class _LookAhead:
+    """A fetch sent before the previous reply was stored, and the state it assumed."""
+
+    remaining: dict[bytes, Want]
+    proofs: list[bytes]
+    batch: tuple[Want, ...]
+    asked_proofs: list[bytes]
+    rest: list[bytes]
+    call: asyncio.Future[FetchReply]
+
+
+def _discard(ahead: _LookAhead | None) -> None:
+    if ahead is None:
+        return
+    ahead.call.cancel()
+    # Retrieve its outcome so a failure of a request nobody waits for is not logged as lost.
+    ahead.call.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def node_record(key: SigningKey, url: str, federation: Federation, scope: Scope, ts: int) -> bytes:
@@ -333,18 +354,26 @@ class Gossip:
         # accepted. The first request asks for one action of every chain; the responder sends the
         # founder's chain first, so the genesis leads that reply.
         first_of_each = await self.store.get_coop(coop) is None
+        ahead: _LookAhead | None = None
         try:
             for _ in range(100_000):  # bounded: a round trip that makes no progress ends the loop
                 if not remaining and not proofs:
                     break
-                if first_of_each:
-                    batch = tuple(Want(w.author, w.first, w.first) for w in sorted(remaining.values(), key=lambda w: w.author)[:1024])
-                    first_of_each = False
+                if ahead is not None and ahead.remaining == remaining and ahead.proofs == proofs:
+                    batch, asked_proofs, proofs, call = ahead.batch, ahead.asked_proofs, ahead.rest, ahead.call
                 else:
-                    batch = self._fetch_batch(remaining)
-                asked_proofs, proofs = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
-                body = encode_fetch_request(FetchRequest(coop, batch, tuple(asked_proofs)))
-                reply = decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))
+                    _discard(ahead)
+                    if first_of_each:
+                        batch = tuple(Want(w.author, w.first, w.first) for w in sorted(remaining.values(), key=lambda w: w.author)[:1024])
+                    else:
+                        batch = self._fetch_batch(remaining)
+                    asked_proofs, proofs = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
+                    call = asyncio.ensure_future(self._fetch_call(peer, coop, batch, asked_proofs))
+                ahead = None
+                reply = await call
+                if not first_of_each and not reply.more:
+                    ahead = self._look_ahead(peer, coop, remaining, batch, proofs)
+                first_of_each = False
                 if not reply.actions and not reply.proofs:
                     for asked in batch:  # the peer holds none of these (any more): drop them, go on
                         del remaining[asked.author]
@@ -379,8 +408,35 @@ class Gossip:
                 if remaining == before and not reply.proofs:
                     break  # no progress (a confused or hostile peer): stop rather than loop
         finally:
+            _discard(ahead)
             self._progress_end()
         return fetched
+
+    async def _fetch_call(self, peer: Peer, coop: bytes, batch: tuple[Want, ...], proofs: list[bytes]) -> FetchReply:
+        body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs)))
+        return decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))
+
+    def _look_ahead(
+        self, peer: Peer, coop: bytes, remaining: dict[bytes, Want], batch: tuple[Want, ...], proofs: list[bytes]
+    ) -> _LookAhead | None:
+        """Send the next fetch now, while this reply is verified and stored, assuming the reply
+        fills every want it was asked (it said it was not cut short). If it turns out otherwise
+        (a fork, a chain that ends early) the guess is dropped and the next fetch is made again."""
+        guess = dict(remaining)
+        for asked in batch:
+            w = guess.get(asked.author)
+            if w is None:
+                continue
+            if asked.last >= w.last:
+                del guess[asked.author]
+            else:
+                guess[asked.author] = Want(asked.author, asked.last + 1, w.last)
+        if not guess and not proofs:
+            return None
+        nxt = self._fetch_batch(guess)
+        asked_proofs, rest = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
+        call = asyncio.ensure_future(self._fetch_call(peer, coop, nxt, asked_proofs))
+        return _LookAhead(guess, list(proofs), nxt, asked_proofs, rest, call)
 
     def _fetch_batch(self, remaining: dict[bytes, Want]) -> tuple[Want, ...]:
         """At most ``fetch_batch`` actions' worth of wants (and 1024 wants), in author order: the

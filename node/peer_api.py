@@ -9,6 +9,7 @@ msgpack; errors are JSON ``{"error", "message"}`` like the client API.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from protocol import ProtocolError, RejectCode, decode_proof
-from protocol.action import peek
+from protocol.action import Action, peek
 from protocol.ids import IdKind, format_id, parse_id
 from protocol.messages import (
     FETCH_MAX_ACTIONS,
@@ -41,7 +42,7 @@ from .config import Federation, Limits
 from .ingest import Ingestor
 from .metrics import Metrics
 from .peers import PeerBook, PeerClient, TokenBucket
-from .store import Store
+from .store import IngestResult, Store
 
 log = logging.getLogger("coopnet.peer_api")
 
@@ -56,6 +57,7 @@ INTRINSIC = {
     RejectCode.BAD_ID,
 }
 FORGED = {RejectCode.BAD_SIGNATURE, RejectCode.BAD_KEY}
+TAKE_PART = 500  # actions verified while the part before them is stored (a fetch brings up to 2,000)
 
 
 def _err(status: int, code: str, message: str) -> web.Response:
@@ -180,41 +182,38 @@ class PeerApi:
                 top[p[1]] = max(p[2], top.get(p[1], 0))  # held already, so validated before
             else:
                 fresh.append(raw)
-        skipped = len(raws) - len(fresh)
-        checked = await self.ingestor.validate(fresh)
-        for x in checked:
-            if isinstance(x, ProtocolError):
-                self.metrics.actions_rejected.labels(x.code.value, source).inc()
-        forged = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in FORGED)
-        invalid = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in INTRINSIC)
-        if forged:
-            self.book.penalize(sender, "bad_signature", forged)
-        if invalid:
-            self.book.penalize(sender, "invalid_action", invalid)
-        valid = [x for x in checked if not isinstance(x, ProtocolError)]
-        actions = [x for x in valid if self.in_scope(x.coop)]
-        out_of_scope = len(valid) - len(actions)
-        counts = {"accepted": 0, "known": skipped, "pending": 0, "rejected": forged + invalid + out_of_scope}
-        if out_of_scope:
-            self.metrics.actions_rejected.labels(RejectCode.OUT_OF_SCOPE.value, source).inc(out_of_scope)
+        counts = {"accepted": 0, "known": len(raws) - len(fresh), "pending": 0, "rejected": 0}
+        stored: list[tuple[Action, IngestResult]] = []
+        # Verify the next part while this one is stored: the workers and the writer overlap.
+        parts = [fresh[i : i + TAKE_PART] for i in range(0, len(fresh), TAKE_PART)]
+        checking = asyncio.ensure_future(self.ingestor.validate(parts[0])) if parts else None
+        try:
+            for k in range(len(parts)):
+                assert checking is not None
+                checked = await checking
+                checking = asyncio.ensure_future(self.ingestor.validate(parts[k + 1])) if k + 1 < len(parts) else None
+                actions = self._admit(sender, checked, counts, source)
+                if actions:
+                    results = await self.store.ingest(actions, origin=sender)
+                    self.ingestor.stats.count(results)
+                    stored += zip(actions, results, strict=True)
+        finally:
+            if checking is not None:
+                checking.cancel()
         forks: dict[bytes, int] = {}
-        if actions:
-            results = await self.store.ingest(actions, origin=sender)
-            self.ingestor.stats.count(results)
-            for a, r in zip(actions, results, strict=True):
-                counts[r.status] += 1
-                if r.status != "rejected":  # progress is what is held, not merely what was sent
-                    top[a.author] = max(a.seq, top.get(a.author, 0))
-                if r.code is not None:
-                    self.metrics.actions_rejected.labels(r.code.value, source).inc()
-                if r.fork_below:
-                    forks[a.author] = min(a.seq, forks.get(a.author, a.seq))
-            for a, r in zip(actions, results, strict=True):
-                if r.proof is not None and not r.fork_below:
-                    forks.pop(a.author, None)  # the fork point itself was met: nothing further down
-            accepted = counts["accepted"]
-            if accepted:
-                self.metrics.actions_stored.labels(source).inc(accepted)
+        for a, r in stored:
+            counts[r.status] += 1
+            if r.status != "rejected":  # progress is what is held, not merely what was sent
+                top[a.author] = max(a.seq, top.get(a.author, 0))
+            if r.code is not None:
+                self.metrics.actions_rejected.labels(r.code.value, source).inc()
+            if r.fork_below:
+                forks[a.author] = min(a.seq, forks.get(a.author, a.seq))
+        for a, r in stored:
+            if r.proof is not None and not r.fork_below:
+                forks.pop(a.author, None)  # the fork point itself was met: nothing further down
+        if counts["accepted"]:
+            self.metrics.actions_stored.labels(source).inc(counts["accepted"])
         new_proofs = []
         for data in proofs:
             try:
@@ -228,6 +227,25 @@ class PeerApi:
             flags = await self.store.ingest_proofs(new_proofs, origin=sender)
             self.metrics.proofs_stored.inc(sum(flags))
         return counts, top, forks
+
+    def _admit(self, sender: bytes, checked: list[Action | ProtocolError], counts: dict[str, int], source: str) -> list[Action]:
+        """Count and penalise what failed validation; return the valid actions in scope."""
+        for x in checked:
+            if isinstance(x, ProtocolError):
+                self.metrics.actions_rejected.labels(x.code.value, source).inc()
+        forged = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in FORGED)
+        invalid = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in INTRINSIC)
+        if forged:
+            self.book.penalize(sender, "bad_signature", forged)
+        if invalid:
+            self.book.penalize(sender, "invalid_action", invalid)
+        valid = [x for x in checked if not isinstance(x, ProtocolError)]
+        actions = [x for x in valid if self.in_scope(x.coop)]
+        out_of_scope = len(valid) - len(actions)
+        counts["rejected"] += forged + invalid + out_of_scope
+        if out_of_scope:
+            self.metrics.actions_rejected.labels(RejectCode.OUT_OF_SCOPE.value, source).inc(out_of_scope)
+        return actions
 
     async def _coop_message(self, request: web.Request, kind: str, decode: Callable[[bytes], Any]) -> Any:
         """Authenticate, decode (a body no honest node sends is penalised) and scope-check a
