@@ -323,17 +323,73 @@ def peek(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS) -> tuple[byt
     """(id, author, seq) read from an action's bytes without validating them; None if they do
     not even frame as an action. For skipping what a node already holds before paying for a
     signature check; never a substitute for ``decode_action``."""
+    # No canonical checks: the id is the hash of the envelope bytes themselves, so an id that
+    # matches a held action names exactly that envelope, however the bytes around it were framed.
+    wire = _wire_limits(limits)
+    if len(data) > wire.max_bytes:
+        return None
     try:
-        outer = codec.decode(data, _wire_limits(limits))
-        env_bytes = outer.get("env") if isinstance(outer, dict) else None
-        if type(env_bytes) is not bytes:
+        outer = codec.unpacker(wire)(data)
+        env_bytes = outer.get("env") if type(outer) is dict else None
+        if type(env_bytes) is not bytes or len(env_bytes) > _ENV_LIMITS.max_bytes:
             return None
-        env = codec.decode(env_bytes, _ENV_LIMITS)
-    except ProtocolError:
+        env = codec.unpacker(_ENV_LIMITS)(env_bytes)
+    except Exception:
         return None
     if not isinstance(env, dict) or type(env.get("author")) is not bytes or type(env.get("seq")) is not int:
         return None
     return domain.action_id(env_bytes), env["author"], env["seq"]
+
+
+# Fast paths for the shapes every honest node sends. Each accepts exactly what ``codec.decode``
+# plus the schema would accept, checking the same things more directly for a known shape (and
+# skipping the general walk); anything else returns None and takes the general path, which then
+# reports the precise error. Together they halve the Python cost of decoding an action.
+
+_OUTER_ORDERS = (("env", "sig"), ("body", "env", "sig"))
+_ENV_ORDER = tuple(sorted(_ENV_KEYS))  # all ASCII: str order is byte order
+_SCALARS = (bytes, str, type(None), bool)
+
+
+def _plain_outer(data: bytes, limits: ActionLimits) -> dict[str, bytes] | None:
+    wire = _wire_limits(limits)
+    if not data or len(data) > wire.max_bytes:
+        return None
+    try:
+        v = codec.unpacker(wire)(data)
+    except Exception:
+        return None
+    if type(v) is not dict or tuple(v) not in _OUTER_ORDERS:
+        return None
+    for x in v.values():
+        if type(x) is not bytes:
+            return None
+    return v if codec.pack(v) == data else None
+
+
+def _plain_env(env_bytes: bytes) -> Envelope | None:
+    if not env_bytes or len(env_bytes) > _ENV_LIMITS.max_bytes:
+        return None
+    try:
+        v = codec.unpacker(_ENV_LIMITS)(env_bytes)
+    except Exception:
+        return None
+    if type(v) is not dict or tuple(v) != _ENV_ORDER:
+        return None
+    for x in v.values():
+        t = type(x)
+        if t is int:
+            if x > codec.INT_MAX:
+                return None
+        elif t is tuple:
+            for y in x:
+                if type(y) not in _SCALARS and not (type(y) is int and y <= codec.INT_MAX):
+                    return None
+        elif t not in _SCALARS:
+            return None
+    if codec.pack(v) != env_bytes:
+        return None
+    return Envelope(v["coop"], v["author"], v["seq"], v["prev"], v["deps"], v["ts"], v["kind"], v["body_hash"], v["body_size"], v["v"])
 
 
 def decode_action(
@@ -346,7 +402,7 @@ def decode_action(
     """
     if type(data) is not bytes:
         data = bytes(data)
-    outer = codec.decode(data, _wire_limits(limits))
+    outer = _plain_outer(data, limits) or codec.decode(data, _wire_limits(limits))
     if not isinstance(outer, dict):
         raise _bad("an action encodes a map {body?, env, sig}")
     if "env" not in outer or "sig" not in outer or not outer.keys() <= {"body", "env", "sig"}:
@@ -356,7 +412,7 @@ def decode_action(
         raise _bad("env, sig and body must be bin")
     if "body" in outer and body is None:
         raise _bad("omit body rather than sending nil")
-    env = Envelope.from_value(codec.decode(env_bytes, _ENV_LIMITS))
+    env = _plain_env(env_bytes) or Envelope.from_value(codec.decode(env_bytes, _ENV_LIMITS))
     env.check(limits)
     action_id = domain.action_id(env_bytes)
     if action_id in env.deps:

@@ -18,8 +18,9 @@ arrays as tuples, so decoded values are immutable enough to hash and share.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -95,6 +96,27 @@ def _ext_hook(code: int, data: bytes) -> object:
     return _Ext(code)
 
 
+_UNPACKERS: dict[int, tuple[DecodeLimits, Callable[[bytes], Any]]] = {}
+
+
+def unpacker(limits: DecodeLimits) -> Callable[[bytes], Any]:
+    """``msgpack.unpackb`` bound to ``limits`` (no canonical checks: see ``decode``). Binding the
+    keyword arguments once saves building them on every call, which runs for every byte a peer sends."""
+    hit = _UNPACKERS.get(id(limits))
+    if hit is not None and hit[0] is limits:
+        return hit[1]
+    fn = functools.partial(
+        msgpack.unpackb, raw=False, use_list=False, strict_map_key=False, ext_hook=_ext_hook, timestamp=0, **limits.unpack_limits
+    )
+    _UNPACKERS[id(limits)] = (limits, fn)
+    return fn
+
+
+def pack(value: Value) -> bytes:
+    """msgpack of a value exactly as unpacked (maps in their order): for comparing with the input."""
+    return _packer().pack(value)  # type: ignore[no-any-return]
+
+
 class _Ext:
     __slots__ = ("code",)
 
@@ -161,9 +183,7 @@ def decode(data: bytes, limits: DecodeLimits = DEFAULT_DECODE_LIMITS) -> Value:
     if not data:
         raise DecodeError(RejectCode.MALFORMED, "empty input")
     try:
-        value = msgpack.unpackb(
-            data, raw=False, use_list=False, strict_map_key=False, ext_hook=_ext_hook, timestamp=0, **limits.unpack_limits
-        )
+        value = unpacker(limits)(data)
     except msgpack.ExtraData:
         raise DecodeError(RejectCode.NOT_CANONICAL, "trailing bytes after the value") from None
     except msgpack.StackError:

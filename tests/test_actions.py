@@ -691,3 +691,116 @@ def test_bit_flips_across_a_proof_are_rejected_or_harmless() -> None:
         except ProtocolError:
             continue
         assert got == proof
+
+
+# ---- the decoder's fast paths agree with the general path -----------------------------------------
+
+_ENV_FIELDS = ("author", "body_hash", "body_size", "coop", "deps", "kind", "prev", "seq", "ts", "v")
+_odd_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False),
+    st.binary(max_size=40),
+    st.text(max_size=8),
+    st.lists(st.one_of(st.binary(min_size=32, max_size=32), st.integers(0, 2**64 - 1), st.lists(st.none(), max_size=1)), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.none(), max_size=2),
+)
+
+
+def _verdict(data: bytes) -> tuple[str, ...]:
+    try:
+        a = decode_action(data, check_signature=False)
+    except ProtocolError as e:
+        return ("error", e.code.value)
+    return ("ok", a.id.hex(), repr(a.env))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.data(),
+    st.permutations(_ENV_FIELDS),
+    st.sets(st.sampled_from(_ENV_FIELDS), max_size=3),
+    st.booleans(),
+    st.permutations(["body", "env", "sig"]),
+)
+def test_the_fast_decoding_paths_give_the_general_paths_verdict(
+    data: st.DataObject, order: list[str], odd: set[str], with_body: bool, outer_order: list[str]
+) -> None:
+    """Real envelopes with some fields replaced by values of any type, keys in any order, as
+    any encoding: decode_action must answer exactly as it does with its fast paths turned off."""
+    key = SigningKey.from_seed(bytes(32))
+    good = sign_action(
+        key,
+        coop=fake_id("coop"),
+        seq=3,
+        prev=fake_id("prev"),
+        deps=[fake_id("d1"), fake_id("d2")],
+        ts=1_700_000_000_000,
+        kind="ride.offer",
+        body={"seats": 2},
+    )
+    env = dict(codec.decode(good.env_bytes))  # type: ignore[arg-type]
+    for k in odd:
+        env[k] = data.draw(_odd_values)
+    canonical_order = data.draw(st.booleans())
+    env_map = {k: env[k] for k in (sorted(env) if canonical_order else order)}
+    env_bytes = msgpack.packb(env_map, use_bin_type=True)
+    outer = {"env": env_bytes, "sig": good.sig}
+    if with_body:
+        outer["body"] = good.body
+    keys = sorted(outer) if data.draw(st.booleans()) else [k for k in outer_order if k in outer]
+    raw = msgpack.packb({k: outer[k] for k in keys}, use_bin_type=True)
+    fast, general = _both_paths(raw)
+    assert fast == general
+
+
+def _both_paths(raw: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    import protocol.action as action_module
+
+    fast = _verdict(raw)
+    saved = action_module._plain_outer, action_module._plain_env
+    action_module._plain_outer, action_module._plain_env = (lambda d, lim: None), (lambda e: None)
+    try:
+        return fast, _verdict(raw)
+    finally:
+        action_module._plain_outer, action_module._plain_env = saved
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("ts", 2**63),
+        ("seq", 2**64 - 1),
+        ("body_size", 2**63),
+        ("v", 2**63),
+        ("ts", 1.5),
+        ("deps", [2**63]),
+        ("deps", [[b"x"]]),
+        ("deps", [1.0]),
+        ("kind", {"a": None}),
+        ("prev", ["nested"]),
+        ("author", 7),
+    ],
+)
+def test_the_fast_decoding_paths_refuse_what_the_general_walk_refuses(field: str, value: object) -> None:
+    key = SigningKey.from_seed(bytes(32))
+    good = sign_action(key, coop=fake_id("coop"), seq=3, prev=fake_id("prev"), ts=1_700_000_000_000, kind="ride.offer", body={})
+    env = dict(codec.decode(good.env_bytes))  # type: ignore[arg-type]
+    env[field] = value
+    raw = msgpack.packb({"env": msgpack.packb(env, use_bin_type=True), "sig": good.sig}, use_bin_type=True)
+    fast, general = _both_paths(raw)
+    assert fast == general and fast[0] == "error"
+
+
+def test_peek_reads_id_author_and_seq_without_validating() -> None:
+    from protocol.action import peek
+
+    key = SigningKey.from_seed(bytes(32))
+    a = sign_action(key, coop=fake_id("coop"), seq=4, prev=fake_id("prev"), ts=1_700_000_000_000, kind="ride.offer", body={})
+    assert peek(a.raw) == (a.id, a.author, 4)
+    # the same envelope framed non-canonically (keys out of order) still names the same action
+    reframed = msgpack.packb({"sig": a.sig, "env": a.env_bytes}, use_bin_type=True)
+    assert peek(reframed) == (a.id, a.author, 4)
+    for junk in (b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"env": 5}), msgpack.packb({"env": b"\x93"}), b"\xff" * 70_000):
+        assert peek(junk) is None
