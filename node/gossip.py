@@ -98,14 +98,39 @@ class Scope:
 
 @dataclass(slots=True)
 class _LookAhead:
-    """A fetch sent before the previous reply was stored, and the state it assumed."""
+    """A fetch sent before the replies before it were stored, and the state it assumed."""
 
-    remaining: dict[bytes, Want]
-    proofs: list[bytes]
+    basis: dict[bytes, Want]  # the wants as they will be if every earlier reply fills its batch
     batch: tuple[Want, ...]
     asked_proofs: list[bytes]
     rest: list[bytes]
     call: asyncio.Future[FetchReply]
+
+
+@dataclass(slots=True)
+class _Storing:
+    """A reply being stored, with the batch it answered."""
+
+    batch: tuple[Want, ...]
+    more: bool  # the reply was cut short
+    got_proofs: bool
+    guessed: bool  # the batch was worked out from a guess
+    expect: dict[bytes, Want] | None  # the wants once stored, as guessed when it arrived (None: no guess)
+    task: asyncio.Future[tuple[dict[str, int], dict[bytes, int], dict[bytes, int]]]
+
+
+def _advance(wants: dict[bytes, Want], batch: tuple[Want, ...]) -> dict[bytes, Want]:
+    """``wants`` as they will be once ``batch`` has been filled."""
+    out = dict(wants)
+    for asked in batch:
+        w = out.get(asked.author)
+        if w is None:
+            continue
+        if asked.last >= w.last:
+            del out[asked.author]
+        else:
+            out[asked.author] = Want(asked.author, max(w.first, asked.last + 1), w.last)
+    return out
 
 
 def _discard(ahead: _LookAhead | None) -> None:
@@ -194,6 +219,7 @@ class Gossip:
             asyncio.create_task(self._anti_entropy(), name="gossip-anti-entropy"),
             asyncio.create_task(self._announcer(), name="gossip-announce"),
         ]
+        self.wake.set()  # the first round at once: a node that starts behind catches up without waiting
 
     async def stop(self) -> None:
         for t in [*self._tasks, *self._push_tasks]:
@@ -345,6 +371,11 @@ class Gossip:
         return 0
 
     async def _fetch(self, peer: Peer, coop: bytes, wants: list[Want], proof_wants: list[bytes], missing: int | None = None) -> int:
+        """Fetch the wanted chain segments and proofs in bounded batches, as a pipeline of three:
+        while one reply is stored, the next is verified and the one after it is on the way. The
+        batches sent ahead assume each reply fills what it was asked; when one does not (a fork,
+        a chain that ends early, a reply cut short), what was sent ahead is dropped and the next
+        batch is worked out again from what is actually held."""
         self._progress_start(sum(w.last - w.first + 1 for w in wants) if missing is None else missing)
         fetched = 0
         remaining = {w.author: w for w in wants}
@@ -355,88 +386,99 @@ class Gossip:
         # founder's chain first, so the genesis leads that reply.
         first_of_each = await self.store.get_coop(coop) is None
         ahead: _LookAhead | None = None
+        storing: _Storing | None = None
         try:
             for _ in range(100_000):  # bounded: a round trip that makes no progress ends the loop
-                if not remaining and not proofs:
-                    break
-                if ahead is not None and ahead.remaining == remaining and ahead.proofs == proofs:
-                    batch, asked_proofs, proofs, call = ahead.batch, ahead.asked_proofs, ahead.rest, ahead.call
-                else:
-                    _discard(ahead)
+                if ahead is None:
+                    if storing is not None:  # nothing sent ahead: work from what is actually held
+                        n, progressed = await self._settle(storing, remaining, back)
+                        fetched, storing = fetched + n, None
+                        if not progressed:
+                            break  # no progress (a confused or hostile peer): stop rather than loop
+                    if not remaining and not proofs:
+                        break
                     if first_of_each:
                         batch = tuple(Want(w.author, w.first, w.first) for w in sorted(remaining.values(), key=lambda w: w.author)[:1024])
                     else:
                         batch = self._fetch_batch(remaining)
                     asked_proofs, proofs = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
+                    basis, guessed = dict(remaining), False
                     call = asyncio.ensure_future(self._fetch_call(peer, coop, batch, asked_proofs))
+                else:
+                    batch, asked_proofs, proofs, call = ahead.batch, ahead.asked_proofs, ahead.rest, ahead.call
+                    basis, guessed = ahead.basis, True
                 ahead = None
                 reply = await call
-                if not first_of_each and not reply.more:
-                    ahead = self._look_ahead(peer, coop, remaining, batch, proofs)
-                first_of_each = False
+                if reply.more and len(reply.proofs) < len(asked_proofs):
+                    proofs = asked_proofs[len(reply.proofs) :] + proofs
                 if not reply.actions and not reply.proofs:
+                    if storing is not None:
+                        n, _ = await self._settle(storing, remaining, back)
+                        fetched, storing = fetched + n, None
                     for asked in batch:  # the peer holds none of these (any more): drop them, go on
-                        del remaining[asked.author]
+                        remaining.pop(asked.author, None)
                     if not batch and not asked_proofs:
                         break
                     continue
-                counts, last_seen, forks = await self.peer_api.take(peer.node_id, reply.actions, reply.proofs, "fetch")
-                fetched += counts["accepted"]
-                self._progress_add(counts["accepted"] + counts["pending"])
-                if reply.more and len(reply.proofs) < len(asked_proofs):
-                    proofs = asked_proofs[len(reply.proofs) :] + proofs
-                # Advance each want past what arrived; a segment the peer could not fill is done.
-                before = dict(remaining)
-                for asked in batch:
-                    w = remaining[asked.author]
-                    top = last_seen.get(asked.author)
-                    if asked.author in forks:
-                        # Its actions do not link to ours: the fork is further down. Look twice as
-                        # far each time; the first differing seq yields a proof and the smaller-id
-                        # rule then decides which branch both nodes keep.
-                        k = back[asked.author] = 2 * back.get(asked.author, 1)
-                        if k > 2**WALK_BACK_MAX:
-                            del remaining[asked.author]
-                        else:
-                            remaining[asked.author] = Want(asked.author, max(1, forks[asked.author] - k), w.last)
-                    elif top is not None and top >= w.last:
-                        del remaining[asked.author]
-                    elif top is not None and (top >= asked.last or reply.more):
-                        remaining[asked.author] = Want(asked.author, top + 1, w.last)  # trimmed or cut: go on
-                    elif not reply.more:
-                        del remaining[asked.author]  # the peer holds no more of this chain
-                if remaining == before and not reply.proofs:
-                    break  # no progress (a confused or hostile peer): stop rather than loop
+                expect = None
+                if not first_of_each and not reply.more:
+                    expect = _advance(basis, batch)
+                    if expect or proofs:
+                        nxt = self._fetch_batch(expect)
+                        ask, rest = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
+                        ahead = _LookAhead(expect, nxt, ask, rest, asyncio.ensure_future(self._fetch_call(peer, coop, nxt, ask)))
+                first_of_each = False
+                intake = await self.peer_api.prepare(peer.node_id, reply.actions, reply.proofs, "fetch")
+                if storing is not None:
+                    n, _ = await self._settle(storing, remaining, back)
+                    wrong = storing.expect is None or remaining != storing.expect
+                    fetched, storing = fetched + n, None
+                    if wrong:
+                        _discard(ahead)  # the batch sent ahead rests on a wrong guess
+                        ahead = None
+                task = asyncio.ensure_future(self.peer_api.store_intake(intake))
+                storing = _Storing(batch, reply.more, bool(reply.proofs), guessed, expect, task)
+            if storing is not None:
+                fetched += (await self._settle(storing, remaining, back))[0]
+                storing = None
         finally:
             _discard(ahead)
+            if storing is not None:  # left by an error or a cancellation: let it finish on its own
+                storing.task.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._progress_end()
         return fetched
+
+    async def _settle(self, st: _Storing, remaining: dict[bytes, Want], back: dict[bytes, int]) -> tuple[int, bool]:
+        """Wait for a reply to be stored, then advance each want past what arrived (a segment the
+        peer could not fill is done). Returns the actions accepted and whether anything moved."""
+        counts, last_seen, forks = await st.task
+        self._progress_add(counts["accepted"] + counts["pending"])
+        before = dict(remaining)
+        for asked in st.batch:
+            w = remaining.get(asked.author)
+            if w is None:  # asked on a guess that turned out wrong: already done with
+                continue
+            top = last_seen.get(asked.author)
+            if asked.author in forks:
+                # Its actions do not link to ours: the fork is further down. Look twice as far
+                # each time; the first differing seq yields a proof and the smaller-id rule then
+                # decides which branch both nodes keep.
+                k = back[asked.author] = 2 * back.get(asked.author, 1)
+                if k > 2**WALK_BACK_MAX:
+                    del remaining[asked.author]
+                else:
+                    remaining[asked.author] = Want(asked.author, max(1, forks[asked.author] - k), w.last)
+            elif top is not None and top >= w.last:
+                del remaining[asked.author]
+            elif top is not None and (top >= asked.last or st.more):
+                remaining[asked.author] = Want(asked.author, max(w.first, top + 1), w.last)  # trimmed or cut: go on
+            elif not st.more and not st.guessed:
+                del remaining[asked.author]  # the peer holds no more of this chain
+        return counts["accepted"], remaining != before or st.got_proofs or st.guessed
 
     async def _fetch_call(self, peer: Peer, coop: bytes, batch: tuple[Want, ...], proofs: list[bytes]) -> FetchReply:
         body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs)))
         return decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))
-
-    def _look_ahead(
-        self, peer: Peer, coop: bytes, remaining: dict[bytes, Want], batch: tuple[Want, ...], proofs: list[bytes]
-    ) -> _LookAhead | None:
-        """Send the next fetch now, while this reply is verified and stored, assuming the reply
-        fills every want it was asked (it said it was not cut short). If it turns out otherwise
-        (a fork, a chain that ends early) the guess is dropped and the next fetch is made again."""
-        guess = dict(remaining)
-        for asked in batch:
-            w = guess.get(asked.author)
-            if w is None:
-                continue
-            if asked.last >= w.last:
-                del guess[asked.author]
-            else:
-                guess[asked.author] = Want(asked.author, asked.last + 1, w.last)
-        if not guess and not proofs:
-            return None
-        nxt = self._fetch_batch(guess)
-        asked_proofs, rest = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
-        call = asyncio.ensure_future(self._fetch_call(peer, coop, nxt, asked_proofs))
-        return _LookAhead(guess, list(proofs), nxt, asked_proofs, rest, call)
 
     def _fetch_batch(self, remaining: dict[bytes, Want]) -> tuple[Want, ...]:
         """At most ``fetch_batch`` actions' worth of wants (and 1024 wants), in author order: the

@@ -80,6 +80,14 @@ class Ingestor:
             self._pool = ProcessPoolExecutor(self.limits.verify_workers, mp_context=ctx)
         return self._pool
 
+    def warm(self) -> None:
+        """Start the verify workers now, not on the first large batch: a node that starts behind
+        its peers would otherwise pay for their start in the middle of its first fetch."""
+        if self.limits.verify_workers > 0:
+            pool = self._workers()
+            for _ in range(self.limits.verify_workers):
+                pool.submit(decode_many, ())
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

@@ -154,6 +154,8 @@ class Node:
         url = f"http://{host}:{port}"
         where["url"] = fed.advertise_url or url
         (config.data_dir / URL_FILE).write_text(url + "\n")
+        if fed.peers or fed.open:
+            ingestor.warm()
         gossip.start()
         gov_task = asyncio.create_task(governance.run(max(fed.anti_entropy_interval, 1.0)), name="governance-refresh")
         log.info("node %s listening on %s, store %s", format_id(IdKind.NODE, key.public_key), url, config.database_path)

@@ -9,9 +9,9 @@ msgpack; errors are JSON ``{"error", "message"}`` like the client API.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -42,7 +42,7 @@ from .config import Federation, Limits
 from .ingest import Ingestor
 from .metrics import Metrics
 from .peers import PeerBook, PeerClient, TokenBucket
-from .store import IngestResult, Store
+from .store import Store
 
 log = logging.getLogger("coopnet.peer_api")
 
@@ -57,7 +57,18 @@ INTRINSIC = {
     RejectCode.BAD_ID,
 }
 FORGED = {RejectCode.BAD_SIGNATURE, RejectCode.BAD_KEY}
-TAKE_PART = 500  # actions verified while the part before them is stored (a fetch brings up to 2,000)
+
+
+@dataclass(slots=True)
+class Intake:
+    """What a peer sent, verified and counted, not yet stored (``PeerApi.prepare``)."""
+
+    sender: bytes
+    source: str
+    counts: dict[str, int]
+    top: dict[bytes, int]
+    actions: list[Action]
+    proofs: tuple[bytes, ...]
 
 
 def _err(status: int, code: str, message: str) -> web.Response:
@@ -171,6 +182,11 @@ class PeerApi:
         author, the lowest seq refused because its prev is not this node's action below it (the
         peer holds another fork of that chain, which starts further down).
         """
+        return await self.store_intake(await self.prepare(sender, raws, proofs, source))
+
+    async def prepare(self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str) -> Intake:
+        """The first half of ``take``: skip what is held, verify the rest, penalise what fails.
+        Catch-up verifies one reply while the one before it is stored."""
         # Gossip delivers most actions several times: skip what is already here before paying
         # for signatures. An id is only peeked from the bytes; whatever is new is fully checked.
         peeked = [peek(raw) for raw in raws]
@@ -183,39 +199,31 @@ class PeerApi:
             else:
                 fresh.append(raw)
         counts = {"accepted": 0, "known": len(raws) - len(fresh), "pending": 0, "rejected": 0}
-        stored: list[tuple[Action, IngestResult]] = []
-        # Verify the next part while this one is stored: the workers and the writer overlap.
-        parts = [fresh[i : i + TAKE_PART] for i in range(0, len(fresh), TAKE_PART)]
-        checking = asyncio.ensure_future(self.ingestor.validate(parts[0])) if parts else None
-        try:
-            for k in range(len(parts)):
-                assert checking is not None
-                checked = await checking
-                checking = asyncio.ensure_future(self.ingestor.validate(parts[k + 1])) if k + 1 < len(parts) else None
-                actions = self._admit(sender, checked, counts, source)
-                if actions:
-                    results = await self.store.ingest(actions, origin=sender)
-                    self.ingestor.stats.count(results)
-                    stored += zip(actions, results, strict=True)
-        finally:
-            if checking is not None:
-                checking.cancel()
+        actions = self._admit(sender, await self.ingestor.validate(fresh), counts, source) if fresh else []
+        return Intake(sender, source, counts, top, actions, proofs)
+
+    async def store_intake(self, intake: Intake) -> tuple[dict[str, int], dict[bytes, int], dict[bytes, int]]:
+        """The second half of ``take``: store the verified actions and the proofs."""
+        sender, source, counts, top = intake.sender, intake.source, intake.counts, intake.top
         forks: dict[bytes, int] = {}
-        for a, r in stored:
-            counts[r.status] += 1
-            if r.status != "rejected":  # progress is what is held, not merely what was sent
-                top[a.author] = max(a.seq, top.get(a.author, 0))
-            if r.code is not None:
-                self.metrics.actions_rejected.labels(r.code.value, source).inc()
-            if r.fork_below:
-                forks[a.author] = min(a.seq, forks.get(a.author, a.seq))
-        for a, r in stored:
-            if r.proof is not None and not r.fork_below:
-                forks.pop(a.author, None)  # the fork point itself was met: nothing further down
-        if counts["accepted"]:
-            self.metrics.actions_stored.labels(source).inc(counts["accepted"])
+        if intake.actions:
+            results = await self.store.ingest(intake.actions, origin=sender)
+            self.ingestor.stats.count(results)
+            for a, r in zip(intake.actions, results, strict=True):
+                counts[r.status] += 1
+                if r.status != "rejected":  # progress is what is held, not merely what was sent
+                    top[a.author] = max(a.seq, top.get(a.author, 0))
+                if r.code is not None:
+                    self.metrics.actions_rejected.labels(r.code.value, source).inc()
+                if r.fork_below:
+                    forks[a.author] = min(a.seq, forks.get(a.author, a.seq))
+            for a, r in zip(intake.actions, results, strict=True):
+                if r.proof is not None and not r.fork_below:
+                    forks.pop(a.author, None)  # the fork point itself was met: nothing further down
+            if counts["accepted"]:
+                self.metrics.actions_stored.labels(source).inc(counts["accepted"])
         new_proofs = []
-        for data in proofs:
+        for data in intake.proofs:
             try:
                 proof = decode_proof(data)
             except ProtocolError:

@@ -449,22 +449,23 @@ class Store:
         ordered = sorted(wants, key=lambda w: (w.author != founder, w.author, w.first))
         out: list[bytes] = []
         size = 0
-        for w in ordered:
-            room = max_actions - len(out)
-            if room <= 0:
-                return out, True
-            last = min(w.last, w.first + room - 1)
+        # A few set-based reads, not one per want: a catch-up fetch names a hundred chains or more
+        # (a new co-op's first fetch, one action of each of a thousand).
+        for start in range(0, len(ordered), 250):
+            chunk = ordered[start : start + 250]
+            values = ",".join("(?,?,?,?)" for _ in chunk)
+            params: list[Any] = [x for k, w in enumerate(chunk) for x in (k, w.author, w.first, w.last)]
             rows = await self._all(
-                "SELECT raw FROM actions WHERE coop = ? AND author = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-                (coop, w.author, w.first, last),
+                f"WITH w(k, author, first, last) AS (VALUES {values}) "
+                "SELECT a.raw FROM w JOIN actions a ON a.coop = ? AND a.author = w.author AND a.seq BETWEEN w.first AND w.last "
+                "ORDER BY w.k, a.seq LIMIT ?",
+                [*params, coop, max_actions - len(out) + 1],  # one more than fits: says whether anything was cut
             )
             for (raw,) in rows:
-                if size + len(raw) > max_bytes and out:
+                if len(out) == max_actions or (size + len(raw) > max_bytes and out):
                     return out, True
                 out.append(raw)
                 size += len(raw)
-            if last < w.last and len(rows) == last - w.first + 1:
-                return out, True
         return out, False
 
     async def known_ids(self, ids: Sequence[bytes]) -> set[bytes]:
