@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from protocol import ProtocolError, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id, parse_id
@@ -28,8 +26,31 @@ from .keyfile import KeyFileError, read_key_file, write_key_file
 from .node import URL_FILE, init_data_dir, serve
 from .views import json_to_value
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console:
+    """A rich Console made on first use: ``coopnet run`` as a service never needs one, and rich
+    is a few megabytes of a node that aims to stay small."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+def Table(*columns: str, **options: Any) -> Any:
+    from rich.table import Table as RichTable
+
+    return RichTable(*columns, **options)
+
+
+console: Any = _Console()
+err_console: Any = _Console(stderr=True)
 
 
 def default_data_dir() -> Path:

@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from protocol.ids import IdKind, format_id
 
@@ -32,6 +31,9 @@ from .metrics import Metrics
 from .peer_api import PeerApi
 from .peers import PeerBook, PeerClient
 from .store import Store
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger("coopnet.node")
 
@@ -199,6 +201,9 @@ async def serve(config: Config, console: Console | None = None) -> None:
 
 
 async def _progress_bar(node: Node, console: Console) -> None:
+    # Imported here: a node run as a service (no terminal) never loads rich.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     progress: Progress | None = None
     task = None
     try:
