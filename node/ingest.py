@@ -33,6 +33,7 @@ from .store import IngestResult, Store
 log = logging.getLogger("coopnet.ingest")
 
 INLINE_VALIDATION_MAX = 32  # smaller submissions are validated in the event loop
+WORKER_PART = 250  # actions sent to a verify worker at a time
 
 
 def validate_chunk(raws: Sequence[bytes], limits: ActionLimits | None) -> list[Action | ProtocolError]:
@@ -98,7 +99,8 @@ class Ingestor:
         if len(raws) < INLINE_VALIDATION_MAX or n == 0:
             return validate_chunk(raws, self.action_limits)
         loop = asyncio.get_running_loop()
-        size = -(-len(raws) // n)
+        # Parts of at most WORKER_PART actions: each worker's memory follows the part it holds.
+        size = min(-(-len(raws) // n), WORKER_PART)
         pool = self._workers()
         limits = None if self.action_limits is DEFAULT_ACTION_LIMITS else self.action_limits
         try:

@@ -804,3 +804,19 @@ def test_peek_reads_id_author_and_seq_without_validating() -> None:
     assert peek(reframed) == (a.id, a.author, 4)
     for junk in (b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"env": 5}), msgpack.packb({"env": b"\x93"}), b"\xff" * 70_000):
         assert peek(junk) is None
+
+
+def test_actions_survive_the_trip_from_a_verify_worker() -> None:
+    """Actions cross from worker processes by pickle, their parts sent as places in ``raw``."""
+    import pickle
+
+    key = SigningKey.from_seed(bytes(32))
+    a = sign_action(key, coop=fake_id("coop"), seq=2, prev=fake_id("prev"), ts=1_700_000_000_000, kind="ride.offer", body={"n": 1})
+    g = sign_genesis(key, ts=1_700_000_000_000, body={"name": "x"})
+    # an action whose parts are not all inside its raw bytes still travels whole
+    odd = Action(a.id, a.env, a.env_bytes, a.sig, b"\x80", a.without_body().raw)
+    for x in (a, a.without_body(), g, decode_action(a.raw), odd):
+        y = pickle.loads(pickle.dumps(x, protocol=5))
+        assert (y.id, y.env, y.env_bytes, y.sig, y.body, y.raw) == (x.id, x.env, x.env_bytes, x.sig, x.body, x.raw)
+    blob = pickle.dumps(a)
+    assert blob.count(a.env_bytes) == blob.count(a.sig) == 1  # inside raw, and not sent again
