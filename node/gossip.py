@@ -27,6 +27,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from protocol import ProtocolError, SigningKey
 from protocol.ids import IdKind, parse_id
@@ -108,15 +109,61 @@ class _LookAhead:
 
 
 @dataclass(slots=True)
-class _Storing:
-    """A reply being stored, with the batch it answered."""
+class _Stage:
+    """A reply on its way to the store, with the batch it answered."""
 
     batch: tuple[Want, ...]
     more: bool  # the reply was cut short
     got_proofs: bool
     guessed: bool  # the batch was worked out from a guess
     expect: dict[bytes, Want] | None  # the wants once stored, as guessed when it arrived (None: no guess)
-    task: asyncio.Future[tuple[dict[str, int], dict[bytes, int], dict[bytes, int]]]
+    task: asyncio.Future[Any]  # verifying (PeerApi.prepare), then storing (PeerApi.store_intake)
+
+
+class _Pipeline:
+    """Fetched replies, oldest first: some being verified, one being stored. Replies are stored in
+    the order they were fetched, and each is settled (its wants advanced) once stored."""
+
+    def __init__(self, gossip: Gossip, sender: bytes, remaining: dict[bytes, Want]) -> None:
+        self.gossip, self.sender, self.remaining = gossip, sender, remaining
+        self.back: dict[bytes, int] = {}  # per author: how far down we look for where the peer's fork starts
+        self.verifying: deque[_Stage] = deque()
+        self.storing: _Stage | None = None
+        self.fetched = 0
+        self.moved = True
+
+    async def step(self) -> bool:
+        """Store the oldest verified reply (after settling the one stored before it). False when
+        that one did not fill its wants as guessed."""
+        st = self.verifying.popleft()
+        intake = await st.task
+        held = await self._settle()
+        st.task = asyncio.ensure_future(self.gossip.peer_api.store_intake(intake))
+        self.storing = st
+        return held
+
+    async def _settle(self) -> bool:
+        st, self.storing = self.storing, None
+        if st is None:
+            return True
+        n, moved = await self.gossip._settle(st, self.remaining, self.back)
+        self.fetched += n
+        self.moved = self.moved and moved
+        return st.expect is not None and self.remaining == st.expect
+
+    async def drain(self) -> bool:
+        """Everything fetched stored and settled. False if a reply moved no want (and was asked
+        from what was held, not on a guess): the peer is not making progress."""
+        self.moved = True
+        while self.verifying:
+            await self.step()
+        await self._settle()
+        return self.moved
+
+    def abandon(self) -> None:
+        """Left by an error or a cancellation: let what is under way finish on its own."""
+        for st in (*self.verifying, *((self.storing,) if self.storing else ())):
+            st.task.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _advance(wants: dict[bytes, Want], batch: tuple[Want, ...]) -> dict[bytes, Want]:
@@ -371,30 +418,25 @@ class Gossip:
         return 0
 
     async def _fetch(self, peer: Peer, coop: bytes, wants: list[Want], proof_wants: list[bytes], missing: int | None = None) -> int:
-        """Fetch the wanted chain segments and proofs in bounded batches, as a pipeline of three:
-        while one reply is stored, the next is verified and the one after it is on the way. The
+        """Fetch the wanted chain segments and proofs in bounded batches, as a pipeline: while one
+        reply is stored, the next two are verified and the one after them is on the way. The
         batches sent ahead assume each reply fills what it was asked; when one does not (a fork,
         a chain that ends early, a reply cut short), what was sent ahead is dropped and the next
         batch is worked out again from what is actually held."""
         self._progress_start(sum(w.last - w.first + 1 for w in wants) if missing is None else missing)
-        fetched = 0
         remaining = {w.author: w for w in wants}
         proofs = list(proof_wants)
-        back: dict[bytes, int] = {}  # per author: how far down we look for where the peer's fork starts
+        pipe = _Pipeline(self, peer.node_id, remaining)
         # A co-op new to this node: its genesis must be stored before anything else of it is
         # accepted. The first request asks for one action of every chain; the responder sends the
         # founder's chain first, so the genesis leads that reply.
         first_of_each = await self.store.get_coop(coop) is None
         ahead: _LookAhead | None = None
-        storing: _Storing | None = None
         try:
             for _ in range(100_000):  # bounded: a round trip that makes no progress ends the loop
-                if ahead is None:
-                    if storing is not None:  # nothing sent ahead: work from what is actually held
-                        n, progressed = await self._settle(storing, remaining, back)
-                        fetched, storing = fetched + n, None
-                        if not progressed:
-                            break  # no progress (a confused or hostile peer): stop rather than loop
+                if ahead is None:  # nothing sent ahead: work from what is actually held
+                    if not await pipe.drain():
+                        break  # no progress (a confused or hostile peer): stop rather than loop
                     if not remaining and not proofs:
                         break
                     if first_of_each:
@@ -412,9 +454,7 @@ class Gossip:
                 if reply.more and len(reply.proofs) < len(asked_proofs):
                     proofs = asked_proofs[len(reply.proofs) :] + proofs
                 if not reply.actions and not reply.proofs:
-                    if storing is not None:
-                        n, _ = await self._settle(storing, remaining, back)
-                        fetched, storing = fetched + n, None
+                    await pipe.drain()
                     for asked in batch:  # the peer holds none of these (any more): drop them, go on
                         remaining.pop(asked.author, None)
                     if not batch and not asked_proofs:
@@ -428,27 +468,19 @@ class Gossip:
                         ask, rest = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
                         ahead = _LookAhead(expect, nxt, ask, rest, asyncio.ensure_future(self._fetch_call(peer, coop, nxt, ask)))
                 first_of_each = False
-                intake = await self.peer_api.prepare(peer.node_id, reply.actions, reply.proofs, "fetch")
-                if storing is not None:
-                    n, _ = await self._settle(storing, remaining, back)
-                    wrong = storing.expect is None or remaining != storing.expect
-                    fetched, storing = fetched + n, None
-                    if wrong:
-                        _discard(ahead)  # the batch sent ahead rests on a wrong guess
-                        ahead = None
-                task = asyncio.ensure_future(self.peer_api.store_intake(intake))
-                storing = _Storing(batch, reply.more, bool(reply.proofs), guessed, expect, task)
-            if storing is not None:
-                fetched += (await self._settle(storing, remaining, back))[0]
-                storing = None
+                prepare = asyncio.ensure_future(self.peer_api.prepare(peer.node_id, reply.actions, reply.proofs, "fetch"))
+                pipe.verifying.append(_Stage(batch, reply.more, bool(reply.proofs), guessed, expect, prepare))
+                if len(pipe.verifying) > 1 and not await pipe.step():
+                    _discard(ahead)  # a stored reply did not fill its wants: what was sent ahead rests on a wrong guess
+                    ahead = None
+            await pipe.drain()
         finally:
             _discard(ahead)
-            if storing is not None:  # left by an error or a cancellation: let it finish on its own
-                storing.task.add_done_callback(lambda f: f.cancelled() or f.exception())
+            pipe.abandon()
             self._progress_end()
-        return fetched
+        return pipe.fetched
 
-    async def _settle(self, st: _Storing, remaining: dict[bytes, Want], back: dict[bytes, int]) -> tuple[int, bool]:
+    async def _settle(self, st: _Stage, remaining: dict[bytes, Want], back: dict[bytes, int]) -> tuple[int, bool]:
         """Wait for a reply to be stored, then advance each want past what arrived (a segment the
         peer could not fill is done). Returns the actions accepted and whether anything moved."""
         counts, last_seen, forks = await st.task
