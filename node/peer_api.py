@@ -184,9 +184,17 @@ class PeerApi:
         """
         return await self.store_intake(await self.prepare(sender, raws, proofs, source))
 
-    async def prepare(self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str) -> Intake:
+    async def prepare(
+        self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str, *, skip_known: bool = True
+    ) -> Intake:
         """The first half of ``take``: skip what is held, verify the rest, penalise what fails.
-        Catch-up verifies one reply while the one before it is stored."""
+        Catch-up verifies replies while the one before them is stored. ``skip_known=False``: the
+        sender was asked for exactly what this node lacks (a fetch), so looking up each id first
+        would cost more than it saves; the store still answers ``known`` for anything held."""
+        if not skip_known:
+            counts = {"accepted": 0, "known": 0, "pending": 0, "rejected": 0}
+            actions = self._admit(sender, await self.ingestor.validate(raws), counts, source) if raws else []
+            return Intake(sender, source, counts, {}, actions, proofs)
         # Gossip delivers most actions several times: skip what is already here before paying
         # for signatures. An id is only peeked from the bytes; whatever is new is fully checked.
         peeked = [peek(raw) for raw in raws]

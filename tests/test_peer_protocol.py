@@ -1723,7 +1723,9 @@ class _FetchPeer:
                 out.append(_raw(w.author, seq))
         return encode_fetch_reply(FetchReply(tuple(out), (), False))
 
-    async def prepare(self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str) -> tuple[bytes, ...]:
+    async def prepare(
+        self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str, *, skip_known: bool = True
+    ) -> tuple[bytes, ...]:
         await asyncio.sleep(0)  # verification yields to the loop, as the worker pool does
         return raws
 
