@@ -2,9 +2,8 @@
 gossiping with each other over real sockets.
 
 Every wait is for a condition with a deadline (``wait_until``); nothing sleeps a fixed time.
-Tests marked ``xfail(strict=True, reason="BUG: ...")`` pin bugs found while writing this file:
-they fail today and will report XPASS (an error, being strict) once the bug is fixed. Tests whose
-docstring says "Regression" pinned bugs that were fixed while this file was written.
+Tests whose docstring says "Regression" pin bugs that were found and fixed while this file was
+written.
 """
 
 from __future__ import annotations
