@@ -446,7 +446,18 @@ class Store:
         cut at ``max_actions`` or ``max_bytes``; the flag says whether anything was cut."""
         row = await self._all("SELECT founder FROM coops WHERE id = ?", (coop,))
         founder = row[0][0] if row else None
-        ordered = sorted(wants, key=lambda w: (w.author != founder, w.author, w.first))
+        # Clip the wants to max_actions + 1 seqs in all, so no read can scan (and sort) more rows
+        # than one reply holds, whatever ranges a peer asks for; clipping counts as a cut.
+        ordered: list[Want] = []
+        budget, clipped = max_actions + 1, False
+        for w in sorted(wants, key=lambda w: (w.author != founder, w.author, w.first)):
+            if budget <= 0:
+                clipped = True
+                break
+            last = min(w.last, w.first + budget - 1)
+            clipped |= last < w.last
+            ordered.append(Want(w.author, w.first, last))
+            budget -= max(0, last - w.first + 1)
         out: list[bytes] = []
         size = 0
         # A few set-based reads, not one per want: a catch-up fetch names a hundred chains or more
@@ -466,7 +477,7 @@ class Store:
                     return out, True
                 out.append(raw)
                 size += len(raw)
-        return out, False
+        return out, clipped
 
     async def known_ids(self, ids: Sequence[bytes]) -> set[bytes]:
         """Which of ``ids`` this node holds (stored, pending or displaced by a fork)."""

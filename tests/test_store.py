@@ -297,3 +297,24 @@ def test_any_delivery_order_gives_the_in_order_state(case: tuple[list[Action], l
         assert all(decode_action(r).coop == COOP for r in raws)  # type: ignore[attr-defined]
 
     asyncio.run(run())
+
+
+async def test_segments_are_read_in_want_order_and_bounded_whatever_is_asked(store: Store) -> None:
+    from protocol.messages import Want
+
+    founder = make_chain(member_key(1), COOP, 5, after=GENESIS)
+    alice = make_chain(member_key(2), COOP, 6)
+    await store.ingest([GENESIS, *founder, *alice])
+    f, a = member_key(1).public_key, member_key(2).public_key
+    wanted = [Want(a, 2, 4), Want(f, 1, 3)]
+    raws, more = await store.segments(COOP, wanted, max_actions=100, max_bytes=1 << 20)
+    got = [(x.author, x.seq) for x in map(decode_action, raws)]
+    assert got == [(f, 1), (f, 2), (f, 3), (a, 2), (a, 3), (a, 4)] and not more  # the founder's chain first
+    raws, more = await store.segments(COOP, wanted, max_actions=4, max_bytes=1 << 20)
+    assert [(x.author, x.seq) for x in map(decode_action, raws)] == got[:4] and more
+    # a peer asking for far more than a reply holds: at most a reply's worth is read, and it says so
+    raws, more = await store.segments(COOP, [Want(a, 1, 2**40), Want(f, 1, 2**40)], max_actions=3, max_bytes=1 << 20)
+    assert [(x.author, x.seq) for x in map(decode_action, raws)] == [(f, 1), (f, 2), (f, 3)] and more
+    # a chain the store holds less of than asked, within what fits: not a cut
+    raws, more = await store.segments(COOP, [Want(a, 5, 9)], max_actions=100, max_bytes=1 << 20)
+    assert [x.seq for x in map(decode_action, raws)] == [5, 6] and not more
