@@ -124,8 +124,8 @@ class _Pipeline:
     """Fetched replies, oldest first: some being verified, one being stored. Replies are stored in
     the order they were fetched, and each is settled (its wants advanced) once stored."""
 
-    def __init__(self, gossip: Gossip, sender: bytes, remaining: dict[bytes, Want]) -> None:
-        self.gossip, self.sender, self.remaining = gossip, sender, remaining
+    def __init__(self, gossip: Gossip, remaining: dict[bytes, Want]) -> None:
+        self.gossip, self.remaining = gossip, remaining
         self.back: dict[bytes, int] = {}  # per author: how far down we look for where the peer's fork starts
         self.verifying: deque[_Stage] = deque()
         self.storing: _Stage | None = None
@@ -426,7 +426,7 @@ class Gossip:
         self._progress_start(sum(w.last - w.first + 1 for w in wants) if missing is None else missing)
         remaining = {w.author: w for w in wants}
         proofs = list(proof_wants)
-        pipe = _Pipeline(self, peer.node_id, remaining)
+        pipe = _Pipeline(self, remaining)
         # A co-op new to this node: its genesis must be stored before anything else of it is
         # accepted. The first request asks for one action of every chain; the responder sends the
         # founder's chain first, so the genesis leads that reply.
