@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from . import codec, domain
 from .charter import check_governance_body, is_governance
@@ -343,17 +344,9 @@ def peek(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS) -> tuple[byt
     signature check; never a substitute for ``decode_action``."""
     # No canonical checks: the id is the hash of the envelope bytes themselves, so an id that
     # matches a held action names exactly that envelope, however the bytes around it were framed.
-    wire = _wire_limits(limits)
-    if len(data) > wire.max_bytes:
-        return None
-    try:
-        outer = codec.unpacker(wire)(data)
-        env_bytes = outer.get("env") if type(outer) is dict else None
-        if type(env_bytes) is not bytes or len(env_bytes) > _ENV_LIMITS.max_bytes:
-            return None
-        env = codec.unpacker(_ENV_LIMITS)(env_bytes)
-    except Exception:
-        return None
+    outer = _unpacked(data, _wire_limits(limits))
+    env_bytes = outer.get("env") if type(outer) is dict else None
+    env = _unpacked(env_bytes, _ENV_LIMITS) if type(env_bytes) is bytes else None
     if not isinstance(env, dict) or type(env.get("author")) is not bytes or type(env.get("seq")) is not int:
         return None
     return domain.action_id(env_bytes), env["author"], env["seq"]
@@ -369,14 +362,18 @@ _ENV_ORDER = tuple(sorted(_ENV_KEYS))  # all ASCII: str order is byte order
 _SCALARS = (bytes, str, type(None), bool)
 
 
-def _plain_outer(data: bytes, limits: ActionLimits) -> dict[str, bytes] | None:
-    wire = _wire_limits(limits)
-    if not data or len(data) > wire.max_bytes:
+def _unpacked(data: bytes, limits: DecodeLimits) -> Any:
+    """``data`` unpacked within ``limits`` but with no canonical checks; None if it does not unpack."""
+    if not data or len(data) > limits.max_bytes:
         return None
     try:
-        v = codec.unpacker(wire)(data)
+        return codec.unpacker(limits)(data)
     except Exception:
         return None
+
+
+def _plain_outer(data: bytes, limits: ActionLimits) -> dict[str, bytes] | None:
+    v = _unpacked(data, _wire_limits(limits))
     if type(v) is not dict or tuple(v) not in _OUTER_ORDERS:
         return None
     for x in v.values():
@@ -386,12 +383,7 @@ def _plain_outer(data: bytes, limits: ActionLimits) -> dict[str, bytes] | None:
 
 
 def _plain_env(env_bytes: bytes) -> Envelope | None:
-    if not env_bytes or len(env_bytes) > _ENV_LIMITS.max_bytes:
-        return None
-    try:
-        v = codec.unpacker(_ENV_LIMITS)(env_bytes)
-    except Exception:
-        return None
+    v = _unpacked(env_bytes, _ENV_LIMITS)
     if type(v) is not dict or tuple(v) != _ENV_ORDER:
         return None
     for x in v.values():

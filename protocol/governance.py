@@ -124,9 +124,6 @@ class Sanction:
     lifted_by: bytes | None = None
     pending_days: int | None = None  # an equivocation suspension waiting for the author's next action
 
-    def active(self, t: int) -> bool:
-        return self.lifted_by is None and (self.until is None or t < self.until)
-
 
 @dataclass(slots=True)
 class Proposal:
@@ -196,19 +193,23 @@ class State:
         m = self.members.get(who)
         return m.status if m is not None else NONE
 
-    def suspended(self, who: bytes, t: int) -> bool:
-        return any((x := self.sanctions[i]).kind == "suspend" and x.active(t) for i in self.sanctioned.get(who, ()))
+    def suspended(self, who: bytes, t: int, seen: Seen | None = None) -> bool:
+        """Whether a suspension of ``who`` is in force at ``t``; with ``seen``, counting only the
+        suspensions and lifts in that causal past."""
+        for i in self.sanctioned.get(who, ()):
+            x = self.sanctions[i]
+            if x.kind != "suspend" or (seen is not None and not seen(x.imposed_by)):
+                continue
+            lifted = x.lifted_by is not None and (seen is None or seen(x.lifted_by))
+            if not lifted and (x.until is None or t < x.until):
+                return True
+        return False
 
     def in_good_standing(self, who: bytes, t: int) -> bool:
         return self.status(who) == MEMBER and not self.suspended(who, t)
 
     def permissions(self, who: bytes) -> set[str]:
-        m = self.members.get(who)
-        roles = self.charter["roles"]
-        return {p for r in (m.roles if m else ()) for p in roles.get(r, ())}
-
-    def electorate(self, t: int) -> frozenset[bytes]:
-        return frozenset(k for k in self.members if self.in_good_standing(k, t))
+        return _role_permissions(self.members.get(who), self.charter)
 
     # ---- the same, as seen from one action's causal past ----------------------------------------
 
@@ -226,13 +227,10 @@ class State:
             return NONE
         if m.status != MEMBER:
             return m.status
-        for i in self.sanctioned.get(who, ()):
-            x = self.sanctions[i]
-            if x.kind != "suspend" or not seen(x.imposed_by):
-                continue
-            if (x.lifted_by is None or not seen(x.lifted_by)) and (x.until is None or t < x.until):
-                return "suspended"
-        return MEMBER
+        return "suspended" if self.suspended(who, t, seen) else MEMBER
+
+    def permissions_seen(self, who: bytes, seen: Seen, charter: dict[str, Any]) -> set[str]:
+        return _role_permissions(self.member_seen(who, seen), charter)
 
     def charter_seen(self, seen: Seen) -> dict[str, Any]:
         if seen(self.charter_by):
@@ -258,6 +256,11 @@ class State:
 
     def hash(self) -> bytes:
         return hashlib.sha256(STATE_HASH_TAG + codec.encode(self.canonical())).digest()
+
+
+def _role_permissions(m: Member | None, charter: dict[str, Any]) -> set[str]:
+    roles = charter["roles"]
+    return {p for r in (m.roles if m else ()) for p in roles.get(r, ())}
 
 
 # ---- rules ---------------------------------------------------------------------------------------
@@ -292,14 +295,10 @@ class Seen:
     def _frontier(self) -> dict[bytes, int] | None:
         if self._base is False:
             a, f = self.anchor, self.fold
-            if a is None:
+            if a is None or (a != self.item.id and not f.reaches(self.item.id, a)):
                 self._base = None
-            elif a == self.item.id:
-                self._base = self._anchor_frontier if self._anchor_frontier is not None else f.frontier(a)
             else:
-                inside = f.reaches(self.item.id, a)
-                base = self._anchor_frontier if self._anchor_frontier is not None else None
-                self._base = (base if base is not None else f.frontier(a)) if inside else None
+                self._base = self._anchor_frontier if self._anchor_frontier is not None else f.frontier(a)
         return self._base  # type: ignore[return-value]
 
     def __call__(self, e: bytes) -> bool:
@@ -402,7 +401,7 @@ def _open(s: State, c: Ctx) -> str | None:
     if standing != MEMBER:
         if not appeal:
             return "suspended" if standing == "suspended" else f"status_{standing}"
-    elif "propose" not in _permissions(s, author, seen, charter) and not appeal:
+    elif "propose" not in s.permissions_seen(author, seen, charter) and not appeal:
         return "no_permission"
     if ptype == "admit" and _status_seen(s, payload["member"], seen) != APPLICANT:
         return "not_an_applicant"
@@ -425,12 +424,6 @@ def _open(s: State, c: Ctx) -> str | None:
         c.item.id, author, ptype, b["title"], payload, electorate, rule["quorum"], rule["threshold"], frontier=seen._frontier()
     )
     return None
-
-
-def _permissions(s: State, who: bytes, seen: Seen, charter: dict[str, Any]) -> set[str]:
-    m = s.member_seen(who, seen)
-    roles = charter["roles"]
-    return {p for r in (m.roles if m else ()) for p in roles.get(r, ())}
 
 
 def _vote(s: State, c: Ctx) -> str | None:
@@ -801,7 +794,7 @@ class Fold:
                 return "suspended"
             if standing != MEMBER:
                 return f"status_{standing}"
-            if rule.permission is not None and rule.permission not in _permissions(s, it.author, seen, s.charter_seen(seen)):
+            if rule.permission is not None and rule.permission not in s.permissions_seen(it.author, seen, s.charter_seen(seen)):
                 return "no_permission"
         return rule.effect(s, Ctx(it, t, self, seen))
 
