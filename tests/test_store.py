@@ -200,6 +200,39 @@ async def test_reopening_keeps_everything(db_path: Path) -> None:
         await s.close()
 
 
+async def test_what_a_store_holds_is_known_wherever_it_lies_after_reopening(db_path: Path) -> None:
+    """Stored, pending and displaced actions are each "known" when sent again, before and after
+    a restart, also mixed in one batch with new actions above their chains' heads."""
+    alice, bob = member_key(2), member_key(3)
+    a1 = next_action(alice, COOP, None)
+    small, large = sorted((next_action(alice, COOP, a1, body={"v": v}) for v in ("x", "y")), key=lambda a: a.id)
+    after_large = next_action(alice, COOP, large)
+    b1, b2, b3 = make_chain(bob, COOP, 3)
+    s = await open_store(db_path)
+    try:
+        assert statuses(await s.ingest([GENESIS, a1, large, after_large, b1, b3])) == ["accepted"] * 5 + ["pending"]
+        assert statuses(await s.ingest([small])) == ["accepted"]  # large and after_large now lie in forks
+    finally:
+        await s.close()
+    for _ in range(2):
+        s = await open_store(db_path)
+        try:
+            sent = [after_large, GENESIS, b3, small, large, a1]
+            assert statuses(await s.ingest(sent)) == ["known"] * len(sent)
+            counts = await s.counts()
+            assert (counts["actions"], counts["pending"]) == (4, 1)
+        finally:
+            await s.close()
+    s = await open_store(db_path)
+    try:
+        a3 = next_action(alice, COOP, small)
+        assert statuses(await s.ingest([large, a3, b2, b1])) == ["known", "accepted", "accepted", "known"]
+        assert await s.head(COOP, bob.public_key) == (3, b3.id)
+        assert await s.integrity_check() == "ok"
+    finally:
+        await s.close()
+
+
 async def test_newer_schema_is_refused(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     with sqlite3.connect(db_path) as conn:
