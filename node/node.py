@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import signal
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("coopnet.node")
 
 URL_FILE = "coopnet.url"  # written on start: where this node listens (useful with port 0)
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (CPython's default: 700)
 
 
 def wall_clock_ms() -> int:
@@ -185,6 +187,7 @@ async def serve(config: Config, console: Console | None = None) -> None:
     """Run a node until SIGINT or SIGTERM. With a console (an interactive terminal), catch-up
     shows as a progress bar; otherwise the gossip layer logs progress lines."""
     node = await Node.start(config)
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -198,6 +201,20 @@ async def serve(config: Config, console: Console | None = None) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await bar
         await node.stop()
+
+
+def tune_gc() -> None:
+    """Once a node process has started: keep what start-up built out of every later collection,
+    and collect young objects less often. A node allocates a few containers per action it
+    receives (the action, its envelope, tuples) and holds a group of thousands while it stores
+    them, so at CPython's default each group is traversed many times over and pushed into the
+    older generations; under callgrind the collector cost about a tenth of the instructions of a
+    catch-up's main process. Cycles are rare here (reference counting frees the rest at once), so
+    the memory a larger threshold can hold back is a few MB at most."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def _progress_bar(node: Node, console: Console) -> None:
