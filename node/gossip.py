@@ -9,9 +9,9 @@ Theory of operation. Three loops, each bounded and independent of any one peer's
 - **Anti-entropy.** On a jittered interval, for each co-op in scope, one random ready peer is
   reconciled (protocol.reconcile): an idle round is one fingerprint exchange. Differences turn
   into chain segments to fetch, fetched in bounded batches and stored through the same ingest
-  path as everything else (validation included). The next fetch is sent only after the previous
-  batch is committed: that is the backpressure, and since what is missing is computed from the
-  store, a restart resumes where it stopped.
+  path as everything else (validation included). At most a few replies are in hand at once
+  (one storing, two verifying, one fetched ahead): that is the backpressure, and since what is
+  missing is computed from the store, a restart resumes where it stopped.
 - **Announce.** Each node periodically sends its signed node record to its peers and learns
   theirs and the records they know, within what the federation allows.
 
@@ -64,6 +64,10 @@ PUSH_BACKLOG = 5000  # entries waiting for one peer; beyond that, anti-entropy d
 PROOFS_PER_FETCH = 512  # proofs are up to ~8 KiB each: keep a reply well inside its byte cap
 WALK_BACK_MAX = 20  # doublings when looking for where a peer's fork starts
 PUSH_LINGER_S = 0.01
+PUSH_QUEUE_MAX = 100_000  # actions and proofs waiting for the pusher
+
+PushItem = tuple[bytes, bytes, bytes | None, bool]  # (coop, raw, origin, is_proof)
+
 ANNOUNCE_INTERVAL_S = 30.0
 PROGRESS_LOG_INTERVAL_MS = 2000
 
@@ -250,7 +254,10 @@ class Gossip:
         self.clock_ms = clock_ms
         self.rng = rng
         self.progress = Progress()
-        self._push_queue: asyncio.Queue[tuple[bytes, bytes, bytes | None, bool]] = asyncio.Queue(maxsize=100_000)
+        # One entry per commit, not per action: a catch-up commits thousands of actions a second,
+        # and queueing each one separately cost the event loop more than deciding where it goes.
+        self._push_queue: asyncio.Queue[list[PushItem]] = asyncio.Queue()
+        self._push_queued = 0  # items in _push_queue, bounded by PUSH_QUEUE_MAX
         self._tasks: list[asyncio.Task[None]] = []
         self._pushing: set[bytes] = set()  # peers with a push in flight
         self._backlog: dict[bytes, deque[tuple[bytes, bool]]] = {}  # per peer: (raw, is_proof) waiting
@@ -282,28 +289,22 @@ class Gossip:
     def on_commit(self, committed: Committed) -> None:
         if not self.book.peers:
             return
-        for action, origin in committed.actions:
-            self._enqueue((action.coop, action.raw, origin, False))
-        for coop, raw, origin in committed.proofs:
-            self._enqueue((coop, raw, origin, True))
-
-    def _enqueue(self, item: tuple[bytes, bytes, bytes | None, bool]) -> None:
-        try:
-            self._push_queue.put_nowait(item)
-        except asyncio.QueueFull:
-            # Anti-entropy delivers it later; the push is only the fast path.
-            pass
+        items = [(action.coop, action.raw, origin, False) for action, origin in committed.actions]
+        items += [(coop, raw, origin, True) for coop, raw, origin in committed.proofs]
+        # Beyond the bound, anti-entropy delivers the rest later; the push is only the fast path.
+        room = PUSH_QUEUE_MAX - self._push_queued
+        if room > 0 and items:
+            del items[room:]
+            self._push_queued += len(items)
+            self._push_queue.put_nowait(items)
 
     async def _pusher(self) -> None:
         while True:
-            first = await self._push_queue.get()
-            items = [first]
-            size = len(first[1])
+            items = await self._push_queue.get()
             await asyncio.sleep(PUSH_LINGER_S)
-            while len(items) < PUSH_BATCH and size < PUSH_MAX_BYTES and not self._push_queue.empty():
-                item = self._push_queue.get_nowait()
-                items.append(item)
-                size += len(item[1])
+            while len(items) < PUSH_BATCH and not self._push_queue.empty():
+                items.extend(self._push_queue.get_nowait())
+            self._push_queued -= len(items)
             by_coop: dict[bytes, list[tuple[bytes, bytes | None, bool]]] = {}
             for coop, raw, origin, is_proof in items:
                 by_coop.setdefault(coop, []).append((raw, origin, is_proof))

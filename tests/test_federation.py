@@ -9,6 +9,7 @@ written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -21,6 +22,7 @@ import msgpack
 import pytest
 from click.testing import CliRunner
 
+import node.gossip as gossip_module
 from node.cli import main as cli_main
 from node.config import PeerAddress, load_config, load_federation_file
 from node.keyfile import read_key_file
@@ -821,6 +823,39 @@ async def test_hung_peer_does_not_delay_pushes_to_the_others(cluster: Cluster, h
         for w in held:
             w.close()
         server.close()
+
+
+async def test_the_push_queue_is_bounded_and_drains(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits queue their actions for the pusher up to PUSH_QUEUE_MAX; beyond that they are left
+    to anti-entropy. What the pusher takes leaves room for later commits."""
+    monkeypatch.setattr(gossip_module, "PUSH_QUEUE_MAX", 5)
+    a, _b = cluster.add(2, anti_entropy_interval=600.0)
+    cluster.mesh()
+    node = await cluster.start(a)
+    pusher = next(t for t in node.gossip._tasks if t.get_coro().__qualname__ == "Gossip._pusher")  # type: ignore[union-attr]
+    pusher.cancel()  # nothing drains the queue meanwhile
+    with contextlib.suppress(asyncio.CancelledError):
+        await pusher
+    g = Member(member_key(1)).found("Queue", 1)
+    acts = Member(member_key(2)).act(g.id, 7)
+    node.gossip.on_commit(Committed([(x, None) for x in acts[:3]], []))
+    node.gossip.on_commit(Committed([(x, None) for x in acts[3:]], []))  # 4 more: only 2 fit
+    assert node.gossip._push_queued == 5
+    queued = [node.gossip._push_queue.get_nowait() for _ in range(node.gossip._push_queue.qsize())]
+    assert [[item[1] for item in q] for q in queued] == [[x.raw for x in acts[:3]], [x.raw for x in acts[3:5]]]
+    for q in queued:
+        node.gossip._push_queue.put_nowait(q)
+
+    # A pusher running again takes everything (b is not running: the sends fail, anti-entropy
+    # would deliver) and the queue has room again.
+    node.gossip._tasks.append(asyncio.create_task(node.gossip._pusher()))
+
+    async def drained() -> bool:
+        return node.gossip._push_queued == 0
+
+    await wait_until(drained, within=5, what="the pusher to take the queue")
+    node.gossip.on_commit(Committed([(acts[5], None)], []))
+    assert node.gossip._push_queued in (0, 1)
 
 
 async def test_gossip_stops_right_after_a_wake(cluster: Cluster) -> None:
