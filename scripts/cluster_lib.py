@@ -1107,7 +1107,7 @@ def netns_up(state: Path, n: int, latency: float, loss: float) -> dict[str, Any]
     """A bridge with this host at .254 and node i in namespace i at .(i+1); nothing routes beyond
     the /24 (no default route in the namespaces, no NAT). On any failure, removes what it made."""
     bridge, spaces, veths = netns_names(state, n)
-    info: dict[str, Any] = {"bridge": bridge, "namespaces": [], "latency_ms": latency, "loss_pct": loss}
+    info: dict[str, Any] = {"bridge": bridge, "namespaces": [], "veths": [], "latency_ms": latency, "loss_pct": loss}
     try:
         _ip("link", "add", bridge, "type", "bridge")
         _ip("addr", "add", f"{NETNS_HOST_ADDR}/24", "dev", bridge)
@@ -1117,6 +1117,7 @@ def netns_up(state: Path, n: int, latency: float, loss: float) -> dict[str, Any]
             _ip("netns", "add", ns)
             info["namespaces"].append(ns)
             _ip("link", "add", veth, "type", "veth", "peer", "name", peer)
+            info["veths"].append(veth)
             _ip("link", "set", peer, "netns", ns)
             _ip("link", "set", veth, "master", bridge)
             _ip("link", "set", veth, "up")
@@ -1141,8 +1142,18 @@ def netns_up(state: Path, n: int, latency: float, loss: float) -> dict[str, Any]
 
 
 def netns_down(info: dict[str, Any]) -> list[str]:
-    """Delete the namespaces and the bridge (the veth pairs go with them). Returns problems."""
+    """Delete the veth pairs, the namespaces and the bridge. Returns problems.
+
+    The veths first, by their host ends: a namespace outlives ``ip netns del`` while anything
+    still refers to it (the nodes' closed connections in TIME_WAIT do), and its veth pair with
+    it, which would block the next ``up --netns`` in this directory."""
     problems = []
+    # Manifests written before the veths were recorded: the host ends are named after the namespaces.
+    veths = info.get("veths") or [ns.replace("-n", "h") for ns in info.get("namespaces", [])]
+    for veth in veths:
+        res = _ip("link", "del", veth, check=False)
+        if res.returncode != 0 and "Cannot find device" not in res.stderr:
+            problems.append(f"ip link del {veth}: {res.stderr.strip()}")
     for ns in info.get("namespaces", []):
         res = _ip("netns", "del", ns, check=False)
         if res.returncode != 0 and "No such file" not in res.stderr:
