@@ -71,6 +71,7 @@ class Peer:
     behind: int | None = None  # actions this node held that the peer lacked, at the last reconciliation
     ahead: int | None = None  # actions the peer held that this node lacked (then fetched)
     reconciled_ms: int | None = None
+    last_inbound_ms: int = 0  # when it last called this node
 
     @property
     def text_id(self) -> str:
@@ -113,7 +114,7 @@ class PeerBook:
             return False
         peer = self.peers.get(record.node)
         if peer is None:
-            if len(self.peers) >= self.federation.max_peers:
+            if len(self.peers) >= self.federation.max_peers and not self._evict_inbound():
                 return False
             self.peers[record.node] = peer = Peer(record.node, record.url, "learned")
             log.info("learned peer %s at %s", peer.text_id, record.url)
@@ -128,8 +129,27 @@ class PeerBook:
     def seen_inbound(self, node_id: bytes) -> None:
         """An admitted node called us: give it an entry (without a URL until its record arrives)
         so that it can be scored and refused like any other peer."""
-        if node_id not in self.peers and node_id != self.my_id and len(self.peers) < self.federation.max_peers:
-            self.peers[node_id] = Peer(node_id, "", "inbound")
+        peer = self.peers.get(node_id)
+        if peer is None:
+            if node_id == self.my_id or len(self.peers) >= self.federation.max_peers:
+                return
+            self.peers[node_id] = peer = Peer(node_id, "", "inbound")
+        peer.last_inbound_ms = self.clock_ms()
+
+    def _evict_inbound(self) -> bool:
+        """Make room for a peer with a signed record by dropping the inbound entry (no record, no
+        URL: nothing this node can call) that called least recently. In an open federation node
+        keys cost nothing, so without this, callers that never announce would fill the table
+        and keep out every peer learned later."""
+        idle = [p for p in self.peers.values() if p.origin == "inbound" and p.record is None]
+        if not idle:
+            return False
+        gone = min(idle, key=lambda p: p.last_inbound_ms)
+        del self.peers[gone.node_id]
+        log.info(
+            "dropped inbound peer %s (no record; last called %d ms ago) to make room", gone.text_id, self.clock_ms() - gone.last_inbound_ms
+        )
+        return True
 
     # ---- health ------------------------------------------------------------------------------
 

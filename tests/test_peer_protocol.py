@@ -873,6 +873,37 @@ async def test_an_admitted_inbound_node_gets_a_peer_entry_before_the_replay_chec
     assert api.book.peers[SENDER.public_key].offences == {}
 
 
+async def test_inbound_callers_never_keep_announced_peers_out_of_a_full_table() -> None:
+    """Open federation, table of 3: callers that never announce fill it; a node with a signed
+    record still gets in, in place of the caller heard from least recently."""
+    clock = _Clock()
+    api = _peer_api(clock, listed=(), open_federation=True, max_peers=3)
+    book = api.book
+    callers = [node_key(20 + i) for i in range(4)]
+    for i, k in enumerate(callers[:3]):
+        clock.now = TS + i * 1000
+        assert await _answer(api, *_fresh(k, i)) == (200, "ok")
+    clock.now = TS + 5000
+    assert await _answer(api, *_fresh(callers[0], 9)) == (200, "ok")  # caller 0 is heard from again
+    assert await _answer(api, *_fresh(callers[3], 0)) == (200, "ok")  # admitted, but no room for an entry
+    assert set(book.peers) == {k.public_key for k in callers[:3]}
+
+    announced = node_key(30)
+    record = sign_node_record(announced, url="http://127.0.0.1:9999", federation="test", coops=[], all_coops=True, ts=TS)
+    assert book.learn(record)
+    assert set(book.peers) == {callers[0].public_key, callers[2].public_key, announced.public_key}  # caller 1 was the stalest
+    assert book.peers[announced.public_key].origin == "learned"
+
+    # Peers with records are never dropped for another: with no inbound entry left to drop, a
+    # further record finds the table full.
+    for k in (callers[0], callers[2]):
+        assert book.learn(
+            sign_node_record(k, url=f"http://127.0.0.1:{9000 + k.public_key[0]}", federation="test", coops=[], all_coops=True, ts=TS)
+        )
+    assert not book.learn(sign_node_record(node_key(31), url="http://127.0.0.1:9998", federation="test", coops=[], all_coops=True, ts=TS))
+    assert len(book.peers) == 3 and node_key(31).public_key not in book.peers
+
+
 async def test_the_replay_check_comes_before_the_token_bucket() -> None:
     clock = _Clock()
     api = _peer_api(clock, rate_limit=1.0)  # 1 request/s, bursts of 2
