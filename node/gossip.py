@@ -48,7 +48,7 @@ from protocol.messages import (
     encode_reconcile_request,
 )
 from protocol.peer import decode_node_record, sign_node_record
-from protocol.reconcile import HeadSet, Reconciliation, resolve_probes
+from protocol.reconcile import Reconciliation, resolve_probes
 
 from .config import Federation, Limits
 from .metrics import Metrics
@@ -389,7 +389,7 @@ class Gossip:
     async def sync_coop(self, peer: Peer, coop: bytes) -> int:
         """Reconcile ``coop`` with ``peer`` and fetch what it has that this node lacks."""
         try:
-            rec = Reconciliation(coop, HeadSet(await self.store.heads(coop)), await self.store.proof_ids(coop))
+            rec = Reconciliation(coop, await self.store.head_set(coop), await self.store.proof_ids(coop))
             request = rec.next_request()
             while request is not None:
                 reply = await self.client.call(peer, "/peer/v1/reconcile", encode_reconcile_request(request), "reconcile")

@@ -36,7 +36,7 @@ from protocol.messages import (
     encode_reconcile_reply,
 )
 from protocol.peer import AuthCode, PeerAuthError, ReplayGuard, authenticate_request, decode_node_record
-from protocol.reconcile import HeadSet, respond
+from protocol.reconcile import respond
 
 from .config import Federation, Limits
 from .ingest import Ingestor
@@ -283,7 +283,7 @@ class PeerApi:
         req = await self._coop_message(request, "reconcile", decode_reconcile_request)
         if isinstance(req, web.Response):
             return req
-        heads = HeadSet(await self.store.heads(req.coop))
+        heads = await self.store.head_set(req.coop)
         reply = respond(req, heads, await self.store.proof_ids(req.coop) if req.proofs_fp is not None else ())
         return _ok(encode_reconcile_reply(reply))
 

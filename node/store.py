@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ import aiosqlite
 
 from protocol import Action, EquivocationProof, Placement, RejectCode, decode_action, make_proof, place
 from protocol.messages import Head, Want
+from protocol.reconcile import HeadSet
 
 log = logging.getLogger("coopnet.store")
 
@@ -114,6 +116,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SYNCHRONOUS_MODES = ("full", "normal")
+HEAD_SETS_MAX_HEADS = 100_000  # chain heads kept for reconciliation between rounds, all co-ops together (~20 MB)
 
 
 class StoreError(Exception):
@@ -212,6 +215,11 @@ class Store:
         self._coops: set[bytes] = set()
         self._pending_count = 0
         self._has_forks = False  # while the forks table is empty, nothing is looked up in it
+        # Reconciliation reads every head of a co-op each round, on both sides: kept between
+        # rounds until a commit moves one (the epoch), within HEAD_SETS_MAX_HEADS over all co-ops.
+        self._heads_epoch: dict[bytes, int] = {}
+        self._head_sets: OrderedDict[bytes, tuple[int, HeadSet]] = OrderedDict()
+        self._head_sets_size = 0
         self._writer_task: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[Committed], None]] = []
         self._closed = False
@@ -343,6 +351,9 @@ class Store:
         self._coops.update(plan.new_coops)
         self._pending_count = plan.pending_count
         self._has_forks = self._has_forks or bool(plan.demotions or plan.forked_inline)
+        for coop in {coop for coop, _author in plan.dirty_heads}:
+            self._heads_epoch[coop] = self._heads_epoch.get(coop, 0) + 1
+            self._forget_head_set(coop)
         self.groups_committed += 1
         self.actions_committed += len(plan.appends)
         origins = {a.id: job.origin for job in jobs for a in job.actions}
@@ -443,6 +454,28 @@ class Store:
         """Every author's chain head in ``coop``, sorted by author: the reconciliation summary."""
         rows = await self._all("SELECT author, head_seq, head_id FROM chains WHERE coop = ? ORDER BY author", (coop,))
         return [Head(*r) for r in rows]
+
+    async def head_set(self, coop: bytes) -> HeadSet:
+        """``heads(coop)`` as reconciliation reads them, the same object while no commit has moved
+        a head of ``coop``: an idle round then reads nothing and hashes nothing."""
+        epoch = self._heads_epoch.get(coop, 0)  # before the read: a commit during it makes this stale
+        hit = self._head_sets.get(coop)
+        if hit is not None and hit[0] == epoch:
+            self._head_sets.move_to_end(coop)
+            return hit[1]
+        found = HeadSet(await self.heads(coop))
+        if len(found.heads) <= HEAD_SETS_MAX_HEADS:
+            self._forget_head_set(coop)
+            self._head_sets[coop] = (epoch, found)
+            self._head_sets_size += len(found.heads)
+            while self._head_sets_size > HEAD_SETS_MAX_HEADS:
+                self._forget_head_set(next(iter(self._head_sets)))
+        return found
+
+    def _forget_head_set(self, coop: bytes) -> None:
+        gone = self._head_sets.pop(coop, None)
+        if gone is not None:
+            self._head_sets_size -= len(gone[1].heads)
 
     async def ids_at(self, coop: bytes, keys: Sequence[tuple[bytes, int]]) -> dict[tuple[bytes, int], bytes]:
         """The stored action id at each (author, seq) asked for, where there is one."""

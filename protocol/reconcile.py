@@ -68,18 +68,27 @@ def _slice(heads: Sequence[Head], authors: Sequence[bytes], lo: bytes, hi: bytes
 
 
 class HeadSet:
-    """A co-op's heads sorted by author, with the index that range slicing needs."""
+    """A co-op's heads sorted by author, with the index that range slicing needs. Not changed
+    after it is built, so a node may keep one between rounds while its heads stay the same; the
+    whole range's fingerprint, which every round starts with, is computed once."""
 
     def __init__(self, heads: Iterable[Head]) -> None:
         self.heads: list[Head] = sorted(heads, key=lambda h: h.author)
         self.authors = [h.author for h in self.heads]
+        self._whole: bytes | None = None
 
     def range(self, lo: bytes, hi: bytes | None) -> Sequence[Head]:
         return _slice(self.heads, self.authors, lo, hi)
 
+    def fingerprint(self, lo: bytes, hi: bytes | None) -> bytes:
+        if (lo, hi) != _ALL:
+            return fingerprint(self.range(lo, hi))
+        if self._whole is None:
+            self._whole = fingerprint(self.heads)
+        return self._whole
+
     def summary(self, lo: bytes, hi: bytes | None) -> Range:
-        part = self.range(lo, hi)
-        return Range(lo, hi, fingerprint(part), len(part))
+        return Range(lo, hi, self.fingerprint(lo, hi), len(self.range(lo, hi)))
 
 
 def respond(request: ReconcileRequest, mine: HeadSet, proof_ids: Sequence[bytes]) -> ReconcileReply:
@@ -93,7 +102,7 @@ def respond(request: ReconcileRequest, mine: HeadSet, proof_ids: Sequence[bytes]
             break  # out of room in this reply: ``examined`` tells the initiator to ask again
         examined += 1
         part = mine.range(r.lo, r.hi)
-        if len(part) == r.n and fingerprint(part) == r.fp:
+        if len(part) == r.n and mine.fingerprint(r.lo, r.hi) == r.fp:
             continue
         if len(part) <= LIST_THRESHOLD or r.n == 0:
             listed = part[:budget]

@@ -13,8 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import node.store as store_module
 from node.store import SCHEMA_VERSION, IngestResult, Store, StoreError
 from protocol import Action, RejectCode, decode_action, decode_proof
+from protocol.messages import Head
 from tests.conftest import make_chain, make_genesis, member_key, next_action
 
 CLOCK_MS = 1_700_000_123_456
@@ -231,6 +233,45 @@ async def test_what_a_store_holds_is_known_wherever_it_lies_after_reopening(db_p
         assert await s.integrity_check() == "ok"
     finally:
         await s.close()
+
+
+async def test_a_head_set_is_kept_until_a_commit_moves_one_of_its_heads(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice, bob = member_key(2), member_key(3)
+    a1, a2 = make_chain(alice, COOP, 2)
+    await store.ingest([GENESIS, a1, a2])
+    first = await store.head_set(COOP)
+    assert [(h.author, h.seq, h.head) for h in first.heads] == sorted([(GENESIS.author, 1, GENESIS.id), (alice.public_key, 2, a2.id)])
+    assert await store.head_set(COOP) is first
+    await store.ingest([make_genesis(member_key(9), name="Elsewhere"), a2])  # another co-op; a known action
+    assert await store.head_set(COOP) is first
+
+    # A commit while the heads are being read: what was read is not kept as current.
+    b1, b2 = make_chain(bob, COOP, 2)
+    await store.ingest([b1])
+    read = store.heads
+
+    async def read_then_commit(coop: bytes) -> list[Head]:
+        rows = await read(coop)
+        await store.ingest([b2])
+        return rows
+
+    monkeypatch.setattr(store, "heads", read_then_commit)
+    during = await store.head_set(COOP)
+    monkeypatch.setattr(store, "heads", read)
+    assert (bob.public_key, 1, b1.id) in [(h.author, h.seq, h.head) for h in during.heads]
+    after = await store.head_set(COOP)
+    assert after is not first and after is not during
+    assert (bob.public_key, 2, b2.id) in [(h.author, h.seq, h.head) for h in after.heads]
+    assert await store.head_set(COOP) is after
+
+    # Kept within HEAD_SETS_MAX_HEADS over all co-ops: the least recently used gives way.
+    other = make_genesis(member_key(10), name="Other")
+    await store.ingest([other, next_action(member_key(11), other.id, None)])
+    monkeypatch.setattr(store_module, "HEAD_SETS_MAX_HEADS", 4)
+    mine = await store.head_set(COOP)  # 3 heads
+    theirs = await store.head_set(other.id)  # 2 more: COOP's set goes
+    assert await store.head_set(other.id) is theirs
+    assert await store.head_set(COOP) is not mine
 
 
 async def test_newer_schema_is_refused(db_path: Path) -> None:
