@@ -21,7 +21,7 @@ business (a later layer).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
@@ -211,8 +211,8 @@ class Action:
 # __init__ sets each field through object.__setattr__, which costs 2.5x what setting the slots
 # directly does, on every action a node receives. Same objects, same immutability afterwards.
 _new = object.__new__
-_E_SET = tuple(getattr(Envelope, f).__set__ for f in ("coop", "author", "seq", "prev", "deps", "ts", "kind", "body_hash", "body_size", "v"))
-_A_SET = tuple(getattr(Action, f).__set__ for f in ("id", "env", "env_bytes", "sig", "body", "raw"))
+_E_SET = tuple(getattr(Envelope, f.name).__set__ for f in fields(Envelope))  # in the order _envelope takes them
+_A_SET = tuple(getattr(Action, f.name).__set__ for f in fields(Action))
 
 
 def _envelope(
