@@ -144,11 +144,11 @@ class PeerBook:
         idle = [p for p in self.peers.values() if p.origin == "inbound" and p.record is None]
         if not idle:
             return False
-        gone = min(idle, key=lambda p: p.last_inbound_ms)
+        now = self.clock_ms()
+        # A refused one goes last: dropped, it would be served again as a stranger.
+        gone = min(idle, key=lambda p: (p.refused_until_ms > now, p.last_inbound_ms))
         del self.peers[gone.node_id]
-        log.info(
-            "dropped inbound peer %s (no record; last called %d ms ago) to make room", gone.text_id, self.clock_ms() - gone.last_inbound_ms
-        )
+        log.info("dropped inbound peer %s (no record; last called %d ms ago) to make room", gone.text_id, now - gone.last_inbound_ms)
         return True
 
     # ---- health ------------------------------------------------------------------------------

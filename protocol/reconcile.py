@@ -88,7 +88,10 @@ class HeadSet:
         return self._whole
 
     def summary(self, lo: bytes, hi: bytes | None) -> Range:
-        return Range(lo, hi, self.fingerprint(lo, hi), len(self.range(lo, hi)))
+        if (lo, hi) == _ALL:
+            return Range(lo, hi, self.fingerprint(lo, hi), len(self.heads))
+        part = self.range(lo, hi)
+        return Range(lo, hi, fingerprint(part), len(part))
 
 
 def respond(request: ReconcileRequest, mine: HeadSet, proof_ids: Sequence[bytes]) -> ReconcileReply:

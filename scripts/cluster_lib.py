@@ -1145,8 +1145,8 @@ def netns_down(info: dict[str, Any]) -> list[str]:
     """Delete the veth pairs, the namespaces and the bridge. Returns problems.
 
     The veths first, by their host ends: a namespace outlives ``ip netns del`` while anything
-    still refers to it (the nodes' closed connections in TIME_WAIT do), and its veth pair with
-    it, which would block the next ``up --netns`` in this directory."""
+    still refers to it (connections to a peer cut off by a partition do, for minutes), and its
+    veth pair with it, which would block the next ``up --netns`` in this directory."""
     problems = []
     # Manifests written before the veths were recorded: the host ends are named after the namespaces.
     veths = info.get("veths") or [ns.replace("-n", "h") for ns in info.get("namespaces", [])]

@@ -904,6 +904,20 @@ async def test_inbound_callers_never_keep_announced_peers_out_of_a_full_table() 
     assert len(book.peers) == 3 and node_key(31).public_key not in book.peers
 
 
+async def test_a_refused_inbound_caller_is_the_last_to_give_way() -> None:
+    clock = _Clock()
+    api = _peer_api(clock, listed=(), open_federation=True, max_peers=2)
+    stale, recent = node_key(40), node_key(41)
+    for i, k in enumerate((stale, recent)):
+        clock.now = TS + i * 1000
+        assert await _answer(api, *_fresh(k, i)) == (200, "ok")
+    api.book.penalize(stale.public_key, "bad_signature", 4)  # refused: dropped, it would be a stranger again
+    assert api.book.refused(stale.public_key)
+    record = sign_node_record(node_key(42), url="http://127.0.0.1:9997", federation="test", coops=[], all_coops=True, ts=TS)
+    assert api.book.learn(record)
+    assert set(api.book.peers) == {stale.public_key, node_key(42).public_key}
+
+
 async def test_the_replay_check_comes_before_the_token_bucket() -> None:
     clock = _Clock()
     api = _peer_api(clock, rate_limit=1.0)  # 1 request/s, bursts of 2
