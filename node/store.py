@@ -464,8 +464,10 @@ class Store:
             self._head_sets.move_to_end(coop)
             return hit[1]
         found = HeadSet(await self.heads(coop))
-        if len(found.heads) <= HEAD_SETS_MAX_HEADS:
-            self._forget_head_set(coop)
+        self._forget_head_set(coop)
+        # Only co-ops stored here: a peer may ask about any id, and an unknown one has no heads
+        # and no commit that would ever replace its entry.
+        if coop in self._coops and len(found.heads) <= HEAD_SETS_MAX_HEADS:
             self._head_sets[coop] = (epoch, found)
             self._head_sets_size += len(found.heads)
             while self._head_sets_size > HEAD_SETS_MAX_HEADS:

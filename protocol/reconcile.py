@@ -80,9 +80,10 @@ class HeadSet:
     def range(self, lo: bytes, hi: bytes | None) -> Sequence[Head]:
         return _slice(self.heads, self.authors, lo, hi)
 
-    def fingerprint(self, lo: bytes, hi: bytes | None) -> bytes:
+    def fingerprint(self, lo: bytes, hi: bytes | None, part: Sequence[Head] | None = None) -> bytes:
+        """The fingerprint of ``range(lo, hi)`` (``part``, when the caller has sliced it already)."""
         if (lo, hi) != _ALL:
-            return fingerprint(self.range(lo, hi))
+            return fingerprint(self.range(lo, hi) if part is None else part)
         if self._whole is None:
             self._whole = fingerprint(self.heads)
         return self._whole
@@ -105,7 +106,7 @@ def respond(request: ReconcileRequest, mine: HeadSet, proof_ids: Sequence[bytes]
             break  # out of room in this reply: ``examined`` tells the initiator to ask again
         examined += 1
         part = mine.range(r.lo, r.hi)
-        if len(part) == r.n and mine.fingerprint(r.lo, r.hi) == r.fp:
+        if len(part) == r.n and mine.fingerprint(r.lo, r.hi, part) == r.fp:
             continue
         if len(part) <= LIST_THRESHOLD or r.n == 0:
             listed = part[:budget]

@@ -264,6 +264,11 @@ async def test_a_head_set_is_kept_until_a_commit_moves_one_of_its_heads(store: S
     assert (bob.public_key, 2, b2.id) in [(h.author, h.seq, h.head) for h in after.heads]
     assert await store.head_set(COOP) is after
 
+    # A co-op not stored here (a peer may ask about any id) is read each time, never kept.
+    for _ in range(3):
+        assert (await store.head_set(b"\x77" * 32)).heads == []
+    assert list(store._head_sets) == [COOP]
+
     # Kept within HEAD_SETS_MAX_HEADS over all co-ops: the least recently used gives way.
     other = make_genesis(member_key(10), name="Other")
     await store.ingest([other, next_action(member_key(11), other.id, None)])
