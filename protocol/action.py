@@ -29,7 +29,7 @@ from . import codec, domain
 from .charter import check_governance_body, is_governance
 from .errors import ProtocolError, RejectCode, ValidationError
 from .ids import ID_BYTES
-from .keys import SigningKey, check_key_encoding, verify
+from .keys import SigningKey, check_key_encoding, verify_checked_key
 from .limits import DEFAULT_ACTION_LIMITS, ActionLimits, DecodeLimits
 
 PROTOCOL_VERSION = 1
@@ -79,12 +79,18 @@ class Envelope:
                 raise _bad("prev must be nil when seq is 1")
         elif not _is_id(self.prev):
             raise _bad("prev must be a 32-byte action id when seq > 1")
-        if type(self.deps) is not tuple or not all(_is_id(d) for d in self.deps):
+        deps = self.deps
+        if type(deps) is not tuple:
             raise _bad("deps must be an array of 32-byte action ids")
-        if len(self.deps) > limits.max_deps:
-            raise _bad(f"{len(self.deps)} deps exceeds the limit of {limits.max_deps}", RejectCode.TOO_LARGE)
-        if any(a >= b for a, b in zip(self.deps, self.deps[1:], strict=False)):
-            raise _bad("deps must be sorted ascending without repeats")
+        # Plain loops, not generators: this runs for every action received, mostly with 0-2 deps.
+        for d in deps:
+            if type(d) is not bytes or len(d) != ID_BYTES:
+                raise _bad("deps must be an array of 32-byte action ids")
+        if len(deps) > limits.max_deps:
+            raise _bad(f"{len(deps)} deps exceeds the limit of {limits.max_deps}", RejectCode.TOO_LARGE)
+        for i in range(1, len(deps)):
+            if deps[i - 1] >= deps[i]:
+                raise _bad("deps must be sorted ascending without repeats")
         if type(self.ts) is not int or self.ts < 0:
             raise _bad("ts must be a non-negative integer (milliseconds)")
         if type(self.kind) is not str or not _KIND_RE.fullmatch(self.kind):
@@ -459,16 +465,22 @@ def decode_action(
     """
     if type(data) is not bytes:
         data = bytes(data)
-    outer = _plain_outer(data, limits) or codec.decode(data, _wire_limits(limits))
-    if not isinstance(outer, dict):
-        raise _bad("an action encodes a map {body?, env, sig}")
-    if "env" not in outer or "sig" not in outer or not outer.keys() <= {"body", "env", "sig"}:
-        raise _bad(f"action fields must be env, sig and optionally body; got {sorted(outer)}")
+    outer = _plain_outer(data, limits)
+    if outer is None:  # not the plain shape: the general decoder, and the checks the shape implies
+        outer = codec.decode(data, _wire_limits(limits))
+        if not isinstance(outer, dict):
+            raise _bad("an action encodes a map {body?, env, sig}")
+        if "env" not in outer or "sig" not in outer or not outer.keys() <= {"body", "env", "sig"}:
+            raise _bad(f"action fields must be env, sig and optionally body; got {sorted(outer)}")
+        if (
+            type(outer["env"]) is not bytes
+            or type(outer["sig"]) is not bytes
+            or not (outer.get("body") is None or type(outer["body"]) is bytes)
+        ):
+            raise _bad("env, sig and body must be bin")
+        if "body" in outer and outer["body"] is None:
+            raise _bad("omit body rather than sending nil")
     env_bytes, sig, body = outer["env"], outer["sig"], outer.get("body")
-    if type(env_bytes) is not bytes or type(sig) is not bytes or not (body is None or type(body) is bytes):
-        raise _bad("env, sig and body must be bin")
-    if "body" in outer and body is None:
-        raise _bad("omit body rather than sending nil")
     env = _plain_env(env_bytes) or Envelope.from_value(codec.decode(env_bytes, _ENV_LIMITS))
     env.check(limits)
     action_id = domain.action_id(env_bytes)
@@ -487,7 +499,7 @@ def decode_action(
         # they can never be withheld or redacted (genesis included: it carries the charter).
         raise _bad(f"a {env.kind} action must carry its body", RejectCode.BAD_BODY)
     if check_signature:
-        verify(env.author, domain.action_signing_input(env_bytes), sig)
+        verify_checked_key(env.author, domain.action_signing_input(env_bytes), sig)  # env.check checked the key
     return _action(action_id, env, env_bytes, sig, body, data)
 
 

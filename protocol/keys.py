@@ -89,9 +89,13 @@ def check_key_encoding(pk: bytes) -> None:
     Whether the point is on the curve costs a modular square root in Python (~0.4 ms); ``verify``
     learns it for free from libsodium and only computes it to name a failure.
     """
-    problem = _encoding_problem(bytes(pk))
+    problem = _known_encoding_problem(bytes(pk))
     if problem is not None:
         raise ValidationError(RejectCode.BAD_KEY, problem)
+
+
+# Asked for every action decoded; a node hears from the same members again and again.
+_known_encoding_problem = lru_cache(maxsize=4096)(_encoding_problem)
 
 
 @lru_cache(maxsize=4096)
@@ -110,6 +114,12 @@ def verify(pk: bytes, message: bytes, sig: bytes) -> None:
     """Strictly verify; raise ``ValidationError`` (bad_key or bad_signature) on failure."""
     pk, sig = bytes(pk), bytes(sig)
     check_key_encoding(pk)
+    verify_checked_key(pk, message, sig)
+
+
+def verify_checked_key(pk: bytes, message: bytes, sig: bytes) -> None:
+    """``verify`` for bytes ``pk`` and ``sig`` where ``check_key_encoding(pk)`` has already passed
+    (decoding an action checks its author's key with the rest of the envelope)."""
     if len(sig) != SIGNATURE_BYTES:
         raise ValidationError(RejectCode.BAD_SIGNATURE, f"signature must be {SIGNATURE_BYTES} bytes")
     r = sig[:32]
