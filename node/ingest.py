@@ -49,12 +49,12 @@ class IngestStats:
     rejected: Counter[str] = field(default_factory=Counter)
 
     def count(self, results: Sequence[IngestResult]) -> None:
-        for r in results:
-            if r.status == "rejected":
-                assert r.code is not None
-                self.rejected[r.code.value] += 1
-            else:
-                setattr(self, r.status, getattr(self, r.status) + 1)
+        by_status = Counter(r.status for r in results)
+        self.accepted += by_status["accepted"]
+        self.known += by_status["known"]
+        self.pending += by_status["pending"]
+        if by_status["rejected"]:
+            self.rejected.update(r.code.value for r in results if r.code is not None)
 
 
 class Ingestor:

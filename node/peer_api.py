@@ -217,17 +217,25 @@ class PeerApi:
         if intake.actions:
             results = await self.store.ingest(intake.actions, origin=sender)
             self.ingestor.stats.count(results)
+            met: list[bytes] = []  # authors whose fork point itself was met: nothing further down
             for a, r in zip(intake.actions, results, strict=True):
-                counts[r.status] += 1
-                if r.status != "rejected":  # progress is what is held, not merely what was sent
-                    top[a.author] = max(a.seq, top.get(a.author, 0))
+                status = r.status
+                counts[status] += 1
+                author, seq = a.env.author, a.env.seq
+                if status != "rejected":  # progress is what is held, not merely what was sent
+                    if seq > top.get(author, 0):
+                        top[author] = seq
+                    if r.proof is not None:
+                        met.append(author)
+                    continue
                 if r.code is not None:
                     self.metrics.actions_rejected.labels(r.code.value, source).inc()
                 if r.fork_below:
-                    forks[a.author] = min(a.seq, forks.get(a.author, a.seq))
-            for a, r in zip(intake.actions, results, strict=True):
-                if r.proof is not None and not r.fork_below:
-                    forks.pop(a.author, None)  # the fork point itself was met: nothing further down
+                    forks[author] = min(seq, forks.get(author, seq))
+                elif r.proof is not None:
+                    met.append(author)
+            for author in met:
+                forks.pop(author, None)
             if counts["accepted"]:
                 self.metrics.actions_stored.labels(source).inc(counts["accepted"])
         new_proofs = []
@@ -246,16 +254,21 @@ class PeerApi:
 
     def _admit(self, sender: bytes, checked: list[Action | ProtocolError], counts: dict[str, int], source: str) -> list[Action]:
         """Count and penalise what failed validation; return the valid actions in scope."""
+        valid: list[Action] = []
+        forged = invalid = 0
         for x in checked:
-            if isinstance(x, ProtocolError):
-                self.metrics.actions_rejected.labels(x.code.value, source).inc()
-        forged = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in FORGED)
-        invalid = sum(1 for x in checked if isinstance(x, ProtocolError) and x.code in INTRINSIC)
+            if not isinstance(x, ProtocolError):
+                valid.append(x)
+                continue
+            self.metrics.actions_rejected.labels(x.code.value, source).inc()
+            if x.code in FORGED:
+                forged += 1
+            elif x.code in INTRINSIC:
+                invalid += 1
         if forged:
             self.book.penalize(sender, "bad_signature", forged)
         if invalid:
             self.book.penalize(sender, "invalid_action", invalid)
-        valid = [x for x in checked if not isinstance(x, ProtocolError)]
         actions = [x for x in valid if self.in_scope(x.coop)]
         out_of_scope = len(valid) - len(actions)
         counts["rejected"] += forged + invalid + out_of_scope
