@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from . import codec, domain
@@ -184,7 +185,7 @@ class Action:
         # than the default dataclass state, and the envelope, signature and body travel as places
         # in ``raw`` rather than as copies of its bytes. Nothing is re-validated: pickle is for
         # trusted hops. (``find`` may meet an equal run of bytes earlier: it is the same bytes.)
-        e, raw = self.env, self.raw
+        raw = self.raw
         return (
             _rebuild_action,
             (
@@ -195,16 +196,7 @@ class Action:
                 None if self.body is None else _place(raw, self.body),
                 len(self.env_bytes),
                 0 if self.body is None else len(self.body),
-                e.coop,
-                e.author,
-                e.seq,
-                e.prev,
-                e.deps,
-                e.ts,
-                e.kind,
-                e.body_hash,
-                e.body_size,
-                e.v,
+                *_envelope_fields(self.env),
             ),
         )
 
@@ -219,6 +211,7 @@ class Action:
 _new = object.__new__
 _E_SET = tuple(getattr(Envelope, f.name).__set__ for f in fields(Envelope))  # in the order _envelope takes them
 _A_SET = tuple(getattr(Action, f.name).__set__ for f in fields(Action))
+_envelope_fields = attrgetter(*(f.name for f in fields(Envelope)))  # the values, in that same order
 
 
 def _envelope(
@@ -278,18 +271,9 @@ def _rebuild_action(
     body_at: int | bytes | None,
     env_size: int,
     body_len: int,
-    coop: bytes | None,
-    author: bytes,
-    seq: int,
-    prev: bytes | None,
-    deps: tuple[bytes, ...],
-    ts: int,
-    kind: str,
-    body_hash: bytes,
-    body_size: int,
-    v: int,
+    *env_fields: Any,  # Envelope's fields in order, as _envelope_fields gave them
 ) -> Action:
-    env = _envelope(coop, author, seq, prev, deps, ts, kind, body_hash, body_size, v)
+    env = _envelope(*env_fields)
     body = None if body_at is None else _cut(raw, body_at, body_len)
     return _action(id, env, _cut(raw, env_at, env_size), _cut(raw, sig_at, 64), body, raw)
 
