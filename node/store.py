@@ -656,10 +656,9 @@ class _GroupPlan:
         for coop, author, seq, action_id in await _rows_in(w, "SELECT coop, author, seq, id FROM actions WHERE (coop, author, seq)", below):
             held[(coop, author, seq)] = action_id
         known = {a.id for a, k in zip(group, where, strict=True) if held.get(k) == a.id} if held else set()
-        elsewhere = [a.id for a in group if a.id not in known]
-        for table, used in (("pending", pending_count > 0), ("forks", has_forks)):
-            if not used:
-                continue
+        tables = [t for t, used in (("pending", pending_count > 0), ("forks", has_forks)) if used]
+        elsewhere = [a.id for a in group if a.id not in known] if tables else []
+        for table in tables:
             for chunk in _chunks(elsewhere):
                 marks = ",".join("?" * len(chunk))
                 async with w.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk) as cur:
