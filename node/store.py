@@ -536,6 +536,13 @@ class Store:
                 out.update(r[0] for r in await self._all(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk))
         return out
 
+    async def forked(self, coop: bytes, known: set[bytes] | frozenset[bytes] = frozenset()) -> list[StoredAction]:
+        """Actions of ``coop`` displaced from their chain by an equivocation, except ``known`` ids."""
+        if not self._has_forks:
+            return []
+        rows = await self._all("SELECT id, raw, received_at FROM forks WHERE coop = ? ORDER BY author, seq, id", (coop,))
+        return [StoredAction(None, r[1], "forked", r[2]) for r in rows if r[0] not in known]
+
     async def coop_ids(self) -> list[bytes]:
         return [r[0] for r in await self._all("SELECT id FROM coops ORDER BY id")]
 

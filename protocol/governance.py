@@ -901,6 +901,32 @@ class Fold:
                 return True
         return False
 
+    def binding(self, action_id: bytes) -> Sanction | None:
+        """The sanction of the state that binds this kept action, if one does."""
+        g, s = self.graph, self.state
+        it = g.items.get(action_id)
+        if it is None or not g.kept(action_id) or it.author not in s.sanctioned or self._exempt(it):
+            return None
+        for i in s.sanctioned[it.author]:
+            x = s.sanctions[i]
+            if x.kind in BINDING and it.seq > x.bound and action_id in g.height:
+                if x.lifted_by is not None and Seen(self, it)(x.lifted_by):
+                    continue
+                if x.kind == "expel" or x.until is None or self.clock.get(action_id, 0) < x.until:
+                    return x
+        return None
+
+    def counted(self, p: Proposal, vote_id: bytes) -> bool:
+        """Whether the tally that decided ``p`` counted this vote."""
+        if p.decided_by is None:
+            return False
+        v = self.graph.items[vote_id]
+        frontier = self.graph.frontier_since(p.decided_by, self.graph.height[p.id])
+        return (v.author, v.seq) in count_votes(p, frontier, self.vote_keeper_of(p.decided_by))[1]
+
+    def vote_keeper_of(self, tally_id: bytes) -> Callable[[bytes, int], bool] | None:
+        return self.vote_keeper(Seen(self, self.graph.items[tally_id]))
+
     def vote_keeper(self, seen: Seen) -> Callable[[bytes, int], bool] | None:
         """For a tally's count: drop votes the tally knows were made under a sanction."""
         if not self.state.sanctioned:
