@@ -39,6 +39,7 @@ class Limits:
     max_pending: int = 10_000  # actions held waiting for a chain predecessor
     max_group: int = 4096  # actions committed in one SQLite transaction
     verify_workers: int = 2  # processes validating large batches; 0 validates in the event loop
+    max_clock_skew_ms: int = 600_000  # actions stamped further ahead of this node's clock are refused (held back by peers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,7 @@ class Node:
             max_pending=config.limits.max_pending,
             max_group=config.limits.max_group,
         )
-        ingestor = Ingestor(store, config.limits, metrics)
+        ingestor = Ingestor(store, config.limits, metrics, clock_ms)
         book = PeerBook(key.public_key, fed, clock_ms, rng, metrics)
         client = PeerClient(key, clock_ms, metrics, fed.request_timeout)
         scope = Scope(fed.replicate)

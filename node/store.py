@@ -543,6 +543,15 @@ class Store:
         rows = await self._all("SELECT id, raw, received_at FROM forks WHERE coop = ? ORDER BY author, seq, id", (coop,))
         return [StoredAction(None, r[1], "forked", r[2]) for r in rows if r[0] not in known]
 
+    async def coops_of(self, ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The co-op of each of ``ids`` that this node holds (stored, pending or displaced)."""
+        out: dict[bytes, bytes] = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            for table in ("actions", "pending", "forks"):
+                out.update((r[0], r[1]) for r in await self._all(f"SELECT id, coop FROM {table} WHERE id IN ({marks})", chunk))
+        return out
+
     async def coop_ids(self) -> list[bytes]:
         return [r[0] for r in await self._all("SELECT id FROM coops ORDER BY id")]
 

@@ -4,7 +4,7 @@ A charter is data, carried by the genesis and replaced only by a passed ``amend`
 
     {"membership":  {"policy": "open" | "sponsored" | "vote", "sponsors": int >= 1},
      "decisions":   {"default": Rule, <proposal type>: Rule, ...},
-                    Rule = {"quorum": 0-100, "threshold": T, "hours"?: 1-8760 (voting window, default 168)}
+                    Rule = {"quorum": 0-100, "threshold": T, "minutes"?: 1-525600 (voting window, default 10080: a week)}
      "roles":       {"member": [permission, ...], <role>: [...]},
      "offences":    {<clause>: {"sanction": "suspend" | "expel", "days": int >= 0, "text": str}},
      "equivocation": {"sanction": "suspend" | "expel" | "none", "days": int >= 0,
@@ -49,8 +49,8 @@ RESERVED_PREFIXES = ("coop.", "member.", "proposal.", "vote.", "sanction.", "fed
 MAX_TEXT = 4096
 MAX_NAME = 64
 MAX_EVIDENCE = 32
-DEFAULT_WINDOW_HOURS = 168  # a rule without "hours" keeps its proposals open for votes for a week
-MAX_WINDOW_HOURS = 8760
+DEFAULT_WINDOW_MINUTES = 10_080  # a rule without "minutes" keeps its proposals open for votes for a week
+MAX_WINDOW_MINUTES = 525_600  # a year
 MAX_FORGIVE = 10
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _PATTERN_RE = re.compile(r"\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?")
@@ -60,9 +60,9 @@ _PATTERN_RE = re.compile(r"\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?")
 # warning and only a repeat suspends, for a week; a co-op that wants more says so in its charter.
 DEFAULT_CHARTER: dict[str, Any] = {
     "decisions": {
-        "amend": {"hours": DEFAULT_WINDOW_HOURS, "quorum": 50, "threshold": "two_thirds"},
-        "default": {"hours": DEFAULT_WINDOW_HOURS, "quorum": 50, "threshold": "majority"},
-        "sanction": {"hours": DEFAULT_WINDOW_HOURS, "quorum": 50, "threshold": "two_thirds"},
+        "amend": {"minutes": DEFAULT_WINDOW_MINUTES, "quorum": 50, "threshold": "two_thirds"},
+        "default": {"minutes": DEFAULT_WINDOW_MINUTES, "quorum": 50, "threshold": "majority"},
+        "sanction": {"minutes": DEFAULT_WINDOW_MINUTES, "quorum": 50, "threshold": "two_thirds"},
     },
     "equivocation": {"days": 7, "forgive": 1, "sanction": "suspend"},
     "membership": {"policy": "open", "sponsors": 1},
@@ -121,10 +121,10 @@ def check_charter(v: object) -> dict[str, Any]:
     for t, rule in d.items():
         if t != "default" and t not in PROPOSAL_TYPES:
             raise _bad(f"charter.decisions: {t!r} is not a proposal type {PROPOSAL_TYPES}")
-        r = _map(rule, f"charter.decisions.{t}", {"quorum", "threshold"}, {"hours"})
+        r = _map(rule, f"charter.decisions.{t}", {"quorum", "threshold"}, {"minutes"})
         _int(r["quorum"], f"charter.decisions.{t}.quorum", 0, 100)
-        if "hours" in r:
-            _int(r["hours"], f"charter.decisions.{t}.hours", 1, MAX_WINDOW_HOURS)
+        if "minutes" in r:
+            _int(r["minutes"], f"charter.decisions.{t}.minutes", 1, MAX_WINDOW_MINUTES)
         if r["threshold"] not in THRESHOLDS:
             raise _bad(f"charter.decisions.{t}.threshold must be one of {THRESHOLDS}")
     roles = c["roles"]
@@ -232,8 +232,8 @@ def check_governance_body(kind: str, body: object) -> None:
         raise _bad(f"kind {kind!r} is reserved for governance and not defined in protocol version 1")
 
 
-def window_hours(rule: dict[str, Any]) -> int:
-    return rule.get("hours", DEFAULT_WINDOW_HOURS)  # type: ignore[no-any-return]
+def window_minutes(rule: dict[str, Any]) -> int:
+    return rule.get("minutes", DEFAULT_WINDOW_MINUTES)  # type: ignore[no-any-return]
 
 
 def is_governance(kind: str) -> bool:

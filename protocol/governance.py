@@ -68,7 +68,7 @@ from .charter import (
     TALLY,
     VOTE,
     permits,
-    window_hours,
+    window_minutes,
 )
 
 __all__ = [
@@ -86,7 +86,7 @@ __all__ = [
 ]
 
 DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
 CLOCK_WITNESSES = 3  # distinct members whose stamps it takes to move the co-op clock
 WITNESS_LIST = CLOCK_WITNESSES + 1
 SNAPSHOT_EVERY = 2000
@@ -374,7 +374,7 @@ def _open(s: State, c: Ctx) -> str | None:
     electorate = frozenset(k for k in s.members if f.standing_seen(k, seen, c.time) == MEMBER)
     # The window runs from the opening's co-op time, or its own stamp if later: a stamp can only
     # lengthen the opener's own window, and the co-op clock cannot be moved by one key.
-    closes = max(c.time, it.ts) + window_hours(rule) * HOUR_MS
+    closes = max(c.time, it.ts) + window_minutes(rule) * MINUTE_MS
     s.proposals[it.id] = Proposal(
         it.id,
         author,

@@ -724,7 +724,7 @@ class Chain:
         self.b3 = sign_action(kb, coop=g, seq=3, prev=self.b2a.id, deps=[self.a3.id], ts=TS0 + 300_000, kind="member.seen", body={})
         windowed = {
             **DEFAULT_CHARTER_VALUE,
-            "decisions": {"default": {"hours": 72, "quorum": 40, "threshold": "majority"}},
+            "decisions": {"default": {"minutes": 4320, "quorum": 40, "threshold": "majority"}},
             "equivocation": {"days": 30, "forgive": 2, "sanction": "suspend"},
         }
         self.a4 = sign_action(
@@ -735,7 +735,7 @@ class Chain:
             deps=[self.b3.id],
             ts=TS0 + 360_000,
             kind="proposal.open",
-            body={"payload": {"charter": windowed}, "title": "Votes stay open 72 hours; two equivocations forgiven", "type": "amend"},
+            body={"payload": {"charter": windowed}, "title": "Votes stay open 3 days; two equivocations forgiven", "type": "amend"},
         )
 
 
@@ -1082,9 +1082,9 @@ def invalid_actions_vectors(c: Chain) -> dict[str, Any]:
         "bad body: amend proposal with a bad charter", "proposal.open", {"payload": {"charter": bad_charter}, "title": "x", "type": "amend"}
     )
     gov_case("bad body: tally outcome not in the list", "proposal.tally", {"outcome": "won", "proposal": fake_id(1)})
-    no_window = {**DEFAULT_CHARTER_VALUE, "decisions": {"default": {"hours": 0, "quorum": 50, "threshold": "majority"}}}
+    no_window = {**DEFAULT_CHARTER_VALUE, "decisions": {"default": {"minutes": 0, "quorum": 50, "threshold": "majority"}}}
     gov_case(
-        "bad body: a charter rule with a voting window of 0 hours",
+        "bad body: a charter rule with a voting window of 0 minutes",
         "proposal.open",
         {"payload": {"charter": no_window}, "title": "x", "type": "amend"},
     )
