@@ -738,8 +738,8 @@ def backup_database(src: Path, dst: Path, *, overwrite: bool = False) -> BackupI
     tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     try:
-        # mode=rw: never create an empty store where there was none.
-        source = sqlite3.connect(src.resolve().as_uri() + "?mode=rw", uri=True)
+        # Read-only: never create an empty store where there was none, never change the source.
+        source = sqlite3.connect(src.resolve().as_uri() + "?mode=ro", uri=True)
         try:
             source.execute("PRAGMA busy_timeout = 5000")
             target = sqlite3.connect(tmp)
