@@ -6,6 +6,7 @@ federation files."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -15,16 +16,22 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from node.admin import ADMIN_URL_FILE, TOKEN_FILE
-from node.ops import JsonFormatter
+from node.config import Federation, PeerAddress, load_config, load_federation_file, render_config
+from node.node import Node, init_data_dir
+from node.ops import JsonFormatter, advertise_problem, loopback_problem
 from node.store import SCHEMA_VERSION
 from protocol import Action, SigningKey, sign_action, sign_genesis
+from protocol.charter import DEFAULT_CHARTER
 from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
+from tests.conftest import TEST_LIMITS, NodeFactory
+from tests.fed_helpers import wait_until
 from tests.test_cli import Cli, clean_env, get_json
 from tests.test_crash import NodeProcess, free_port
 
@@ -273,3 +280,282 @@ def test_json_formatter_carries_extras_and_tracebacks() -> None:
     assert doc["level"] == "error" and doc["logger"] == "coopnet.x" and doc["message"] == "failed 3 times"
     assert doc["peer"] == "node_x" and "ValueError: boom" in doc["exc"]
     assert doc["ts"].endswith("Z") and len(doc["ts"]) == len("2026-01-01T00:00:00.000Z")
+
+
+# ---- export, verify, import ---------------------------------------------------------------------------
+
+
+class Member:
+    """A member key that tracks its chain head per co-op."""
+
+    def __init__(self, seed: int) -> None:
+        self.key = SigningKey(hashlib.sha256(b"coopnet ops archive member %d" % seed).digest())
+        self.heads: dict[bytes, tuple[int, bytes | None]] = {}
+
+    def found(self, name: str, founders: list[Member]) -> Action:
+        charter = {**DEFAULT_CHARTER, "membership": {"policy": "vote", "sponsors": 1}}
+        charter["decisions"] = {"default": {"quorum": 50, "threshold": "majority"}, "sanction": {"quorum": 50, "threshold": "majority"}}
+        g = sign_genesis(self.key, ts=1_000, body={"name": name, "charter": charter, "founders": [f.key.public_key for f in founders]})
+        self.heads[g.id] = (1, g.id)
+        return g
+
+    def act(self, coop: bytes, kind: str, body: Any, deps: list[Action] = [], *, seq: int | None = None) -> Action:  # noqa: B006
+        head, prev = self.heads.get(coop, (0, None))
+        a = sign_action(self.key, coop=coop, seq=head + 1, prev=prev, deps=sorted(d.id for d in deps), ts=2_000, kind=kind, body=body)
+        self.heads[coop] = (head + 1, a.id)
+        return a
+
+
+async def acli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The coopnet command without blocking the event loop (an in-process node may be serving)."""
+    env = clean_env(cwd)
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "coopnet"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(list(args), proc.returncode, out.decode(), err.decode())
+
+
+async def ok(*args: str, cwd: Path) -> Any:
+    proc = await acli("--json", *args, cwd=cwd)
+    assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout)
+
+
+async def governed_coop(url: str) -> tuple[Action, list[Action]]:
+    """A co-op with an admission by vote, a tally, an application action and an equivocation."""
+    f0, f1, x = Member(1), Member(2), Member(3)
+    genesis = f0.found("Archive Co-op", [f1])
+    coop = genesis.id
+    apply = x.act(coop, "member.apply", {"note": "hello"}, [genesis])
+    admit = f0.act(coop, "proposal.open", {"payload": {"member": x.key.public_key}, "title": "Admit x", "type": "admit"}, [apply])
+    v0 = f0.act(coop, "vote.cast", {"choice": "yes", "proposal": admit.id}, [admit])
+    v1 = f1.act(coop, "vote.cast", {"choice": "yes", "proposal": admit.id}, [admit])
+    tally = f1.act(coop, "proposal.tally", {"outcome": "passed", "proposal": admit.id}, [admit, v0, v1])
+    ride = x.act(coop, "ride.offer", {"seats": 2}, [tally])
+    seq, prev = x.heads[coop]
+    one = x.act(coop, "ride.offer", {"seats": 3}, [ride])
+    twin = sign_action(x.key, coop=coop, seq=seq + 1, prev=prev, deps=[ride.id], ts=2_000, kind="ride.offer", body={"seats": 4})
+    actions = [genesis, apply, admit, v0, v1, tally, ride, one, twin]
+    async with aiohttp.ClientSession() as http:
+        for a in actions:
+            async with http.post(
+                url + "/api/v1/actions", data=encode_submission([a.raw]), headers={"Content-Type": "application/msgpack"}
+            ) as r:
+                assert r.status in (200, 409), await r.text()  # the twin is refused chain_conflict (or replaces)
+    return genesis, actions
+
+
+async def node_view(url: str, coop: bytes) -> dict[str, Any]:
+    text = format_id(IdKind.COOP, coop)
+    out: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as http:
+        for key, path in (("chains", "/chains"), ("proofs", "/proofs"), ("state", "/state"), ("members", "/members")):
+            async with http.get(f"{url}/api/v1/coops/{text}{path}") as r:
+                assert r.status == 200, await r.text()
+                out[key] = await r.json()
+    return out
+
+
+async def test_export_import_round_trip_between_two_nodes(start_node: NodeFactory, tmp_path: Path) -> None:
+    a = await start_node()
+    genesis, _ = await governed_coop(a.url)
+    coop = format_id(IdKind.COOP, genesis.id)
+    before = await node_view(a.url, genesis.id)
+    assert len(before["proofs"]["proofs"]) == 1 and before["state"]["members"] == 3
+
+    archive = tmp_path / "coop.archive"
+    exported = await ok("export", "--coop", coop, "--out", str(archive), "--data-dir", str(a.config.data_dir), cwd=tmp_path)
+    assert exported["actions"] == 8 and exported["proofs"] == 1 and exported["name"] == "Archive Co-op"
+    checked = await ok("verify", str(archive), cwd=tmp_path)
+    assert checked["coop"] == coop and checked["sha256"] == exported["sha256"] and checked["authors"] == 3
+
+    b_dir = init_data_dir(tmp_path / "b", port=0).data_dir
+    imported = await ok("import", str(archive), "--data-dir", str(b_dir), cwd=tmp_path)
+    assert imported["statuses"] == {"accepted": 8, "known": 0, "pending": 0, "rejected": 0} and imported["proofs_new"] == 1
+    again = await ok("import", str(archive), "--data-dir", str(b_dir), cwd=tmp_path)
+    assert again["statuses"]["known"] == 8 and again["proofs_new"] == 0
+
+    cfg = load_config(b_dir / "coopnet.toml", env={})
+    b = await Node.start(dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **TEST_LIMITS)))
+    try:
+        after = await node_view(b.url, genesis.id)
+        assert after == before
+        assert after["state"]["state_hash"] == before["state"]["state_hash"]
+        # A node running on the data directory is never imported into behind its back.
+        proc = await acli("--json", "import", str(archive), "--data-dir", str(b_dir), cwd=tmp_path)
+        assert proc.returncode == 1 and json.loads(proc.stdout)["error"] == "node_running"
+    finally:
+        await b.stop()
+    # The same co-op exports to the same bytes from either node.
+    second = tmp_path / "from-b.archive"
+    await ok("export", "--coop", coop, "--out", str(second), "--data-dir", str(b_dir), cwd=tmp_path)
+    assert second.read_bytes() == archive.read_bytes()
+
+
+async def test_a_tampered_archive_is_refused_with_its_reason_and_nothing_is_stored(start_node: NodeFactory, tmp_path: Path) -> None:
+    a = await start_node()
+    genesis, actions = await governed_coop(a.url)
+    archive = tmp_path / "coop.archive"
+    await ok(
+        "export", "--coop", format_id(IdKind.COOP, genesis.id), "--out", str(archive), "--data-dir", str(a.config.data_dir), cwd=tmp_path
+    )
+    data = archive.read_bytes()
+    tally = actions[5]
+    at = data.index(tally.raw) + len(tally.raw) - 10  # inside the tally's signature
+    cases = {
+        "bad_action": data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :],
+        "bad_digest": data[:-1] + bytes([data[-1] ^ 1]),
+        "truncated": data[: len(data) // 2],
+        "not_an_archive": b"{}",
+    }
+    b_dir = init_data_dir(tmp_path / "b", port=0).data_dir
+    for reason, content in cases.items():
+        bad = tmp_path / f"{reason}.archive"
+        bad.write_bytes(content)
+        for command in (("verify", str(bad)), ("import", str(bad), "--data-dir", str(b_dir))):
+            proc = await acli("--json", *command, cwd=tmp_path)
+            assert proc.returncode == 1, (command, proc.stdout, proc.stderr)
+            doc = json.loads(proc.stdout)
+            assert (doc["error"], doc["reason"]) == ("bad_archive", reason), (command, doc)
+            assert "Traceback" not in proc.stderr
+    assert (
+        "bad_signature"
+        in json.loads((await acli("--json", "verify", str(tmp_path / "bad_action.archive"), cwd=tmp_path)).stdout)["message"]
+    )
+    assert not (b_dir / "coopnet.sqlite3").exists()  # nothing was stored: the store was never even opened
+
+
+# ---- exposure ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8470", "[::]:8470", ":::8470"])
+def test_init_refuses_every_interface_without_an_advertised_url(cli: Cli, tmp_path: Path, listen: str) -> None:
+    proc = cli.run("init", "--data-dir", str(tmp_path / "d"), "--listen", listen)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    message = " ".join(proc.stderr.split())
+    assert "peers would be told http://" in message and "--advertise-url" in message, message
+    assert not (tmp_path / "d").exists()
+    done = json.loads(
+        cli.ok("--json", "init", "--data-dir", str(tmp_path / "d"), "--listen", listen, "--advertise-url", "https://coop.example")
+    )
+    assert load_config(Path(done["config"]), env={}).federation.advertise_url == "https://coop.example"
+
+
+def test_advertise_problem_names_what_peers_would_be_told() -> None:
+    assert advertise_problem("127.0.0.1", 8470, "") is None
+    assert advertise_problem("0.0.0.0", 8470, "https://x.example") is None
+    text = advertise_problem("0.0.0.0", 8470, "")
+    assert text is not None and "http://0.0.0.0:8470" in text
+    text = advertise_problem("::", 9000, "")
+    assert text is not None and "http://[::]:9000" in text
+
+
+async def test_loopback_advertised_with_remote_peers_warns() -> None:
+    assert await loopback_problem("http://127.0.0.1:8470", ["http://127.0.0.1:8471", "http://localhost:8472"]) is None
+    assert await loopback_problem("http://192.0.2.10:8470", ["http://192.0.2.11:8470"]) is None
+    text = await loopback_problem("http://127.0.0.1:8470", ["http://127.0.0.1:8471", "http://192.0.2.11:8470"])
+    assert text is not None and "192.0.2.11" in text and "advertise_url" in text
+    assert await loopback_problem("http://[::1]:8470", ["http://[2001:db8::1]:8470"]) is not None
+
+
+async def test_a_node_advertising_loopback_to_remote_peers_says_so_in_its_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    fed = Federation(
+        name="f",
+        peers=(PeerAddress("http://192.0.2.11:8470", format_id(IdKind.NODE, SigningKey(b"\x05" * 32).public_key)),),
+        request_timeout=0.5,
+    )
+    cfg = init_data_dir(tmp_path / "d", port=0, federation=fed)
+    caplog.set_level(logging.WARNING, logger="coopnet.node")
+    node = await Node.start(dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **TEST_LIMITS)))
+    try:
+
+        async def warned() -> bool:
+            return any("loopback address" in r.getMessage() and "192.0.2.11" in r.getMessage() for r in caplog.records)
+
+        await wait_until(warned, within=10, what="the loopback warning")
+    finally:
+        await node.stop()
+
+
+# ---- federation files ------------------------------------------------------------------------------------
+
+
+def test_federation_new_and_add_peer_write_a_file_init_can_join(cli: Cli, tmp_path: Path) -> None:
+    port = free_port()
+    first = json.loads(cli.ok("--json", "init", "--data-dir", str(tmp_path / "first"), "--listen", f"127.0.0.1:{port}"))
+    coop = "coop_" + "a" * 52
+    fed_file = tmp_path / "federation.toml"
+    made = json.loads(
+        cli.ok(
+            "--json",
+            "federation",
+            "new",
+            "Valley Co-ops",
+            "--open",
+            "--coop",
+            coop,
+            "--out",
+            str(fed_file),
+            "--data-dir",
+            str(tmp_path / "first"),
+        )
+    )
+    assert made["peers"] == [{"url": f"http://127.0.0.1:{port}", "id": first["node_id"]}]
+    fed = load_federation_file(fed_file)
+    assert (fed.name, fed.open, fed.replicate) == ("Valley Co-ops", True, (coop,))
+    assert fail_code(cli.run("--json", "federation", "new", "X", "--out", str(fed_file), "--data-dir", str(tmp_path / "first"))) == "exists"
+
+    second = format_id(IdKind.NODE, SigningKey(b"\x02" * 32).public_key)
+    third = format_id(IdKind.NODE, SigningKey(b"\x03" * 32).public_key)
+    done = json.loads(cli.ok("--json", "federation", "add-peer", str(fed_file), "--url", "https://b.example:8470/", "--id", second))
+    assert done["peers"][-1] == {"url": "https://b.example:8470", "id": second}
+    before = fed_file.read_text()
+    bad = {
+        ("http://c.example:8470/api", third): "origin only",
+        ("http://c.example:8470?x=1", third): "origin only",
+        ("http://user:pw@c.example:8470", third): "user",
+        ("ftp://c.example", third): "http",
+        ("http://0.0.0.0:8470", third): "no address",
+        ("http://c.example:99999", third): "not a URL",
+        ("http://c.example:8470", "node_nope"): "node id",
+        ("http://c.example:8470", second): "already a peer",
+        ("https://b.example:8470", third): "already a peer",
+    }
+    for (url, node_id), words in bad.items():
+        proc = cli.run("--json", "federation", "add-peer", str(fed_file), "--url", url, "--id", node_id)
+        assert fail_code(proc) == "bad_peer", (url, node_id)
+        assert words in json.loads(proc.stdout)["message"] or words == "node id", (url, json.loads(proc.stdout)["message"])
+    assert fed_file.read_text() == before
+    assert (
+        fail_code(cli.run("--json", "federation", "add-peer", str(tmp_path / "absent.toml"), "--url", "http://x:1", "--id", third))
+        == "bad_federation_file"
+    )
+
+    # The file is what a new operator joins with.
+    joined = json.loads(
+        cli.ok("--json", "init", "--data-dir", str(tmp_path / "joiner"), "--listen", "127.0.0.1:0", "--join", str(fed_file))
+    )
+    assert joined["federation"] == "Valley Co-ops" and joined["peers"] == 2
+
+
+def test_federation_new_needs_a_reachable_url(cli: Cli, tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    init_data_dir(data, port=0)
+    proc = cli.run("--json", "federation", "new", "F", "--out", str(tmp_path / "f.toml"), "--data-dir", str(data))
+    assert fail_code(proc) == "no_url" and "--url" in json.loads(proc.stdout)["message"]
+    (data / "coopnet.toml").write_text(render_config("0.0.0.0", 8470))
+    proc = cli.run("--json", "federation", "new", "F", "--out", str(tmp_path / "f.toml"), "--data-dir", str(data))
+    assert fail_code(proc) == "no_url" and "http://0.0.0.0:8470" in json.loads(proc.stdout)["message"]
+    made = json.loads(
+        cli.ok(
+            "--json", "federation", "new", "F", "--out", str(tmp_path / "f.toml"), "--data-dir", str(data), "--url", "https://me.example"
+        )
+    )
+    assert made["peers"][0]["url"] == "https://me.example"
