@@ -42,6 +42,22 @@ FRAME_LEN_BYTES = 4
 DIGEST_BYTES = 32
 MAX_HEADER_BYTES = 1024
 MAX_COUNT = 2**32 - 1  # actions or proofs in one archive
+# Why a reader refuses an archive (ArchiveError.reason), in the order the checks meet them.
+REASONS = (
+    "not_an_archive",  # no magic
+    "truncated",  # the input ends before the digest
+    "too_large",  # a frame declares more bytes than its limit
+    "bad_header",
+    "bad_action",  # an action that is not intrinsically valid (its reject code follows)
+    "no_genesis",  # the first action is not the header's co-op's genesis
+    "wrong_coop",  # an action or proof of another co-op
+    "duplicate",
+    "chain_broken",  # an action that does not extend its author's previous one in the archive
+    "out_of_order",  # not in (height, id) order, a dep after the action naming it, proofs not ascending
+    "bad_proof",
+    "bad_digest",
+    "trailing_bytes",
+)
 _HEADER_LIMITS = DecodeLimits(max_bytes=MAX_HEADER_BYTES, max_depth=1, max_container_len=8, max_str_bytes=16, max_bin_bytes=ID_BYTES)
 
 
@@ -340,6 +356,7 @@ def read_archive(
 __all__ = [
     "FORMAT",
     "MAGIC",
+    "REASONS",
     "ArchiveError",
     "ArchiveHeader",
     "ArchiveReader",

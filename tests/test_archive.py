@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,8 @@ from protocol import Action, EquivocationProof, codec, make_proof, sign_action
 from protocol.archive import (
     FORMAT,
     MAGIC,
+    MAX_HEADER_BYTES,
+    REASONS,
     ArchiveError,
     ArchiveHeader,
     ArchiveReader,
@@ -257,3 +261,21 @@ def test_declared_sizes_are_bounded_before_anything_is_buffered() -> None:
     data = huge_action + len(head).to_bytes(4, "big") + head + (70_000).to_bytes(4, "big")
     assert reason(data) == "too_large"
     assert reason(MAGIC + (2**32 - 1).to_bytes(4, "big")) == "too_large"
+
+
+def test_every_reason_the_reader_gives_is_listed() -> None:
+    source = (Path(__file__).resolve().parent.parent / "protocol" / "archive.py").read_text()
+    used = set(re.findall(r'ArchiveError\(\s*"([a-z_]+)"', source))
+    assert used == set(REASONS)
+
+
+def test_protocol_md_section_11_agrees_with_the_code() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## 11. Co-op archives") :]
+    assert MAGIC.hex() in doc and MAGIC.hex() in section
+    flat = " ".join(section.split())
+    for reason in REASONS:
+        assert f"`{reason}`" in section, reason
+    assert f"`format` = {FORMAT}" in flat and f"at most {MAX_HEADER_BYTES} bytes" in flat
+    head = ArchiveHeader(SMALL[0].id, 4, 0).encode()
+    assert head.hex() in section.replace(" ", "")
