@@ -23,8 +23,17 @@ from .archive import ExportError, export_coop, import_file, verify_file
 from .backup import BadStoreFile, restore
 from .cli import Ctx, Table, _fail, _out, console, default_data_dir, main, pass_ctx
 from .config import CONFIG_NAME, Config, ConfigError, PeerAddress, load_config
-from .keyfile import KeyFileError, read_key_file
-from .ops import DataDirBusy, add_peer, advertise_problem, check_federation_text, new_federation_file, unspecified, write_atomically
+from .keyfile import KeyFileError, read_key_file, write_key_file
+from .ops import (
+    DataDirBusy,
+    DataDirLock,
+    add_peer,
+    advertise_problem,
+    check_federation_text,
+    new_federation_file,
+    unspecified,
+    write_atomically,
+)
 from .store import StoreError, backup_database
 
 
@@ -425,3 +434,44 @@ def federation_add_peer(c: Ctx, file: Path, url: str, node_id: str) -> None:
     write_atomically(file, text)
     doc = {"file": str(file), "name": fed.name, "peers": [{"url": p.url, "id": p.node_id} for p in fed.peers]}
     _out(doc, c.as_json, lambda o: console.print(f"{o['file']}: {len(o['peers'])} bootstrap peers (added {fed.peers[-1].url})"))
+
+
+# ---- the node key ----------------------------------------------------------------------------------
+
+
+@main.command("rotate-node-key")
+@_data_dir_option
+@pass_ctx
+def rotate_node_key(c: Ctx, data_dir: Path | None) -> None:
+    """Give a stopped node a new node key (the old one is kept aside, 0600). Its actions and
+    co-ops are untouched; peers see a new node id (see docs/OPERATIONS.md, Key loss)."""
+    cfg = _config(c, data_dir)
+    try:
+        lock = DataDirLock.acquire(cfg.data_dir, "coopnet rotate-node-key")
+    except DataDirBusy as e:
+        _fail("node_running", f"{e}: stop the node first", c.as_json)
+    try:
+        old_id = None
+        aside = None
+        if cfg.key_path.exists():
+            try:
+                old_id = format_id(IdKind.NODE, read_key_file(cfg.key_path, "node").public_key)
+            except KeyFileError:
+                old_id = None  # damaged or unreadable: replaced all the same, and kept aside
+            aside = cfg.key_path.with_name(f"{cfg.key_path.name}.old-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+            os.replace(cfg.key_path, aside)
+        try:
+            new = write_key_file(cfg.key_path, "node")
+        except KeyFileError as e:
+            _fail("exists", str(e), c.as_json)
+    finally:
+        lock.release()
+    doc = {"node_id": format_id(IdKind.NODE, new.public_key), "old_node_id": old_id, "old_key": str(aside) if aside else None}
+
+    def readable(o: dict[str, Any]) -> None:
+        console.print(f"New node id [bold]{o['node_id']}[/]" + (f" (was {o['old_node_id']})" if o["old_node_id"] else ""))
+        if o["old_key"]:
+            console.print(f"  the old key is kept at {o['old_key']}: delete it once peers know the new id")
+        console.print("  Closed federations: every peer must list the new id (coopnet federation add-peer, their [[federation.peers]]).")
+
+    _out(doc, c.as_json, readable)

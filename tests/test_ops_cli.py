@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import stat
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 
 from node.admin import ADMIN_URL_FILE, TOKEN_FILE
 from node.config import Federation, PeerAddress, load_config, load_federation_file, render_config
+from node.keyfile import read_key_file
 from node.node import Node, init_data_dir
 from node.ops import JsonFormatter, advertise_problem, loopback_problem
 from node.store import SCHEMA_VERSION
@@ -559,3 +561,31 @@ def test_federation_new_needs_a_reachable_url(cli: Cli, tmp_path: Path) -> None:
         )
     )
     assert made["peers"][0]["url"] == "https://me.example"
+
+
+# ---- the node key ----------------------------------------------------------------------------------------
+
+
+async def test_rotate_node_key_keeps_the_store_and_the_old_key(tmp_path: Path) -> None:
+    cfg = init_data_dir(tmp_path / "d", port=0)
+    old = read_key_file(cfg.key_path, "node")
+    node = await Node.start(dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **TEST_LIMITS)))
+    try:
+        genesis, _ = corpus()
+        await _post_one(node.url, genesis)
+        proc = await acli("--json", "rotate-node-key", "--data-dir", str(cfg.data_dir), cwd=tmp_path)
+        assert proc.returncode == 1 and json.loads(proc.stdout)["error"] == "node_running"
+    finally:
+        await node.stop()
+    assert read_key_file(cfg.key_path, "node").public_key == old.public_key  # untouched while it ran
+    done = await ok("rotate-node-key", "--data-dir", str(cfg.data_dir), cwd=tmp_path)
+    new = read_key_file(cfg.key_path, "node")
+    assert done["node_id"] == format_id(IdKind.NODE, new.public_key) != done["old_node_id"] == format_id(IdKind.NODE, old.public_key)
+    aside = Path(done["old_key"])
+    assert read_key_file(aside, "node").public_key == old.public_key and stat.S_IMODE(os.stat(aside).st_mode) == 0o600
+    node = await Node.start(dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **TEST_LIMITS)))
+    try:
+        assert node.node_id == new.public_key
+        assert (await node.store.counts())["coops"] == 1
+    finally:
+        await node.stop()
