@@ -41,6 +41,7 @@ from protocol import ProtocolError
 from protocol.ids import IdKind, format_id, parse_id
 
 from .api import ApiError, error_middleware
+from .keyfile import KeyFileError
 from .peers import PeerBook
 from .store import Store
 
@@ -57,8 +58,8 @@ DEFAULT_PENDING_PAGE = 100
 UNAUTHORIZED_LOG_INTERVAL_S = 60.0  # refused requests are logged once per interval, with a count
 
 
-class AdminTokenError(Exception):
-    pass
+class AdminTokenError(KeyFileError):
+    """The admin token file is missing, unreadable, too short or readable by others."""
 
 
 def ensure_token(data_dir: Path) -> str:

@@ -24,6 +24,7 @@ from .config import CONFIG_NAME, DEFAULT_ADMIN_LISTEN, ConfigError, load_config,
 from .keyfile import KeyFileError, read_key_file, write_key_file
 from .node import URL_FILE, init_data_dir, serve
 from .ops import advertise_problem, setup_logging
+from .store import StoreError
 from .views import json_to_value
 
 
@@ -204,7 +205,7 @@ def run(c: Ctx, data_dir: Path | None, config_file: Path | None) -> None:
     setup_logging(cfg.log_level, cfg.log_format, err_console if interactive else None)
     try:
         asyncio.run(serve(cfg, err_console if interactive else None))
-    except (KeyFileError, OSError) as e:
+    except (KeyFileError, OSError, StoreError) as e:
         _fail("cannot_start", str(e), c.as_json)
 
 

@@ -589,3 +589,23 @@ async def test_rotate_node_key_keeps_the_store_and_the_old_key(tmp_path: Path) -
         assert (await node.store.counts())["coops"] == 1
     finally:
         await node.stop()
+
+
+def test_run_refuses_an_admin_token_others_can_read(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("init", "--data-dir", str(tmp_path / "d"), "--listen", f"127.0.0.1:{free_port()}")
+    (tmp_path / "d" / TOKEN_FILE).chmod(0o644)
+    proc = cli.run("run", "--data-dir", str(tmp_path / "d"))
+    assert proc.returncode == 1 and "cannot_start" in proc.stderr and "readable by others" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_on_a_busy_data_dir_or_a_newer_store_says_why(node: NodeProcess, cli: Cli) -> None:
+    node.start()
+    proc = cli.run("run", "--data-dir", str(node.data_dir))
+    assert proc.returncode == 1 and "cannot_start" in proc.stderr and "in use by coopnet run" in proc.stderr, proc.stderr
+    assert node.terminate() == 0
+    with sqlite3.connect(node.data_dir / "coopnet.sqlite3") as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    proc = cli.run("run", "--data-dir", str(node.data_dir))
+    assert proc.returncode == 1 and "cannot_start" in proc.stderr and "newer than this coopnet" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
