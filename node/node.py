@@ -22,7 +22,7 @@ from aiohttp import web
 
 from protocol.ids import IdKind, format_id
 
-from .admin import ADMIN_URL_FILE, AdminApi, NodeAdmin, ensure_token
+from .admin import ADMIN_URL_FILE, TOKEN_FILE, AdminApi, NodeAdmin, ensure_token
 from .api import Api, ApiError, respond
 from .config import CONFIG_NAME, Config, ConfigError, Federation, load_config, render_config
 from .gossip import Gossip, Scope, node_record
@@ -204,6 +204,7 @@ class Node:
             admin_host, admin_port = admin_runner.addresses[0][:2]
             admin_url = f"http://[{admin_host}]:{admin_port}" if ":" in admin_host else f"http://{admin_host}:{admin_port}"
             (config.data_dir / ADMIN_URL_FILE).write_text(admin_url + "\n")
+            log.info("admin API on %s (coopnet admin ..., token in %s)", admin_url, config.data_dir / TOKEN_FILE)
             if not ipaddress.ip_address(admin_host).is_loopback:
                 log.warning("the admin API listens on %s, not on loopback: only its token protects it", admin_url)
         if fed.peers or fed.open:
