@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol import Action, EquivocationProof, decode_action, decode_proof
+from protocol import Action, EquivocationProof, ProtocolError, decode_action, decode_proof
 from protocol.archive import ArchiveError, ArchiveReader, ArchiveSummary, encode_archive
 from protocol.ids import IdKind, format_id
 
@@ -82,11 +82,17 @@ def export_coop(database: Path, coop: bytes, out: Path, *, overwrite: bool = Fal
         raise ExportError("no_store", f"{database}: cannot read the store: {e}") from None
     finally:
         conn.close()
-    actions = [decode_action(raw, check_signature=False) for raw in raws]  # verified when stored
+    try:
+        # Verified when stored, and again here: a damaged store must not make an archive that
+        # only fails at the other end.
+        actions = [decode_action(raw) for raw in raws]
+        proofs = [decode_proof(raw) for raw in proof_raws]
+    except ProtocolError as e:
+        # Stored by another coopnet version whose rules differ (a downgrade), or a damaged file.
+        raise ExportError("bad_store", f"{database}: a stored action of this co-op does not decode here: {e}") from None
     genesis = next((a for a in actions if a.id == coop and a.is_genesis), None)
     if genesis is None:
         raise ExportError("unknown_coop", f"no co-op {format_id(IdKind.COOP, coop)} in {database}")
-    proofs = [decode_proof(raw) for raw in proof_raws]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     try:

@@ -27,7 +27,7 @@ from node.config import Federation, PeerAddress, load_config, load_federation_fi
 from node.keyfile import read_key_file
 from node.node import Node, init_data_dir
 from node.ops import JsonFormatter, advertise_problem, loopback_problem
-from node.store import SCHEMA_VERSION
+from node.store import MIGRATIONS, SCHEMA_VERSION
 from protocol import Action, SigningKey, sign_action, sign_genesis
 from protocol.charter import DEFAULT_CHARTER
 from protocol.ids import IdKind, format_id
@@ -609,3 +609,25 @@ def test_run_on_a_busy_data_dir_or_a_newer_store_says_why(node: NodeProcess, cli
     proc = cli.run("run", "--data-dir", str(node.data_dir))
     assert proc.returncode == 1 and "cannot_start" in proc.stderr and "newer than this coopnet" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_export_of_an_unknown_coop_or_an_unreadable_store_is_refused(cli: Cli, tmp_path: Path) -> None:
+    data = init_data_dir(tmp_path / "d", port=0).data_dir
+    coop = "coop_" + "a" * 52
+    out = tmp_path / "x.archive"
+    assert fail_code(cli.run("--json", "export", "--coop", coop, "--out", str(out), "--data-dir", str(data))) == "no_store"
+    genesis, _ = corpus()
+    db = data / "coopnet.sqlite3"
+    with sqlite3.connect(db) as conn:
+        for script in MIGRATIONS:
+            conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        conn.execute(
+            "INSERT INTO actions (id, coop, author, seq, kind, ts, raw, received_at) VALUES (?, ?, ?, 1, 'coop.genesis', 1, ?, 1)",
+            (genesis.id, genesis.id, genesis.author, genesis.raw[:-1] + b"\x00"),
+        )
+    assert fail_code(cli.run("--json", "export", "--coop", coop, "--out", str(out), "--data-dir", str(data))) == "unknown_coop"
+    proc = cli.run("--json", "export", "--coop", format_id(IdKind.COOP, genesis.id), "--out", str(out), "--data-dir", str(data))
+    assert fail_code(proc) == "bad_store"
+    assert fail_code(cli.run("--json", "export", "--coop", "coop_x", "--out", str(out), "--data-dir", str(data))) == "bad_id"
+    assert not out.exists()
