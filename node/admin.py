@@ -150,6 +150,8 @@ class AdminApi:
             self._routes.append(r)
 
     def app(self) -> web.Application:
+        if len(self._token) < 32:
+            raise ValueError("the admin API is never served without a token (see ensure_token)")
         app = web.Application(client_max_size=MAX_ADMIN_BODY, middlewares=[error_middleware, self._auth])
         app.add_routes([web.get(ADMIN_PREFIX, self.index), *self._routes])
         return app

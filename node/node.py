@@ -176,14 +176,15 @@ class Node:
         app = api.app()
         app.add_routes(peer_api.routes())
         app.add_routes(GovApi(governance, respond, ApiError).routes())
-        admin = AdminApi(token, NodeAdmin(store, book, clock_ms).routes()) if token is not None else None
+        # Other parts of the node add their admin endpoints here: admin.add_routes(x.routes()).
+        admin = AdminApi(token or "", NodeAdmin(store, book, clock_ms).routes())
         runner = admin_runner = None
         try:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
             await site.start()
-            if admin is not None:
+            if token is not None:
                 # Its own listener: a reverse proxy in front of the public port never reaches it.
                 admin_runner = web.AppRunner(admin.app(), access_log=None, handle_signals=False)
                 await admin_runner.setup()

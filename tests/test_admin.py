@@ -143,6 +143,8 @@ async def test_more_endpoints_plug_in_with_one_call(http: aiohttp.ClientSession)
     async def hello(request: web.Request) -> web.Response:
         return web.json_response({"hello": request.match_info["who"]})
 
+    with pytest.raises(ValueError, match="never served without a token"):
+        AdminApi("").app()
     api = AdminApi("t" * 40)
     api.add_routes([web.get(f"{ADMIN_PREFIX}/hello/{{who}}", hello)])
     with pytest.raises(ValueError, match="under /api/v1/admin"):
