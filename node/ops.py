@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import tomllib
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 from protocol.ids import IdKind, parse_id
 
-from .config import ConfigError, Federation, PeerAddress, load_federation_file
+from .config import ConfigError, Federation, PeerAddress, load_federation_file, parse_federation
 
 log = logging.getLogger("coopnet.ops")
 
@@ -252,12 +253,13 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def check_federation_text(text: str, where: Path) -> Federation:
-    """Load a federation file's text the way ``coopnet init --join`` will."""
-    tmp = where.with_name(f".{where.name}.check-{os.getpid()}")
+    """Parse a federation file's text the way ``coopnet init --join`` will read it."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        return load_federation_file(tmp)
+        fed = parse_federation(tomllib.loads(text), str(where))
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{where}: not valid TOML: {e}") from None
     except ConfigError as e:
-        raise ValueError(str(e).replace(str(tmp), str(where))) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise ValueError(str(e)) from None
+    if not fed.name:
+        raise ValueError(f"{where}: a federation file needs a name")
+    return fed
