@@ -207,7 +207,7 @@ def render_federation_file(name: str, *, open_: bool, coops: Sequence[str] | Non
     """A federation file, as ``coopnet init --join`` reads it."""
     replicate = '"all"' if coops is None else "[" + ", ".join(_toml_str(c) for c in coops) + "]"
     text = (
-        f"# Federation {name}: hand this file to every operator who joins (coopnet init --join FILE).\n"
+        "# A coopnet federation: hand this file to every operator who joins (coopnet init --join FILE).\n"
         "# Add bootstrap peers with: coopnet federation add-peer FILE --url URL --id node_...\n\n"
         f"name = {_toml_str(name)}\n"
         f"open = {'true' if open_ else 'false'}   # true: any node with a valid signed record may join; false: only the peers below\n"
