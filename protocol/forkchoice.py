@@ -101,7 +101,7 @@ class ChainPlan:
                 self._append(a, at)
                 self._promote(key, chain_pending)
                 return Verdict(a.id, "accepted", message="replaces the fork with the larger id", proof=proof)
-            if a.prev == occupant.prev and self.keep_ghost(a):
+            if (a.prev == occupant.prev or self._on_ghost(a)) and self.keep_ghost(a):
                 self.displaced.append(a)  # it loses at this seq for good: keep it aside as a ghost
             return Verdict(
                 a.id,
@@ -115,7 +115,7 @@ class ChainPlan:
         # fork waiting for its rival. This action is that rival, so the fork is proven either way.
         proof = self._prove(a, waiting) if waiting is not None else None
         if where is Placement.FORK:
-            if self.on_ghost(a):
+            if self._on_ghost(a) and self.keep_ghost(a):
                 self.displaced.append(a)  # built on a displaced action: the losing side, for good
             return Verdict(
                 a.id,
@@ -141,6 +141,9 @@ class ChainPlan:
         if chain_pending:
             self._promote(key, chain_pending)
         return Verdict(a.id, "accepted", proof=proof)
+
+    def _on_ghost(self, a: Action) -> bool:
+        return a.prev is not None and (self.on_ghost(a) or any(x.id == a.prev for x in self.displaced))
 
     def _demote(self, key: ChainKey, seq: int, new_prev: bytes | None) -> None:
         """Move ``key``'s chain from ``seq`` up out of the chain: stored rows (written by the store)
