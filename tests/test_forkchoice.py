@@ -47,7 +47,14 @@ def history(i: int) -> list[Action]:
 
 
 HISTORIES = [history(i) for i in range(len(KEYS))]
-ALL = [a for h in HISTORIES for a in h]
+# Harder shapes for the order property: a fork at seq 1, and three branches from one point, one
+# of which forks again further up.
+K3, K4 = (SigningKey(hashlib.sha256(b"forkchoice member %d" % i).digest()) for i in (3, 4))
+SEQ1_FORK = branch(K3, None, 3, "a") + branch(K3, None, 2, "b")
+_t = branch(K4, None, 1, "t")
+_x = branch(K4, _t[-1], 3, "x")
+THREE_WAY = _t + _x + branch(K4, _t[-1], 2, "y") + branch(K4, _t[-1], 1, "z") + branch(K4, _x[0], 2, "x2")
+ALL = [a for h in HISTORIES for a in h] + SEQ1_FORK + THREE_WAY
 
 
 @dataclass
@@ -55,23 +62,24 @@ class MemStore:
     """The store's tables, in memory, written as node/store.py writes a plan."""
 
     chains: dict[tuple[bytes, bytes], dict[int, Action]] = field(default_factory=dict)
-    pending: dict[tuple[bytes, bytes], dict[int, Action]] = field(default_factory=dict)
+    pending: dict[bytes, Action] = field(default_factory=dict)
     aside: dict[bytes, Action] = field(default_factory=dict)
     proofs: dict[bytes, bytes] = field(default_factory=dict)
     coops: set[bytes] = field(default_factory=set)
 
     def known(self) -> set[bytes]:
-        ids = {a.id for c in self.chains.values() for a in c.values()}
-        ids |= {a.id for c in self.pending.values() for a in c.values()}
-        return ids | set(self.aside)
+        return {a.id for c in self.chains.values() for a in c.values()} | set(self.pending) | set(self.aside)
 
     def ingest(self, group: list[Action]) -> list[Verdict]:
         known = self.known()
         keys = {(a.coop, a.author) for a in group}
         heads = {k: (max(c), c[max(c)].id) for k, c in self.chains.items() if k in keys and c}
         occupants = {(k[0], k[1], q): a for k, c in self.chains.items() if k in keys for q, a in c.items()}
-        pending = {k: dict(self.pending.get(k, {})) for k in keys}
-        plan = ChainPlan(heads, occupants, pending, set(self.coops), on_ghost=lambda a: a.prev in self.aside)
+        pool: dict[tuple[bytes, bytes], dict[bytes, Action]] = {k: {} for k in keys}
+        for x in [*self.pending.values(), *self.aside.values()]:
+            if (x.coop, x.author) in keys:
+                pool[(x.coop, x.author)][x.id] = x
+        plan = ChainPlan(heads, occupants, pool, set(self.aside), set(self.coops))
         out: list[Verdict] = []
         seen: dict[bytes, Verdict] = {}
         for a in sorted(group, key=lambda a: (a.env.coop is not None, a.coop, a.author, a.seq)):
@@ -83,38 +91,44 @@ class MemStore:
                 continue
             v = seen[a.id] = plan.decide(a, (a.coop, a.author, a.seq))
             out.append(v)
-        # write, as the store does: demotions move rows aside, then appends, pending, proofs
+        # write, as the store does: demoted rows aside, then pool removals, appends, new rows, proofs
         for coop, author, seq in plan.demotions:
             chain = self.chains.get((coop, author), {})
             for q in [q for q in chain if q >= seq]:
                 x = chain.pop(q)
                 self.aside[x.id] = x
-        for a in plan.displaced:
-            self.aside[a.id] = a
-        for pid in plan.unpended:
-            for c in self.pending.values():
-                for q in [q for q, x in c.items() if x.id == pid]:
-                    del c[q]
+        for i in plan.unpended:
+            del self.pending[i]
+        for i in plan.unaside:
+            del self.aside[i]
         for a in plan.appends:
             self.chains.setdefault((a.coop, a.author), {})[a.seq] = a
-            self.aside.pop(a.id, None)
         for a in plan.new_pending.values():
-            self.pending.setdefault((a.coop, a.author), {})[a.seq] = a
+            self.pending[a.id] = a
+        for a in plan.new_aside.values():
+            self.aside[a.id] = a
         for pid, (_, _, _, _, raw) in plan.proofs.items():
             self.proofs[pid] = raw
         self.coops |= set(plan.new_coops)
+        kept = {a.id for c in self.chains.values() for a in c.values()}
+        assert not kept & (set(self.aside) | set(self.pending)), "an action is both kept and in the pool"
+        assert not set(self.aside) & set(self.pending)
         return out
 
     def summary(self) -> tuple[object, ...]:
         chains = {k: tuple(c[q].id for q in sorted(c)) for k, c in self.chains.items() if c}
-        return chains, frozenset(self.proofs)
+        return chains, frozenset(self.aside), frozenset(self.pending)
 
 
 def deliver(groups: list[list[Action]]) -> MemStore:
+    """Deliver ``groups``, then everything again in chain order, as anti-entropy does: what a node
+    refused because its branch parted lower down is offered again once it holds that branch."""
     m = MemStore()
     m.ingest([GENESIS])
     for g in groups:
         m.ingest(g)
+    for _ in range(3):
+        m.ingest(sorted(ALL, key=lambda a: (a.author, a.seq, a.id)))
     return m
 
 
@@ -137,12 +151,8 @@ def reference() -> MemStore:
 def test_any_delivery_order_keeps_the_same_chains_and_proofs(groups: list[list[Action]]) -> None:
     ref = reference()
     got = deliver(groups)
-    chains, proofs = got.summary()
-    ref_chains, ref_proofs = ref.summary()
-    # Pending actions may remain in one order and not another only if their chain never closed:
-    # here every branch is complete, so the kept chains are exactly equal.
-    assert chains == ref_chains
-    assert proofs == ref_proofs
+    assert got.summary() == ref.summary()
+    assert not got.pending  # every branch is complete: nothing waits
     for (coop, author), c in got.chains.items():
         seqs = sorted(c)
         assert seqs == list(range(1, len(seqs) + 1))  # no holes
@@ -171,15 +181,36 @@ def test_the_losing_side_is_kept_aside_whichever_arrives_first() -> None:
         assert {a.id for a in loser} <= set(m.aside), "every action of the losing branch is kept aside"
         chain = m.chains[(COOP, key.public_key)]
         assert [chain[q].id for q in sorted(chain)] == [a.id for a in trunk + winner]
-        assert len(m.proofs) == 1
+        assert m.proofs  # the fork is proven
 
 
 def test_a_rival_that_parts_further_down_is_refused_without_a_ghost() -> None:
     key = KEYS[1]
     trunk, left, right = HISTORIES[1][:2], HISTORIES[1][2:5], HISTORIES[1][5:]
-    m = deliver([trunk, left[:1]])
+    m = MemStore()
+    for g in ([GENESIS], trunk, left[:1]):
+        m.ingest(g)
     # right[1] extends right[0], which this node does not hold: its chain parts below it
     [v] = m.ingest([right[1]])
     assert (v.status, v.code, v.fork_below) == ("rejected", "chain_conflict", True)
-    assert right[1].id not in m.aside
+    assert right[1].id not in m.aside and right[1].id not in m.pending
     assert m.chains[(COOP, key.public_key)][3].id == left[0].id
+
+
+def canonical_chain(actions: list[Action]) -> tuple[bytes, ...]:
+    """The rule, written out plainly: seq 1 the smallest id; then the smallest id whose prev is the head."""
+    chain: list[Action] = []
+    while True:
+        want = chain[-1].id if chain else None
+        nxt = [a for a in actions if a.seq == len(chain) + 1 and a.prev == want]
+        if not nxt:
+            return tuple(a.id for a in chain)
+        chain.append(min(nxt, key=lambda a: a.id))
+
+
+def test_the_kept_chains_are_the_rule_written_out() -> None:
+    chains, _, _ = reference().summary()
+    by_author: dict[bytes, list[Action]] = {}
+    for a in ALL:
+        by_author.setdefault(a.author, []).append(a)
+    assert chains == {(COOP, author): canonical_chain(acts) for author, acts in by_author.items()}  # type: ignore[comparison-overlap]
