@@ -124,10 +124,17 @@ class ChainPlan:
             return Verdict(a.id, "rejected", RejectCode.CHAIN_CONFLICT, "it builds on a fork that lost", proof, fork_below=True)
         if seq == head_seq + 1 and a.prev not in pool:
             return Verdict(
-                a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"prev does not match this author's action at seq {seq - 1}", proof, fork_below=True
+                a.id,
+                "rejected",
+                RejectCode.CHAIN_CONFLICT,
+                f"prev does not match this author's action at seq {seq - 1}",
+                proof,
+                fork_below=True,
             )
         if not self.room(a):
-            return Verdict(a.id, "rejected", RejectCode.CHAIN_GAP, f"seq {head_seq + 1} is missing and there is no room to hold this action")
+            return Verdict(
+                a.id, "rejected", RejectCode.CHAIN_GAP, f"seq {head_seq + 1} is missing and there is no room to hold this action"
+            )
         self._hold(key, a, aside=False)
         return Verdict(a.id, "pending", message=f"waiting for seq {head_seq + 1}", proof=proof)
 
@@ -234,4 +241,3 @@ class ChainPlan:
         self.occupants[(key[0], key[1], a.seq)] = a
         if a.env.coop is None:
             self.new_coops[a.id] = a
-
