@@ -21,6 +21,7 @@ from aiohttp import web
 
 from protocol.ids import IdKind, format_id
 
+from .admission import ClientAdmission, expire_loop, store_policy
 from .api import Api, ApiError, respond
 from .config import CONFIG_NAME, Config, ConfigError, Federation, load_config, render_config
 from .gossip import Gossip, Scope, node_record
@@ -91,6 +92,7 @@ class Node:
         self.node_id = node_id
         self.url = url
         self._gov_task: asyncio.Task[None] | None = None
+        self._expiry_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, config: Config, *, clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None) -> Node:
@@ -104,11 +106,15 @@ class Node:
             clock_ms=clock_ms,
             max_pending=config.limits.max_pending,
             max_group=config.limits.max_group,
+            policy=store_policy(config),
         )
-        ingestor = Ingestor(store, config.limits, metrics)
+        metrics.quarantine_actions.set_function(lambda: store.usage().held)
+        metrics.pending_actions.set_function(lambda: store.usage().pending)
+        metrics.stored_bytes.set_function(lambda: store.usage().bytes)
+        scope = Scope(fed.replicate)
+        ingestor = Ingestor(store, config.limits, metrics, admission=config.admission, in_scope=scope, configured=lambda: scope.configured)
         book = PeerBook(key.public_key, fed, clock_ms, rng, metrics)
         client = PeerClient(key, clock_ms, metrics, fed.request_timeout)
-        scope = Scope(fed.replicate)
         where: dict[str, str] = {}  # the advertised URL is known once the socket is bound
 
         def record() -> bytes:
@@ -141,7 +147,10 @@ class Node:
             rng=rng,
         )
         governance = Governance(store, scope)
-        api = Api(store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view, governance)
+        admission = ClientAdmission(config.admission, clock_ms, metrics)
+        api = Api(
+            store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view, governance, admission
+        )
         app = api.app()
         app.add_routes(peer_api.routes())
         app.add_routes(GovApi(governance, respond, ApiError).routes())
@@ -162,20 +171,23 @@ class Node:
             ingestor.warm()
         gossip.start()
         gov_task = asyncio.create_task(governance.run(max(fed.anti_entropy_interval, 1.0)), name="governance-refresh")
+        expiry_task = asyncio.create_task(expire_loop(store), name="admission-expiry")
         log.info("node %s listening on %s, store %s", format_id(IdKind.NODE, key.public_key), url, config.database_path)
         if fed.peers or fed.open:
             log.info("federation %r: %d configured peers, %s", fed.name, len(book.peers), "open" if fed.open else "closed")
         node = cls(replace(config, port=port), store, ingestor, gossip, book, runner, key.public_key, url)
         node._gov_task = gov_task
+        node._expiry_task = expiry_task
         return node
 
     async def stop(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.config.data_dir / URL_FILE).unlink()
-        if self._gov_task is not None:
-            self._gov_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gov_task
+        for task in (self._gov_task, self._expiry_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.gossip.stop()
         await self.runner.cleanup()
         self.ingestor.close()
