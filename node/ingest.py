@@ -286,7 +286,7 @@ class Ingestor:
     def _founding(self, genesis: Action, source: Source) -> str | None:
         """Why this node founds no co-op from this client's genesis, or None if it may."""
         policy = self.admission.founding
-        if policy == "open":
+        if policy == "open" or self.store.hosts(genesis.id):  # a co-op here already: the store says known
             return None
         if policy == "closed":
             listed = self.configured()

@@ -599,6 +599,10 @@ class Store:
             self._coop_bytes = {c: n for c, n in await cur.fetchall()}
         self._bytes_total = sum(self._coop_bytes.values())
 
+    def hosts(self, coop: bytes) -> bool:
+        """Whether ``coop``'s genesis is stored here."""
+        return coop in self._coops
+
     def is_blocked(self, coop: bytes, author: bytes) -> bool:
         """On this node's block list, in ``coop`` or in every co-op (a set lookup: the ingest path
         asks it only while the list is not empty)."""
