@@ -357,6 +357,7 @@ class Store:
         self._founders: dict[bytes, frozenset[bytes]] = {}  # co-op -> its genesis author and founders
         self.blocked: frozenset[tuple[bytes, bytes]] = frozenset()  # (co-op or ANY_COOP, author)
         self.released_total = 0  # held actions run through the plan again once their author was known
+        self._releases: set[asyncio.Future[Any]] = set()
         self._has_forks = False  # while the forks table is empty, nothing is looked up in it
         # Reconciliation reads every head of a co-op each round, on both sides: kept between
         # rounds until a commit moves one (the epoch), within HEAD_SETS_MAX_HEADS over all co-ops.
@@ -481,6 +482,12 @@ class Store:
                 if not job.future.done():
                     job.future.set_exception(StoreError(f"could not commit: {e}"))
             return
+        if started and self._held_count:
+            # Queued before the callers hear back: whoever waits for releases_done sees it.
+            try:
+                await self._release(started)
+            except Exception:  # the disk: what was held stays held until it expires (a resend is taken)
+                log.exception("could not read the quarantine to release it")
         i = j = 0
         for job in jobs:
             n, m = len(job.actions), len(job.proofs)
@@ -493,8 +500,6 @@ class Store:
                     listener(committed)
                 except Exception:
                     log.exception("commit listener failed")
-        if started and self._held_count:
-            await self._release(started)
 
     async def _run_call(self, job: _Job) -> None:
         assert job.call is not None
@@ -529,8 +534,21 @@ class Store:
         actions = [decode_action(raw, check_signature=False) for (raw,) in rows]  # validated on the way in
         self.released_total += len(actions)
         job = _Job(actions, (), None, asyncio.get_running_loop().create_future(), released=True)
-        job.future.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody waits for it
+        self._releases.add(job.future)
+        job.future.add_done_callback(self._released)
         self._queue.put_nowait(job)
+
+    def _released(self, f: asyncio.Future[Any]) -> None:
+        self._releases.discard(f)
+        if not f.cancelled() and f.exception() is not None:
+            log.error("releasing held actions failed: %s", f.exception())
+
+    async def releases_done(self) -> None:
+        """Wait until every release under way (and any it led to) is committed."""
+        for _ in range(1000):  # bounded: each round is one committed group
+            if not self._releases:
+                return
+            await asyncio.gather(*list(self._releases), return_exceptions=True)
 
     async def _commit_group(self, jobs: list[_Job]) -> tuple[list[IngestResult], list[bool], Committed, list[ChainKey]]:
         now = self._clock_ms()
