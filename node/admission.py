@@ -195,10 +195,13 @@ class ClientAdmission:
     def admit(self, address: str, checked: Checked) -> Limited | None:
         """Before storing: is any author of these actions over their bucket, or would they start
         chains (applications, new co-ops) beyond this address's or a co-op's bucket?"""
-        for author in {a.env.author for a in checked.actions}:
-            over = self._over(self.authors, author, f"more than {self.config.author_rate:g} actions/s from this author")
-            if over is not None:
-                return over
+        if self.authors.rate:
+            for author in {a.env.author for a in checked.actions}:
+                over = self._over(self.authors, author, f"more than {self.config.author_rate:g} actions/s from this author")
+                if over is not None:
+                    return over
+        if not (self.joins.rate or self.applies.rate):
+            return None
         joining = [a for a in checked.actions if _joins(a)]
         if joining:
             over = self._over(self.joins, address, "too many applications and new co-ops from this address")
@@ -213,6 +216,8 @@ class ClientAdmission:
     def charge(self, address: str, checked: Checked, outcome: Outcome) -> None:
         """After storing: each author pays for what was stored or held; each chain started (an
         application accepted, a co-op founded) costs its address and its co-op."""
+        if not (self.authors.rate or self.joins.rate or self.applies.rate):
+            return
         per_author: dict[bytes, int] = {}
         joins = 0
         for a, r in zip(checked.actions, outcome.results, strict=True):
