@@ -108,9 +108,9 @@ class Node:
             max_group=config.limits.max_group,
             policy=store_policy(config),
         )
-        metrics.quarantine_actions.set_function(lambda: store.usage().held)
-        metrics.pending_actions.set_function(lambda: store.usage().pending)
-        metrics.stored_bytes.set_function(lambda: store.usage().bytes)
+        metrics.quarantine_actions.set_function(lambda: store.held_count)
+        metrics.pending_actions.set_function(lambda: store.pending_count)
+        metrics.stored_bytes.set_function(lambda: store.stored_bytes)
         scope = Scope(fed.replicate)
         ingestor = Ingestor(store, config.limits, metrics, admission=config.admission, in_scope=scope, configured=lambda: scope.configured)
         book = PeerBook(key.public_key, fed, clock_ms, rng, metrics)

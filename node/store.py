@@ -45,9 +45,10 @@ import contextlib
 import logging
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import aiosqlite
@@ -292,11 +293,11 @@ class Usage:
     """What the store holds against its bounds (``/api/v1/node``, metrics, admin)."""
 
     bytes: int
-    coop_bytes: dict[bytes, int]
+    coop_bytes: Mapping[bytes, int]  # read-only views of copies
     held: int
-    held_by_coop: dict[bytes, int]
+    held_by_coop: Mapping[bytes, int]
     pending: int
-    pending_by_coop: dict[bytes, int]
+    pending_by_coop: Mapping[bytes, int]
     blocked: int
 
 
@@ -486,14 +487,12 @@ class Store:
             # Queued before the callers hear back: whoever waits for releases_done sees it.
             try:
                 await self._release(started)
+            except asyncio.CancelledError:
+                _answer(jobs, results, proof_flags)  # committed: the callers hear so, whatever happens next
+                raise
             except Exception:  # the disk: what was held stays held until it expires (a resend is taken)
                 log.exception("could not read the quarantine to release it")
-        i = j = 0
-        for job in jobs:
-            n, m = len(job.actions), len(job.proofs)
-            if not job.future.done():
-                job.future.set_result((results[i : i + n], proof_flags[j : j + m]))
-            i, j = i + n, j + m
+        _answer(jobs, results, proof_flags)
         if committed.actions or committed.proofs or committed.displaced:
             for listener in self.listeners:
                 try:
@@ -508,12 +507,13 @@ class Store:
             await w.execute("BEGIN IMMEDIATE")
             try:
                 out = await job.call(w)
+                counters = await _read_counters(w)  # as the transaction leaves them: nothing awaits after the commit
                 await w.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(Exception):
                     await w.execute("ROLLBACK")
                 raise
-            await self._load_counters(w)
+            self._set_counters(counters)
         except asyncio.CancelledError:
             if not job.future.done():
                 job.future.set_exception(StoreError("store closed"))
@@ -560,6 +560,10 @@ class Store:
             plan = await _GroupPlan.build(w, group, jobs, self, now)
             proof_flags = await plan.add_proofs(w, proofs)
             await plan.write(w, now)
+            # Counted inside the transaction (it sees its own writes), kept only once committed:
+            # nothing awaits between the commit and the answer.
+            held = await _count_by_coop(w, "quarantine") if plan.new_held or plan.released else None
+            coop_bytes = await _coop_bytes(w) if plan.resync_bytes else None
             await w.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(Exception):
@@ -571,13 +575,13 @@ class Store:
         self._pending_count = plan.pending_count
         for coop, n in plan.pending_delta().items():
             self._pending_by_coop[coop] = self._pending_by_coop.get(coop, 0) + n
-        if plan.new_held or plan.released:
-            await self._load_held(w)
+        if held is not None:
+            self._held_by_coop, self._held_count = held, sum(held.values())
         for coop, n in plan.coop_added.items():
             self._coop_bytes[coop] = self._coop_bytes.get(coop, 0) + n
             self._bytes_total += n
-        if plan.resync_bytes:
-            await self._load_bytes(w)
+        if coop_bytes is not None:
+            self._coop_bytes, self._bytes_total = coop_bytes, sum(coop_bytes.values())
         self._has_forks = self._has_forks or bool(plan.demotions or plan.forked_inline)
         for coop in {coop for coop, _author in plan.dirty_heads}:
             self._heads_epoch[coop] = self._heads_epoch.get(coop, 0) + 1
@@ -599,23 +603,14 @@ class Store:
     # ---- admission's counters ------------------------------------------------------------------
 
     async def _load_counters(self, conn: aiosqlite.Connection) -> None:
-        async with conn.execute("SELECT coop, COUNT(*) FROM pending GROUP BY coop") as cur:
-            self._pending_by_coop = {c: n for c, n in await cur.fetchall()}
-        self._pending_count = sum(self._pending_by_coop.values())
-        await self._load_held(conn)
-        await self._load_bytes(conn)
-        async with conn.execute("SELECT coop, author FROM blocked_authors") as cur:
-            self.blocked = frozenset((c, a) for c, a in await cur.fetchall())
+        self._set_counters(await _read_counters(conn))
 
-    async def _load_held(self, conn: aiosqlite.Connection) -> None:
-        async with conn.execute("SELECT coop, COUNT(*) FROM quarantine GROUP BY coop") as cur:
-            self._held_by_coop = {c: n for c, n in await cur.fetchall()}
-        self._held_count = sum(self._held_by_coop.values())
-
-    async def _load_bytes(self, conn: aiosqlite.Connection) -> None:
-        async with conn.execute("SELECT id, bytes FROM coops") as cur:
-            self._coop_bytes = {c: n for c, n in await cur.fetchall()}
-        self._bytes_total = sum(self._coop_bytes.values())
+    def _set_counters(self, counters: tuple[dict[bytes, int], dict[bytes, int], dict[bytes, int], frozenset[tuple[bytes, bytes]]]) -> None:
+        pending, held, coop_bytes, blocked = counters
+        self._pending_by_coop, self._pending_count = pending, sum(pending.values())
+        self._held_by_coop, self._held_count = held, sum(held.values())
+        self._coop_bytes, self._bytes_total = coop_bytes, sum(coop_bytes.values())
+        self.blocked = blocked
 
     def hosts(self, coop: bytes) -> bool:
         """Whether ``coop``'s genesis is stored here."""
@@ -629,13 +624,25 @@ class Store:
     def usage(self) -> Usage:
         return Usage(
             self._bytes_total,
-            dict(self._coop_bytes),
+            MappingProxyType(dict(self._coop_bytes)),
             self._held_count,
-            dict(self._held_by_coop),
+            MappingProxyType(dict(self._held_by_coop)),
             self._pending_count,
-            dict(self._pending_by_coop),
+            MappingProxyType(dict(self._pending_by_coop)),
             len(self.blocked),
         )
+
+    @property
+    def held_count(self) -> int:
+        return self._held_count
+
+    @property
+    def pending_count(self) -> int:
+        return self._pending_count
+
+    @property
+    def stored_bytes(self) -> int:
+        return self._bytes_total
 
     # ---- admission: what an operator sees and does (the admin API calls these) ----------------
 
@@ -968,6 +975,35 @@ async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
 def _statements(script: str) -> list[str]:
     # Migrations hold no semicolons inside literals, so splitting is exact; comments are kept.
     return [s.strip() for s in script.split(";") if s.strip() and not all(line.strip().startswith("--") for line in s.strip().splitlines())]
+
+
+async def _count_by_coop(conn: aiosqlite.Connection, table: str) -> dict[bytes, int]:
+    async with conn.execute(f"SELECT coop, COUNT(*) FROM {table} GROUP BY coop") as cur:
+        return {c: n for c, n in await cur.fetchall()}
+
+
+async def _coop_bytes(conn: aiosqlite.Connection) -> dict[bytes, int]:
+    async with conn.execute("SELECT id, bytes FROM coops") as cur:
+        return {c: n for c, n in await cur.fetchall()}
+
+
+async def _read_counters(
+    conn: aiosqlite.Connection,
+) -> tuple[dict[bytes, int], dict[bytes, int], dict[bytes, int], frozenset[tuple[bytes, bytes]]]:
+    """Admission's counters as the tables hold them: pending and held per co-op, bytes per co-op, blocks."""
+    pending, held, coop_bytes = await _count_by_coop(conn, "pending"), await _count_by_coop(conn, "quarantine"), await _coop_bytes(conn)
+    async with conn.execute("SELECT coop, author FROM blocked_authors") as cur:
+        blocked = frozenset((c, a) for c, a in await cur.fetchall())
+    return pending, held, coop_bytes, blocked
+
+
+def _answer(jobs: list[_Job], results: list[IngestResult], proof_flags: list[bool]) -> None:
+    i = j = 0
+    for job in jobs:
+        n, m = len(job.actions), len(job.proofs)
+        if not job.future.done():
+            job.future.set_result((results[i : i + n], proof_flags[j : j + m]))
+        i, j = i + n, j + m
 
 
 def _scope_filter(coop: bytes | None, author: bytes | None, prefix: str = "") -> tuple[str, list[bytes]]:
