@@ -30,7 +30,7 @@ from .config import Limits
 from .governance import Governance
 from .ingest import Ingestor, Source
 from .metrics import CONTENT_TYPE, Metrics
-from .statuses import REJECT_STATUS, status_for
+from .statuses import MISSING_STATUS, REJECT_STATUS, status_for
 from .store import IngestResult, Store, StoreError
 
 log = logging.getLogger("coopnet.api")
@@ -52,6 +52,13 @@ class ApiError(Exception):
         self.message = message
         self.extra = extra or {}
         self.status = status_for(code, missing=missing)
+
+
+def status_named_error(status: int, code: str, message: str) -> ApiError:
+    """For a layer that still names a status with its code (``GovApi``'s ``error``): the table
+    decides the status; the only thing taken from ``status`` is that 404 means the path names
+    something that is not here."""
+    return ApiError(code, message, missing=status == MISSING_STATUS)
 
 
 def _from_protocol(e: ProtocolError) -> ApiError:

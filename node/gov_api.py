@@ -51,7 +51,7 @@ class GovApi:
         coop = parse_id(IdKind.COOP, request.match_info["coop"])
         fold = await self.gov.fold(coop)
         if fold is None:
-            raise self.error(RejectCode.UNKNOWN_COOP.value, f"no co-op {request.match_info['coop']} here", missing=True)  # type: ignore[call-arg]
+            raise self.error(404, RejectCode.UNKNOWN_COOP.value, f"no co-op {request.match_info['coop']} here")  # type: ignore[call-arg]
         return fold
 
     async def state(self, request: web.Request) -> web.Response:
@@ -135,7 +135,7 @@ class GovApi:
         if p is None:
             state, reason = fold.result(pid)
             raise self.error(
-                "not_found", f"no proposal {request.match_info['id']} in this co-op's state ({state}{': ' + reason if reason else ''})"
+                404, "not_found", f"no proposal {request.match_info['id']} in this co-op's state ({state}{': ' + reason if reason else ''})"
             )  # type: ignore[call-arg]
         return self.respond(request, self._proposal_view(fold, p, detail=True))
 
@@ -144,15 +144,15 @@ class GovApi:
         fold = await self._fold(request)
         p = fold.state.proposals.get(parse_id(IdKind.ACTION, request.match_info["id"]))
         if p is None:
-            raise self.error("not_found", "no such proposal in this co-op's state")  # type: ignore[call-arg]
+            raise self.error(404, "not_found", "no such proposal in this co-op's state")  # type: ignore[call-arg]
         texts = [t for t in request.query.get("deps", "").split(",") if t]
         if not texts or len(texts) > 33:
-            raise self.error("bad_request", "deps: 1 to 33 comma-separated action ids")  # type: ignore[call-arg]
+            raise self.error(400, "bad_request", "deps: 1 to 33 comma-separated action ids")  # type: ignore[call-arg]
         merged: dict[bytes, int] = {}
         for t in texts:
             aid = parse_id(IdKind.ACTION, t)
             if aid not in fold.height:
-                raise self.error("not_ready", f"{t} is not folded here yet")  # type: ignore[call-arg]
+                raise self.error(409, "not_ready", f"{t} is not folded here yet")  # type: ignore[call-arg]
             for author, top in fold.frontier_since(aid, fold.height[p.id]).items():
                 merged[author] = max(top, merged.get(author, 0))
         result, counts = outcome(p, merged)
@@ -199,5 +199,5 @@ class GovApi:
         aid = parse_id(IdKind.ACTION, request.match_info["id"])
         state, reason = fold.result(aid)
         if state == "unknown":
-            raise self.error("not_found", f"no action {request.match_info['id']} in this co-op's fold")  # type: ignore[call-arg]
+            raise self.error(404, "not_found", f"no action {request.match_info['id']} in this co-op's fold")  # type: ignore[call-arg]
         return self.respond(request, {"id": request.match_info["id"], "result": state, "reason": reason})

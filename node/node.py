@@ -22,7 +22,7 @@ from aiohttp import web
 from protocol.ids import IdKind, format_id
 
 from .admission import ClientAdmission, expire_loop, store_policy
-from .api import Api, ApiError, respond
+from .api import Api, respond, status_named_error
 from .config import CONFIG_NAME, Config, ConfigError, Federation, load_config, render_config
 from .gossip import Gossip, Scope, node_record
 from .gov_api import GovApi
@@ -153,7 +153,7 @@ class Node:
         )
         app = api.app()
         app.add_routes(peer_api.routes())
-        app.add_routes(GovApi(governance, respond, ApiError).routes())
+        app.add_routes(GovApi(governance, respond, status_named_error).routes())  # type: ignore[arg-type]
         try:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()

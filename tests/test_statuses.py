@@ -8,6 +8,7 @@ from pathlib import Path
 from node.statuses import AUTH_STATUS, HTTP_STATUS, REJECT_STATUS, status_for
 from protocol import RejectCode
 from protocol.peer import AuthCode
+from tests.conftest import NodeClient, coop_id, make_genesis, member_key
 
 PROTOCOL = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text()
 
@@ -58,3 +59,19 @@ def test_every_reject_code_is_documented() -> None:
     section = PROTOCOL[PROTOCOL.index("## 7. Reject codes") : PROTOCOL.index("## 8. Test vectors")]
     for code in RejectCode:
         assert f"| `{code.value}` |" in section, code
+
+
+async def test_every_http_layer_answers_with_the_tables_status(client: NodeClient) -> None:
+    genesis = make_genesis(member_key(1))
+    assert (await client.post([genesis])).status == 200
+    coop = coop_id(genesis)
+    unknown = "coop_" + "a" * 52
+    for path, status, code in [
+        (f"/api/v1/coops/{unknown}", 404, "unknown_coop"),  # the client API: a lookup of what is not here
+        (f"/api/v1/coops/{unknown}/state", 404, "unknown_coop"),  # the governance API, the same
+        (f"/api/v1/coops/{coop}/results/{'act_' + 'a' * 52}", 404, "not_found"),
+        (f"/api/v1/coops/{coop}/actions?limit=0", 400, "bad_request"),
+        ("/api/v1/actions/xyz", 400, "bad_id"),
+    ]:
+        reply = await client.get(path)
+        assert (reply.status, reply.json["error"]) == (status, code), path
