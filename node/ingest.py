@@ -364,6 +364,11 @@ class Ingestor:
                 continue
             if self.in_scope(proof.coop):
                 new_proofs.append(proof)
+        if new_proofs and self.store.policy.hold_unknown:
+            # A proof about an author not known here proves nothing this node folds, and anyone
+            # can sign two actions: kept only about known authors (a later round brings the rest).
+            known = await self.store.known_authors((p.coop, p.author) for p in new_proofs)
+            new_proofs = [p for p in new_proofs if (p.coop, p.author) in known]
         if new_proofs:
             flags = await self.store.ingest_proofs(new_proofs, origin=checked.source.peer)
             self.metrics.proofs_stored.inc(sum(flags))

@@ -612,6 +612,24 @@ class Store:
         self._coop_bytes, self._bytes_total = coop_bytes, sum(coop_bytes.values())
         self.blocked = blocked
 
+    async def known_authors(self, keys: Iterable[ChainKey]) -> set[ChainKey]:
+        """Which (co-op, author) pairs name an author known in that co-op here: a stored chain, or
+        the co-op's founders (the same rule as the plan's, without an application to look at)."""
+        asked = list(set(keys))
+        out = {(c, a) for c, a in await _rows_in(self._r, "SELECT coop, author FROM chains WHERE (coop, author)", asked)}
+        for coop, author in asked:
+            if (coop, author) in out or coop not in self._coops:
+                continue
+            founders = self._founders.get(coop)
+            if founders is None:
+                rows = await self._all("SELECT raw FROM actions WHERE id = ?", (coop,))
+                if not rows:
+                    continue
+                founders = self._founders[coop] = _founders_of(decode_action(rows[0][0], check_signature=False))
+            if author in founders:
+                out.add((coop, author))
+        return out
+
     def hosts(self, coop: bytes) -> bool:
         """Whether ``coop``'s genesis is stored here."""
         return coop in self._coops
@@ -1083,7 +1101,10 @@ class _GroupPlan:
         self.released: set[bytes] = set()  # ids taken out of the quarantine by this group
         self.pending_added: dict[bytes, int] = {}  # per co-op, for the bounds (an upper bound)
         self.pending_removed: dict[bytes, int] = {}  # per co-op: stored pending rows removed
-        self.chain_bytes: dict[ChainKey, int] = {}
+        self.chain_bytes: dict[ChainKey, int] = {}  # as stored before this group
+        # Bytes appended so far in this group, kept while deciding only when a quota may be met
+        # (see build); the write counts what was appended, whatever happened in between.
+        self.chain_added: dict[ChainKey, int] = {}
         self.coop_added: dict[bytes, int] = {}
         self.bytes_added = 0
         self.resync_bytes = False  # a fork displaced stored actions: recount the bytes
@@ -1119,6 +1140,18 @@ class _GroupPlan:
         ):
             heads[(coop, author)] = (head_seq, head_id)
             chain_bytes[(coop, author)] = size
+        if plan.quotas:
+            # Checked per action only if this whole group could meet a quota: almost never, so a
+            # catch-up pays one sum per group, not three lookups per action.
+            p, total = plan.policy, sum(len(a.raw) for a in group)
+            plan.quotas = bool(
+                (p.quota_node_bytes and store._bytes_total + total > p.quota_node_bytes)
+                or (
+                    p.quota_coop_bytes
+                    and max((store._coop_bytes.get(c, 0) for c in {k[0] for k in where}), default=0) + total > p.quota_coop_bytes
+                )
+                or (p.quota_author_bytes and max(chain_bytes.values(), default=0) + total > p.quota_author_bytes)
+            )
 
         # A chain's stored actions are exactly its seqs 1..head, so an action above its head is not
         # stored, and one at or below it is stored iff the id at its seq is its own: no lookup by
@@ -1247,7 +1280,7 @@ class _GroupPlan:
         size = len(a.raw)
         coop = key[0]
         what = None
-        if p.quota_author_bytes and self.chain_bytes.get(key, 0) + size > p.quota_author_bytes:
+        if p.quota_author_bytes and self.chain_bytes.get(key, 0) + self.chain_added.get(key, 0) + size > p.quota_author_bytes:
             what = f"this author's quota in this co-op ({p.quota_author_bytes} bytes)"
         elif p.quota_coop_bytes and self.store._coop_bytes.get(coop, 0) + self.coop_added.get(coop, 0) + size > p.quota_coop_bytes:
             what = f"this co-op's quota ({p.quota_coop_bytes} bytes)"
@@ -1423,11 +1456,11 @@ class _GroupPlan:
         self.heads[key] = (at[2], a.id)
         self.dirty_heads.add(key)
         occupants[at] = a
-        size = len(a.raw)
-        self.chain_bytes[key] = self.chain_bytes.get(key, 0) + size
-        coop = at[0]
-        self.coop_added[coop] = self.coop_added.get(coop, 0) + size
-        self.bytes_added += size
+        if self.quotas:
+            size = len(a.raw)
+            self.chain_added[key] = self.chain_added.get(key, 0) + size
+            self.coop_added[key[0]] = self.coop_added.get(key[0], 0) + size
+            self.bytes_added += size
         if at[2] == 1:
             self.started.append(key)
             if a.env.coop is None:
@@ -1468,18 +1501,26 @@ class _GroupPlan:
                 [(a.id, a.coop, a.author, a.seq, a.kind, a.env.ts, a.raw, now) for a in self.appends],
             )
             per_coop: dict[bytes, int] = {}
+            coop_added: dict[bytes, int] = {}
+            chain_added: dict[ChainKey, int] = {}
             for a in self.appends:
-                per_coop[a.coop] = per_coop.get(a.coop, 0) + 1
+                coop, size, key = a.coop, len(a.raw), (a.coop, a.env.author)
+                per_coop[coop] = per_coop.get(coop, 0) + 1
+                coop_added[coop] = coop_added.get(coop, 0) + size
+                chain_added[key] = chain_added.get(key, 0) + size
+            self.coop_added, self.chain_added = coop_added, chain_added
             await w.executemany(
                 "UPDATE coops SET actions = actions + ?, bytes = bytes + ? WHERE id = ?",
-                [(n, self.coop_added.get(c, 0), c) for c, n in per_coop.items()],
+                [(n, coop_added[c], c) for c, n in per_coop.items()],
             )
+        else:
+            self.coop_added, self.chain_added = {}, {}
         if self.dirty_heads:
-            chain_bytes = self.chain_bytes
+            base, added = self.chain_bytes, self.chain_added
             await w.executemany(
                 "INSERT INTO chains (coop, author, head_seq, head_id, bytes) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (coop, author) DO UPDATE SET head_seq = excluded.head_seq, head_id = excluded.head_id, bytes = excluded.bytes",
-                [(k[0], k[1], *self.heads[k], chain_bytes.get(k, 0)) for k in self.dirty_heads],
+                [(k[0], k[1], *self.heads[k], base.get(k, 0) + added.get(k, 0)) for k in self.dirty_heads],
             )
         if self.demotions or self.forked_inline:
             # Rare (an equivocation displaced a fork): count the bytes of what is stored again.

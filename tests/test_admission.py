@@ -24,7 +24,7 @@ from node.config import Admission, PeerAddress
 from node.ingest import invite_hash
 from node.node import Node, init_data_dir
 from node.store import StorePolicy
-from protocol import Action, RejectCode, SigningKey, sign_action, sign_genesis
+from protocol import Action, RejectCode, SigningKey, make_proof, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id
 from protocol.messages import PeerPush, encode_push, encode_submission
 from tests.fed_helpers import (
@@ -381,6 +381,34 @@ async def test_seq_2_from_a_peer_before_the_application_is_held_then_stored_like
     )
     assert sa["state_hash"] == sb["state_hash"]
     assert_honest_peers_unpunished([a.running])
+    assert a.running.book.peers[relay.public_key].offences == {}
+
+
+async def test_proofs_about_strangers_are_not_kept(cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    """Anyone can sign two actions at one seq: a peer's equivocation proof is kept only when it is
+    about an author known here (a proof about anyone else proves nothing this node folds)."""
+    relay = node_key(32)
+    (a,) = cluster.add(1, admission=Admission(trusted_proxies=PROXY))
+    cluster.federate(a, peers=(PeerAddress(f"http://127.0.0.1:{free_ports(1)[0]}", node_text(relay.public_key)),))
+    await cluster.start(a)
+    c = Client(http, a.url)
+    coop = await founded(c, Person(key("founder")))
+    member = Person(key("member"))
+    assert await c.ok([member.apply(coop)]) == ["accepted"]
+    proofs = []
+    for p in (member, Person(key("stranger"))):
+        base = p.heads.get(coop)
+        x, y = (
+            sign_action(
+                p.key, coop=coop, seq=(base.seq + 1) if base else 1, prev=base.id if base else None, ts=TS, kind="t.x", body={"n": n}
+            )
+            for n in (1, 2)
+        )
+        proofs.append(make_proof(x, y))
+    body = encode_push(PeerPush((), tuple(pr.encode() for pr in proofs)))
+    status, doc = await peer_post(http, a.url, PUSH, body, signed_headers(relay, a.node_id, PUSH, body))
+    assert status == 200, doc
+    assert [pr.id for pr in await a.running.store.proofs(coop)] == [proofs[0].id]
     assert a.running.book.peers[relay.public_key].offences == {}
 
 
