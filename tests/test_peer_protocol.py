@@ -934,10 +934,13 @@ async def test_the_replay_check_comes_before_the_token_bucket() -> None:
 
 # ==== node records ==============================================================================
 
-urls = st.builds(
-    lambda scheme, host: f"{scheme}://{host}",
+urls = st.builds(  # origins (10.2): scheme://host[:port]
+    lambda scheme, labels, port: f"{scheme}://{'.'.join(labels)}{port}",
     st.sampled_from(["http", "https"]),
-    st.text("abcdefghij.:0123456789-", min_size=1, max_size=60),
+    st.lists(
+        st.from_regex(r"[a-j0-9](?:[a-j0-9-]{0,8}[a-j0-9])?", fullmatch=True).filter(lambda x: not x.isdigit()), min_size=1, max_size=5
+    ),
+    st.sampled_from(["", ":1", ":8470", ":65535"]),
 )
 
 
