@@ -107,7 +107,7 @@ class Node:
         )
         ingestor = Ingestor(store, config.limits, metrics)
         book = PeerBook(key.public_key, fed, clock_ms, rng, metrics)
-        client = PeerClient(key, clock_ms, metrics, fed.request_timeout)
+        client = PeerClient(key, clock_ms, metrics, fed.request_timeout, fed.request_rate)
         scope = Scope(fed.replicate)
         where: dict[str, str] = {}  # the advertised URL is known once the socket is bound
 
