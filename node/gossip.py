@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import ProtocolError, SigningKey
-from protocol.action import peek_scope
 from protocol.ids import IdKind, parse_id
 from protocol.messages import (
     PUSH_MAX_ACTIONS,
@@ -278,8 +277,7 @@ class Gossip:
         self._push_tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()  # set to run an anti-entropy round now (tests, new peers)
         self._probe_wake = asyncio.Event()  # set when a candidate is introduced
-        self._claims_from: dict[bytes, bytes] = {}  # co-op being checked -> the peer that claimed it
-        self._genesis_sent: set[bytes] = set()  # claimed co-ops whose genesis the claimer did send
+        self._claims: dict[bytes, tuple[bytes, bool]] = {}  # co-op being checked -> (claimer, served anything of it)
         self._listed_at: dict[bytes, int] = {}  # peer -> when its co-op list was last asked for
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -426,19 +424,18 @@ class Gossip:
 
     async def check_claim(self, peer: Peer, coop: bytes) -> int:
         """Fetch a co-op this node does not hold from the peer whose list named it. If the exchange
-        went through and the peer sent nothing of it, not even its genesis, the claim was false: it
-        costs that peer, never the others (whom this node did not even ask)."""
-        self._claims_from[coop] = peer.node_id
-        self._genesis_sent.discard(coop)
+        went through and the peer served no action of it (it listed no heads, or sent nothing of
+        what it listed), the claim was false: it costs that peer, never the others (whom this node
+        did not even ask). An honest holder always serves something: every chain it lists has a
+        seq 1, and the first fetch asks for exactly that."""
+        self._claims[coop] = (peer.node_id, False)
         try:
             fetched, completed = await self._sync_coop(peer, coop)
         finally:
-            self._claims_from.pop(coop, None)
-        sent = coop in self._genesis_sent
-        self._genesis_sent.discard(coop)
-        if completed and not sent and await self.store.get_coop(coop) is None:
+            _, served = self._claims.pop(coop, (b"", False))
+        if completed and not served and await self.store.get_coop(coop) is None:
             self.book.penalize(peer.node_id, "bogus_claim")
-            log.info("peer %s listed co-op %s but holds nothing of it", peer.text_id, coop.hex()[:16])
+            log.info("peer %s listed co-op %s but served nothing of it", peer.text_id, coop.hex()[:16])
         return fetched
 
     async def sync_coop(self, peer: Peer, coop: bytes) -> int:
@@ -572,8 +569,6 @@ class Gossip:
     async def _fetch_call(self, peer: Peer, coop: bytes, batch: tuple[Want, ...], proofs: list[bytes]) -> FetchReply:
         body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs)))
         reply = decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))
-        if self._claims_from.get(coop) == peer.node_id and any(w.first == 1 for w in batch):
-            self._note_genesis(coop, reply)
         kept, dropped = keep_asked(reply, coop, batch, proofs)
         if dropped:
             # An honest responder sends only what it was asked (10.5): the rest is neither stored nor
@@ -581,13 +576,9 @@ class Gossip:
             self.book.penalize(peer.node_id, "unasked", dropped)
             self.metrics.actions_rejected.labels("unasked", "fetch").inc(dropped)
             log.warning("fetch reply from %s carried %d items not asked for: dropped", peer.text_id, dropped)
+        if kept.actions and self._claims.get(coop, (b"", True))[0] == peer.node_id:
+            self._claims[coop] = (peer.node_id, True)
         return kept
-
-    def _note_genesis(self, coop: bytes, reply: FetchReply) -> None:
-        """A claimer that sends the genesis of the co-op it claimed told the truth, even if this
-        node then refuses to store it (that is this node's choice, not the claimer's fault)."""
-        if any((p := peek_scope(raw)) is not None and p[0] == coop for raw in reply.actions):
-            self._genesis_sent.add(coop)
 
     def _fetch_batch(self, remaining: dict[bytes, Want]) -> tuple[Want, ...]:
         """At most ``fetch_batch`` actions' worth of wants (and 1024 wants), in author order: the

@@ -8,16 +8,22 @@ The multi-node versions of these findings, against real nodes, are in tests/test
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+import re
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.config import ConfigError, Federation, PeerAddress, parse_federation
+from node.cli import main as cli_main
+from node.config import ConfigError, Federation, PeerAddress, parse_federation, render_federation
 from node.metrics import Metrics
-from node.peers import PeerBook, TokenBucket, network_group
+from node.peers import PENALTY, PeerBook, TokenBucket, network_group
 from protocol import codec
 from protocol.ids import IdKind, format_id
 from protocol.keys import SigningKey
@@ -378,3 +384,56 @@ def test_the_token_bucket_tells_when_to_retry_and_penalises_only_a_sender_that_d
     assert not verdicts[0].excessive and verdicts[-1].excessive
     assert sum(v.excessive for v in verdicts) <= 40 - 5  # a grace of a few in flight
     assert verdicts[-1].retry_after > verdicts[0].retry_after
+
+
+# ==== the documents say what the code does =======================================================
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def test_every_federation_setting_is_documented_and_rendered_with_its_default() -> None:
+    ops = (ROOT / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
+    block = ops[ops.index("\n[federation]\n") : ops.index("[[federation.peers]]")]
+    rendered = render_federation(Federation(fault_hooks=True))
+    defaults = Federation()
+    for f in fields(Federation):
+        if f.name in ("name", "peers", "replicate"):
+            continue
+        line = f"{f.name} = {_toml(getattr(defaults, f.name))}"
+        assert re.search(rf"^{re.escape(line)}(\s|$)", block, re.M), f"docs/OPERATIONS.md lacks {line!r}"
+        if f.name != "fault_hooks":
+            assert re.search(rf"^{re.escape(line)}(\s|$)", rendered, re.M), f"coopnet init does not write {line!r}"
+
+
+def test_the_penalty_table_is_the_code() -> None:
+    doc = (ROOT / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    table = doc[doc.index("| Offence | When | Points |") :]
+    rows: dict[str, float] = {}
+    for line in table.splitlines()[2:]:
+        if not line.startswith("| `"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = float(cells[-1])
+    assert rows == {k: v for k, v in PENALTY.items() if k != "bad_key"}  # bad_key: counted as bad_signature
+    assert PENALTY["bad_key"] == PENALTY["bad_signature"]
+
+
+@pytest.mark.parametrize("url", ["http://me.example/coopnet", "https://me.example?x=1", "ftp://me.example"])
+def test_init_refuses_an_advertised_url_that_is_not_an_origin_before_writing_anything(tmp_path: Path, url: str) -> None:
+    result = CliRunner().invoke(cli_main, ["init", "--data-dir", str(tmp_path / "d"), "--advertise-url", url])
+    assert result.exit_code != 0 and "--advertise-url" in result.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_init_takes_an_advertised_origin(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli_main, ["init", "--data-dir", str(tmp_path / "d"), "--advertise-url", "https://me.example:8443/"])
+    assert result.exit_code == 0, result.output
+    assert "https://me.example:8443" in (tmp_path / "d" / "coopnet.toml").read_text()

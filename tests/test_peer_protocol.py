@@ -207,6 +207,7 @@ def _verify_case(case: dict[str, Any], guard: ReplayGuard | None = None) -> byte
         receiver=parse_id(IdKind.NODE, case["receiver"]),
         now=case["now"],
         guard=guard if guard is not None else ReplayGuard(PEER["requests"]["window_ms"]),
+        not_before=case.get("not_before", 0),
     )
 
 
