@@ -387,7 +387,7 @@ class Gossip:
 
     async def round(self) -> int:
         """One anti-entropy round over every co-op in scope; returns actions fetched."""
-        self.book.forget_dead()
+        self._forget()
         ready = [p for p in self.book.ready() if p.url]
         if not ready:
             return 0
@@ -635,8 +635,16 @@ class Gossip:
     def _announce_body(self) -> bytes:
         return encode_announce(Announce(self.record(), self.peer_api.known_records()))
 
+    def _forget(self) -> None:
+        for node_id in self.book.forget_dead():
+            if node_id not in self._pushing:
+                self._backlog.pop(node_id, None)
+        if len(self._backlog) > 2 * self.federation.max_peers:  # peers dropped to make room
+            for node_id in [k for k in self._backlog if k not in self.book.peers and k not in self._pushing]:
+                del self._backlog[node_id]
+
     async def announce(self) -> None:
-        self.book.forget_dead()
+        self._forget()
         body = self._announce_body()
         peers = [p for p in self.book.ready() if p.url]
         results = await asyncio.gather(*(self.client.call(p, "/peer/v1/announce", body, "announce") for p in peers), return_exceptions=True)
@@ -706,14 +714,15 @@ class Gossip:
             if record.node != node or record.url != c.record.url:
                 raise ValueError("the answer is not the candidate's own record for the URL it was reached at")
         except (PeerError, ValueError) as e:  # ProtocolError is a ValueError
-            self.book.probe_failed(node)
+            self.book.probe_failed(node, c.record.ts)
             log.debug("candidate %s at %s not proven: %s", stand_in.text_id, c.record.url, e)
             return False
         except Exception:
-            self.book.probe_failed(node)
+            self.book.probe_failed(node, c.record.ts)
             log.exception("probing candidate %s failed", stand_in.text_id)
             return False
         if not self.book.learn(record, introducer=c.introducer):
+            self.book.probe_failed(node, record.ts)  # proven, but no slot for it: not probed again soon
             return False
         peer = self.book.peers.get(node)
         if peer is not None:

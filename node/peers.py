@@ -165,7 +165,7 @@ class PeerBook:
         self.candidates: dict[bytes, Candidate] = {}  # oldest first
         self.on_candidate: Callable[[], None] = lambda: None  # gossip probes new candidates
         self._introduced: dict[bytes, deque[int]] = {}  # per introducer: when it introduced someone, within the window
-        self._failed: dict[bytes, int] = {}  # node -> until when a failed probe is not retried
+        self._failed: dict[bytes, tuple[int, int]] = {}  # node -> (until when, record ts): a failed probe, not retried
         now = clock_ms()
         for p in federation.peers:
             node_id = parse_id(IdKind.NODE, p.node_id)
@@ -198,7 +198,8 @@ class PeerBook:
                 return False
             cand.record = record
             return True
-        if self._failed.get(record.node, 0) > now:
+        until, failed_ts = self._failed.get(record.node, (0, 0))
+        if until > now and record.ts <= failed_ts:  # a newer record (it moved, say) is tried at once
             return False
         # Only a node unknown here costs its introducer: its own record, or a URL change signed by a
         # peer itself, cannot be multiplied by anyone else.
@@ -213,12 +214,15 @@ class PeerBook:
     def _spend(self, introducer: bytes, now: int) -> bool:
         horizon = now - int(self.federation.introduction_window * 1000)
         times = self._introduced.get(introducer)
-        if times is None:
+        peer = self.peers.get(introducer)
+        # Room for strangers' budgets is bounded; a peer with a URL always has its own.
+        if times is None and not (peer is not None and peer.url):
             if len(self._introduced) >= INTRODUCERS_PER_PEER_SLOT * self.federation.max_peers:
                 for k in [k for k, t in self._introduced.items() if not t or t[-1] <= horizon]:
                     del self._introduced[k]
                 if len(self._introduced) >= INTRODUCERS_PER_PEER_SLOT * self.federation.max_peers:
                     return False
+        if times is None:
             times = self._introduced[introducer] = deque()
         while times and times[0] <= horizon:
             times.popleft()
@@ -243,10 +247,12 @@ class PeerBook:
             c.probing = True
         return out
 
-    def probe_failed(self, node_id: bytes) -> None:
-        """Its probe did not prove it: drop it, and do not probe it again within the window."""
+    def probe_failed(self, node_id: bytes, ts: int) -> None:
+        """Its probe (of its record stamped ``ts``) did not prove it, or it found no slot: drop it,
+        and do not probe it again within the window unless a newer record of it arrives."""
         self.candidates.pop(node_id, None)
-        self._failed[node_id] = self.clock_ms() + int(self.federation.introduction_window * 1000)
+        self._failed.pop(node_id, None)
+        self._failed[node_id] = (self.clock_ms() + int(self.federation.introduction_window * 1000), ts)
         while len(self._failed) > FAILED_PROBES_PER_CANDIDATE * self.federation.max_candidates:
             del self._failed[next(iter(self._failed))]
 
@@ -499,6 +505,9 @@ class Pacer:
         """Take the next slot to send to ``key``: the seconds to wait before sending."""
         now = self.clock_ms()
         tokens = self._tokens(key, now) - 1
+        if key not in self._buckets and len(self._buckets) >= BUCKET_KEYS_MAX:
+            for k in [k for k in self._buckets if self._tokens(k, now) >= self.burst]:
+                del self._buckets[k]  # a full bucket is the same as none
         self._buckets[key] = (tokens, now)
         return max(0.0, -tokens / self.rate)
 

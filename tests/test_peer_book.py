@@ -291,10 +291,24 @@ def test_a_failed_probe_is_not_retried_within_the_window() -> None:
     b = book(clock, introduction_window=60.0)
     assert b.introduce(rec(1), key(9).public_key)
     (c,) = b.take_candidates()
-    b.probe_failed(c.record.node)
+    b.probe_failed(c.record.node, c.record.ts)
     assert not b.introduce(rec(1), key(10).public_key) and not b.candidates
     clock.now += 60_001
     assert b.introduce(rec(1), key(10).public_key)
+    (c,) = b.take_candidates()
+    b.probe_failed(c.record.node, c.record.ts)
+    # Someone relayed an old record (a URL it left): its own newer record is still tried at once.
+    assert b.introduce(rec(1, "http://10.200.0.1:1", ts=TS + 1), key(1).public_key)
+
+
+def test_peers_keep_their_introduction_budget_when_strangers_fill_the_memory_of_budgets() -> None:
+    clock = Clock()
+    b = book(clock, peers=(key(1),), max_peers=2)  # room for the budgets of 4 x 2 introducers
+    strangers = [key(800 + i).public_key for i in range(8)]
+    for i, s in enumerate(strangers):
+        assert b.introduce(rec(300 + i), s)
+    assert not b.introduce(rec(200), key(900).public_key)  # a ninth stranger: no room, try later
+    assert b.introduce(rec(201), key(1).public_key)  # a configured peer always has its budget
 
 
 def test_slots_keep_diversity_by_introducer_and_network() -> None:
