@@ -51,12 +51,13 @@ from .store import Store
 log = logging.getLogger("coopnet.peer_api")
 
 MSGPACK = "application/msgpack"
+# Penalised: what an honest node, which validates before it forwards, never sends. Not
+# unsupported_version: an honest node of a later protocol version forwards what it validated.
 INTRINSIC = {
     RejectCode.MALFORMED,
     RejectCode.NOT_CANONICAL,
     RejectCode.TOO_LARGE,
     RejectCode.BAD_SCHEMA,
-    RejectCode.UNSUPPORTED_VERSION,
     RejectCode.BAD_BODY,
     RejectCode.BAD_ID,
 }
@@ -287,7 +288,7 @@ class PeerApi:
             self.book.penalize(sender, "invalid_action", invalid)
         actions = [x for x in valid if self.in_scope(x.coop)]
         out_of_scope = len(valid) - len(actions)
-        counts["rejected"] += forged + invalid + out_of_scope
+        counts["rejected"] += len(checked) - len(valid) + out_of_scope  # every refusal counts, penalised or not
         if out_of_scope:
             self.metrics.actions_rejected.labels(RejectCode.OUT_OF_SCOPE.value, source).inc(out_of_scope)
         return actions

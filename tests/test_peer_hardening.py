@@ -285,13 +285,16 @@ async def test_a_peer_listing_2000_fake_coops_loses_standing_and_honest_peers_ne
         async def liar_refused() -> bool:
             return a.running.book.refused(liar_key.public_key) and b.running.book.refused(liar_key.public_key)
 
-        await wait_until(liar_refused, within=30, what="both honest nodes to refuse the liar")
+        async def views() -> str:
+            return "\n".join(f"{s.url}: {s.running.book.view()}" for s in (a, b))
+
+        await wait_until(liar_refused, within=45, what="both honest nodes to refuse the liar", explain=views)
         elapsed = time.monotonic() - started
 
         # The liar lost standing for its claims, and for nothing else.
         for s in (a, b):
             v = peer_view(s.running, liar_key.public_key)
-            assert v["state"] == "refused" and set(v["offences"]) == {"bogus_claim"}, v
+            assert v["state"] == "refused" and set(v["offences"]) == {"bogus_claim"}, await views()
         # Honest peers: never refused, never penalised, and never asked about the other's fakes.
         assert_honest_peers_unpunished([a.running, b.running])
         assert not asked[b.node_id] & set(fakes[a.node_id]), "A reconciled a co-op only the liar named with B"
@@ -310,7 +313,7 @@ async def test_a_peer_listing_2000_fake_coops_loses_standing_and_honest_peers_ne
         async def busy() -> bool:
             return await sent_to_b() >= 4 * rate
 
-        await wait_until(busy, within=30, what="A to send B a few seconds' worth of requests")
+        await wait_until(busy, within=30, what="A to send B a few seconds' worth of requests", explain=views)
         sent, elapsed = await sent_to_b(), time.monotonic() - started
         assert sent <= rate * elapsed + 2 * rate + 1, (sent, elapsed)
 
@@ -503,6 +506,30 @@ async def test_clock_skew_scope_and_a_restart_never_cost_honest_peers(cluster: C
     await wait_converged(nodes, [gx.id], within=20, what="X everywhere after A's restart")
     await wait_converged([a.running, b.running], [gy.id], within=20, what="Y on A and B after A's restart")
     assert_honest_peers_unpunished(nodes)
+
+
+async def test_actions_of_a_later_protocol_version_are_refused_without_penalising_their_relayer(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    """A node of a later version validates its actions and forwards them: this node refuses them
+    (``unsupported_version``) but does not hold that against the relayer. A forged v1 action in the
+    same push still is an offence."""
+    later = node_key(9000)
+    (a,) = cluster.add(1)
+    cluster.federate(a, peers=(PeerAddress(f"http://127.0.0.1:{free_ports(1)[0]}", node_text(later.public_key)),))
+    await cluster.start(a)
+    m = Member(member_key(1))
+    g = m.found("Versions", ts=1_700_000_000_000)
+    await post(http, a.url, [g], single=True)
+    (x,) = m.act(g.id, 1)
+    env = dict(codec.decode(x.env_bytes))
+    env["v"] = 2
+    v2 = codec.encode({"body": x.body, "env": codec.encode(env), "sig": x.sig})
+    body = encode_push(PeerPush((v2,), ()))
+    status, reply = await peer_post(http, a.url, "/peer/v1/push", body, signed_headers(later, a.node_id, "/peer/v1/push", body))
+    assert status == 200 and codec.decode(reply)["rejected"] == 1, (status, reply)  # type: ignore[arg-type]
+    assert peer_view(a.running, later.public_key)["offences"] == {}
+    assert await a.running.store.get_action(x.id) is None
 
 
 # ==== dead peers are forgotten; configured ones stay =============================================
