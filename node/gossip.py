@@ -20,8 +20,8 @@ Theory of operation. Three loops, each bounded and independent of any one peer's
 
 Claims are checked lazily and cost only the claimer. A co-op that a peer's list names and this
 node does not hold is tried with that peer alone (at most ``max_claims`` per round), never with
-the others; if that peer then serves nothing of it (not even the genesis), the claim was false
-and it loses standing (``bogus_claim``). A fetch reply keeps only what was asked (the co-op, the
+the others; if that peer then serves no action of it, the claim was false and it loses standing
+(``bogus_claim``). A fetch reply keeps only what was asked (the co-op, the
 wants, the proof ids); anything else is dropped and costs its sender (``unasked``). Every request
 to a peer waits for this node's own budget for that peer (``request_rate``, peers.py ``Pacer``),
 so however many co-ops it replicates, it stays under its peers' rate limits.
@@ -277,6 +277,8 @@ class Gossip:
         self._push_tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()  # set to run an anti-entropy round now (tests, new peers)
         self._probe_wake = asyncio.Event()  # set when a candidate is introduced
+        self._probe_gate = asyncio.Semaphore(PROBE_CONCURRENCY)
+        self._probe_tasks: set[asyncio.Task[None]] = set()
         self._claims: dict[bytes, tuple[bytes, bool]] = {}  # co-op being checked -> (claimer, served anything of it)
         self._listed_at: dict[bytes, int] = {}  # peer -> when its co-op list was last asked for
 
@@ -296,9 +298,9 @@ class Gossip:
         self.wake.set()  # the first round at once: a node that starts behind catches up without waiting
 
     async def stop(self) -> None:
-        for t in [*self._tasks, *self._push_tasks]:
+        for t in [*self._tasks, *self._push_tasks, *self._probe_tasks]:
             t.cancel()
-        for t in [*self._tasks, *self._push_tasks]:
+        for t in [*self._tasks, *self._push_tasks, *self._probe_tasks]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
@@ -684,31 +686,27 @@ class Gossip:
     # ---- probing candidates ------------------------------------------------------------------
 
     async def _prober(self) -> None:
+        """Each candidate is probed as soon as it is introduced, ``PROBE_CONCURRENCY`` at a time: a
+        candidate that hangs holds one place until its request times out, never the ones after it."""
         while True:
             await self._probe_wake.wait()
             self._probe_wake.clear()
-            batch = self.book.take_candidates()
-            if not batch:
-                continue
-            await self._probe_all(batch)
+            for c in self.book.take_candidates():
+                task = asyncio.create_task(self._probe_gated(c))
+                self._probe_tasks.add(task)
+                task.add_done_callback(self._probe_tasks.discard)
 
-    async def _probe_all(self, batch: list[Candidate]) -> None:
-        gate = asyncio.Semaphore(PROBE_CONCURRENCY)
-        body = self._announce_body()
+    async def _probe_gated(self, c: Candidate) -> None:
+        async with self._probe_gate:
+            await self.probe(c)
 
-        async def one(c: Candidate) -> None:
-            async with gate:
-                await self.probe(c, body)
-
-        await asyncio.gather(*(one(c) for c in batch))
-
-    async def probe(self, c: Candidate, body: bytes | None = None) -> bool:
+    async def probe(self, c: Candidate) -> bool:
         """Contact a candidate at its URL with an announce: it proves its key by answering with its
         own record, for that URL, signed by that key. Only then does it take a slot."""
         node = c.record.node
         stand_in = Peer(node, c.record.url, "candidate")
         try:
-            result = await self.client.call(stand_in, "/peer/v1/announce", body or self._announce_body(), "probe")
+            result = await self.client.call(stand_in, "/peer/v1/announce", self._announce_body(), "probe")
             reply = decode_announce(result)
             record = decode_node_record(reply.record)
             if record.node != node or record.url != c.record.url:
