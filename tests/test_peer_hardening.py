@@ -66,6 +66,7 @@ from tests.fed_helpers import (
     wait_converged,
     wait_until,
 )
+from tests.test_federation import equivocate
 
 MSGPACK = "application/msgpack"
 ANNOUNCE = "/peer/v1/announce"
@@ -505,6 +506,21 @@ async def test_clock_skew_scope_and_a_restart_never_cost_honest_peers(cluster: C
     nodes = [a.running, b.running, c.running]
     await wait_converged(nodes, [gx.id], within=20, what="X everywhere after A's restart")
     await wait_converged([a.running, b.running], [gy.id], within=20, what="Y on A and B after A's restart")
+    assert_honest_peers_unpunished(nodes)
+
+
+async def test_a_members_fork_costs_no_peer_its_standing(cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    """A member signs two seq-4 actions, each accepted by another node while they are cut apart.
+    After the heal every node proves the equivocation and keeps the same fork; none holds the
+    other fork's relay (chain_conflict, equivocation) against the peer it came from."""
+    slots, coop, *_ = await equivocate(cluster, http)
+    nodes = [s.running for s in slots]
+
+    async def proven_everywhere() -> bool:
+        return all([len(await n.store.proof_ids(coop)) == 1 for n in nodes])
+
+    await wait_until(proven_everywhere, within=20, what="the equivocation proof on every node")
+    await wait_converged(nodes, [coop], within=20, what="the same fork everywhere")
     assert_honest_peers_unpunished(nodes)
 
 
