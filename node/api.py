@@ -50,6 +50,8 @@ STATUS_FOR_CODE: dict[RejectCode, int] = {
     RejectCode.CHAIN_CONFLICT: 409,
     RejectCode.CHAIN_GAP: 409,
     RejectCode.BOGUS_PROOF: 422,
+    RejectCode.FOREIGN_DEP: 422,
+    RejectCode.FROM_THE_FUTURE: 422,
 }
 
 

@@ -23,6 +23,10 @@ CONFIG_NAME = "coopnet.toml"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8470
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+# The admin listener (node/admin.py): loopback, and port 0 so that several nodes on one host never
+# collide; the bound address is written to coopnet.admin-url, where ``coopnet admin`` finds it.
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:0"
 
 
 class ConfigError(Exception):
@@ -40,6 +44,7 @@ class Limits:
     max_pending: int = 10_000  # actions held waiting for a chain predecessor
     max_group: int = 4096  # actions committed in one SQLite transaction
     verify_workers: int = 2  # processes validating large batches; 0 validates in the event loop
+    max_clock_skew_ms: int = 600_000  # actions stamped further ahead of this node's clock are refused (held back by peers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,25 @@ class Federation:
 
 
 @dataclass(frozen=True, slots=True)
+class Admin:
+    """The ``[admin]`` table: where the token-protected admin API listens ("" disables it)."""
+
+    listen: str = DEFAULT_ADMIN_LISTEN
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen)
+
+    @property
+    def host(self) -> str:
+        return _parse_listen(self.listen, "admin.listen")[0]
+
+    @property
+    def port(self) -> int:
+        return _parse_listen(self.listen, "admin.listen")[1]
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -85,9 +109,11 @@ class Config:
     key_file: Path = Path("node.key")  # relative to data_dir
     database: Path = Path("coopnet.sqlite3")  # relative to data_dir
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one object per line)
     synchronous: str = "full"
     limits: Limits = field(default_factory=Limits)
     federation: Federation = field(default_factory=Federation)
+    admin: Admin = field(default_factory=Admin)
     source: Path | None = None  # the file this was loaded from
 
     @property
@@ -131,16 +157,18 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
     """Build a Config from parsed TOML; ``source`` names the file in errors and anchors paths."""
     env = dict(os.environ) if env is None else env
     name = str(source)
-    _check_keys(name, data, {"node", "store", "limits", "federation"})
+    _check_keys(name, data, {"node", "store", "limits", "federation", "admin"})
     node = data.get("node", {})
     store = data.get("store", {})
     limits_t = data.get("limits", {})
     fed_t = data.get("federation", {})
-    for section, table in (("node", node), ("store", store), ("limits", limits_t), ("federation", fed_t)):
+    admin_t = data.get("admin", {})
+    for section, table in (("node", node), ("store", store), ("limits", limits_t), ("federation", fed_t), ("admin", admin_t)):
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: [{section}] must be a table")
-    _check_keys(f"{name}: [node]", node, {"listen", "data_dir", "key_file", "database", "log_level"})
+    _check_keys(f"{name}: [node]", node, {"listen", "data_dir", "key_file", "database", "log_level", "log_format"})
     _check_keys(f"{name}: [store]", store, {"synchronous"})
+    _check_keys(f"{name}: [admin]", admin_t, {"listen"})
     limit_names = {f.name for f in fields(Limits)}
     _check_keys(f"{name}: [limits]", limits_t, limit_names)
 
@@ -159,6 +187,17 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
         if level not in LOG_LEVELS:
             raise ConfigError(f"{name}: node.log_level must be one of {', '.join(LOG_LEVELS)}, got {node['log_level']!r}")
         cfg = replace(cfg, log_level=level)
+    if "log_format" in node:
+        fmt = _expect(f"{name}: node.log_format", node["log_format"], str).lower()
+        if fmt not in LOG_FORMATS:
+            raise ConfigError(f"{name}: node.log_format must be one of {', '.join(LOG_FORMATS)}, got {node['log_format']!r}")
+        cfg = replace(cfg, log_format=fmt)
+    if "listen" in admin_t:
+        admin_listen = _expect(f"{name}: admin.listen", admin_t["listen"], str)
+        if admin_listen:
+            host, port = _parse_listen(admin_listen, f"{name}: admin.listen")
+            admin_listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        cfg = replace(cfg, admin=Admin(admin_listen))
     if "synchronous" in store:
         mode = _expect(f"{name}: store.synchronous", store["synchronous"], str).lower()
         if mode not in ("full", "normal"):
@@ -338,6 +377,7 @@ def render_config(
     log_level: str = "info",
     federation: Federation | None = None,
     advertise_url: str = "",
+    admin_listen: str = DEFAULT_ADMIN_LISTEN,
 ) -> str:
     """The config file ``coopnet init`` writes: every setting shown with its default."""
     lim = Limits()
@@ -352,6 +392,12 @@ data_dir = "."
 key_file = "node.key"          # the node's Ed25519 key (0600); never share it
 database = "coopnet.sqlite3"
 log_level = "{log_level}"        # debug | info | warning | error
+log_format = "text"         # text | json (one JSON object per line: ts, level, logger, message, extras)
+
+[admin]
+# The admin API (coopnet admin ...): every request needs the token in admin.token (0600, in the
+# data directory). Keep it on loopback. Port 0: any free port (see coopnet.admin-url); "" disables it.
+listen = "{admin_listen}"
 
 [store]
 # full: every acknowledged action survives kill -9, power loss and OS crashes (fsync per commit).

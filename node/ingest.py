@@ -17,12 +17,12 @@ import asyncio
 import logging
 import multiprocessing
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from protocol import Action, ProtocolError
+from protocol import Action, ProtocolError, RejectCode, ValidationError
 from protocol.action import decode_many
 from protocol.limits import DEFAULT_ACTION_LIMITS, ActionLimits
 
@@ -58,10 +58,11 @@ class IngestStats:
 
 
 class Ingestor:
-    def __init__(self, store: Store, limits: Limits, metrics: Metrics) -> None:
+    def __init__(self, store: Store, limits: Limits, metrics: Metrics, clock_ms: Callable[[], int] | None = None) -> None:
         self.store = store
         self.limits = limits
         self.metrics = metrics
+        self.clock_ms = clock_ms
         # The default object itself when unchanged: protocol keeps its derived limits precomputed.
         self.action_limits = (
             DEFAULT_ACTION_LIMITS
@@ -95,6 +96,36 @@ class Ingestor:
             self._pool = None
 
     async def validate(self, raws: Sequence[bytes]) -> list[Action | ProtocolError]:
+        """Decode and verify; then refuse what is stamped too far ahead of this node's clock: the
+        co-op clock is read off members' stamps, so nobody may bank a stamp from the future (a peer
+        relaying one is not at fault: its clock may run ahead; the action is taken when it is due)."""
+        checked = await self._validate(raws)
+        if self.clock_ms is not None:
+            horizon = self.clock_ms() + self.limits.max_clock_skew_ms
+            for i, x in enumerate(checked):
+                if isinstance(x, Action) and x.env.ts > horizon:
+                    checked[i] = ValidationError(
+                        RejectCode.FROM_THE_FUTURE,
+                        f"stamped {x.env.ts - horizon + self.limits.max_clock_skew_ms} ms ahead of this node's clock "
+                        f"(at most {self.limits.max_clock_skew_ms} ms allowed); send it again when it is due",
+                    )
+        return checked
+
+    async def foreign_deps(self, actions: Sequence[Action]) -> dict[bytes, bytes]:
+        """Actions naming as a dep an action this node holds in another co-op: id -> that dep."""
+        deps = {d for a in actions for d in a.env.deps}
+        if not deps:
+            return {}
+        coops = await self.store.coops_of(list(deps))
+        out: dict[bytes, bytes] = {}
+        for a in actions:
+            for d in a.env.deps:
+                if coops.get(d, a.coop) != a.coop:
+                    out[a.id] = d
+                    break
+        return out
+
+    async def _validate(self, raws: Sequence[bytes]) -> list[Action | ProtocolError]:
         n = self.limits.verify_workers
         if len(raws) < INLINE_VALIDATION_MAX or n == 0:
             return validate_chunk(raws, self.action_limits)
@@ -118,6 +149,15 @@ class Ingestor:
     async def submit(self, raws: Sequence[bytes], *, origin: bytes | None = None, source: str = "client") -> list[IngestResult]:
         """Validate and store; one result per input, in order, each after its commit."""
         checked = await self.validate(raws)
+        if source == "client":
+            # A dep of another co-op can never be in this co-op's causal past: the action would
+            # wait for ever, and so would everything built on it. Refused at the door, never stored.
+            foreign = await self.foreign_deps([x for x in checked if isinstance(x, Action)])
+            for i, x in enumerate(checked):
+                if isinstance(x, Action) and x.id in foreign:
+                    checked[i] = ValidationError(
+                        RejectCode.FOREIGN_DEP, f"dep {foreign[x.id].hex()[:16]}… is an action of another co-op, not of this one"
+                    )
         valid = [x for x in checked if isinstance(x, Action)]
         stored = iter(await self.store.ingest(valid, origin=origin))
         results: list[IngestResult] = []

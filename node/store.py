@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -50,7 +51,7 @@ log = logging.getLogger("coopnet.store")
 # registered adapter is found at the first step, and ``bytes.__bytes__`` returns the object itself.
 sqlite3.register_adapter(bytes, bytes.__bytes__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry migrates from version i to i + 1; never edit a shipped entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -113,6 +114,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX forks_by_chain ON forks (coop, author, seq);
     """,
+    """
+    CREATE TABLE blocked_nodes (
+        node       BLOB PRIMARY KEY,          -- a peer node the operator refuses, in both directions
+        reason     TEXT NOT NULL,
+        blocked_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SYNCHRONOUS_MODES = ("full", "normal")
@@ -172,6 +180,25 @@ class ProofRow:
     raw: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    id: bytes
+    coop: bytes
+    author: bytes
+    seq: int
+    received_at: int
+    reason: str  # why it waits: a gap below it, or a fork waiting for its rival
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    path: Path
+    bytes: int
+    schema: int
+    actions: int
+    integrity: str
+
+
 @dataclass(slots=True)
 class _Job:
     actions: Sequence[Action]
@@ -221,6 +248,9 @@ class Store:
         self._head_sets: OrderedDict[bytes, tuple[int, HeadSet]] = OrderedDict()
         self._head_sets_size = 0
         self._writer_task: asyncio.Task[None] | None = None
+        # Held by the writer around each group commit and by the operator's writes (``_exclusive``):
+        # one connection must never interleave two transactions' statements.
+        self._wlock = asyncio.Lock()
         self.listeners: list[Callable[[Committed], None]] = []
         self._closed = False
         self.groups_committed = 0
@@ -306,7 +336,8 @@ class Store:
                 jobs.append(job)
                 size += len(job.actions) + len(job.proofs)
             try:
-                results, proof_flags, committed = await self._commit_group(jobs)
+                async with self._wlock:
+                    results, proof_flags, committed = await self._commit_group(jobs)
             except asyncio.CancelledError:
                 for job in jobs:
                     if not job.future.done():
@@ -536,6 +567,22 @@ class Store:
                 out.update(r[0] for r in await self._all(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk))
         return out
 
+    async def forked(self, coop: bytes, known: set[bytes] | frozenset[bytes] = frozenset()) -> list[StoredAction]:
+        """Actions of ``coop`` displaced from their chain by an equivocation, except ``known`` ids."""
+        if not self._has_forks:
+            return []
+        rows = await self._all("SELECT id, raw, received_at FROM forks WHERE coop = ? ORDER BY author, seq, id", (coop,))
+        return [StoredAction(None, r[1], "forked", r[2]) for r in rows if r[0] not in known]
+
+    async def coops_of(self, ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The co-op of each of ``ids`` that this node holds (stored, pending or displaced)."""
+        out: dict[bytes, bytes] = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            for table in ("actions", "pending", "forks"):
+                out.update((r[0], r[1]) for r in await self._all(f"SELECT id, coop FROM {table} WHERE id IN ({marks})", chunk))
+        return out
+
     async def coop_ids(self) -> list[bytes]:
         return [r[0] for r in await self._all("SELECT id FROM coops ORDER BY id")]
 
@@ -548,6 +595,98 @@ class Store:
             marks = ",".join("?" * len(chunk))
             out += [r[0] for r in await self._all(f"SELECT raw FROM proofs WHERE coop = ? AND id IN ({marks})", [coop, *chunk])]
         return out
+
+    # ---- operator ----------------------------------------------------------------------------
+
+    async def backup(self, path: Path | str, *, overwrite: bool = False) -> BackupInfo:
+        """An online backup of this store to ``path`` (see ``backup_database``), in a thread."""
+        return await asyncio.to_thread(backup_database, self.path, Path(path), overwrite=overwrite)
+
+    async def _exclusive(self, fn: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
+        """Run ``fn`` on the writer connection in its own transaction, between group commits."""
+        if self._closed:
+            raise StoreError("store closed")
+        async with self._wlock:
+            await self._w.execute("BEGIN IMMEDIATE")
+            try:
+                out = await fn(self._w)
+                await self._w.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._w.execute("ROLLBACK")
+                raise
+            return out
+
+    async def pending_rows(self, *, coop: bytes | None = None, author: bytes | None = None, limit: int = 1000) -> list[PendingRow]:
+        """Pending actions, by co-op, author and seq, each with the reason it waits."""
+        where, params = [], []
+        if coop is not None:
+            where.append("p.coop = ?")
+            params.append(coop)
+        if author is not None:
+            where.append("p.author = ?")
+            params.append(author)
+        sql = (
+            "SELECT p.id, p.coop, p.author, p.seq, p.received_at, COALESCE(c.head_seq, 0) FROM pending p "
+            "LEFT JOIN chains c ON c.coop = p.coop AND c.author = p.author"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY p.coop, p.author, p.seq LIMIT ?"
+        )
+        out = []
+        for pid, c, a, seq, received_at, head_seq in await self._all(sql, [*params, limit]):
+            if seq > head_seq + 1:
+                reason = f"waiting for seq {head_seq + 1}"
+            else:  # at head + 1 only a fork is held (see the invariants above)
+                reason = f"fork: its prev is not this node's action at seq {seq - 1}; held until its rival at seq {seq} arrives"
+            out.append(PendingRow(pid, c, a, seq, received_at, reason))
+        return out
+
+    async def purge_pending(self, *, ids: Sequence[bytes] | None = None, coop: bytes | None = None, author: bytes | None = None) -> int:
+        """Delete pending actions: these ids, or all of a co-op, an author, or an author in a co-op."""
+        if ids is None and coop is None and author is None:
+            raise ValueError("purge_pending needs ids, a co-op or an author")
+        where, params = [], []
+        if coop is not None:
+            where.append("coop = ?")
+            params.append(coop)
+        if author is not None:
+            where.append("author = ?")
+            params.append(author)
+
+        async def purge(w: aiosqlite.Connection) -> int:
+            n = 0
+            if ids is None:
+                cur = await w.execute(f"DELETE FROM pending WHERE {' AND '.join(where)}", params)
+                return cur.rowcount
+            for chunk in _chunks(list(ids)):
+                cond = " AND ".join([f"id IN ({','.join('?' * len(chunk))})", *where])
+                cur = await w.execute(f"DELETE FROM pending WHERE {cond}", [*chunk, *params])
+                n += cur.rowcount
+            return n
+
+        n: int = await self._exclusive(purge)
+        self._pending_count -= n
+        return n
+
+    async def blocked_nodes(self) -> dict[bytes, tuple[str, int]]:
+        """The peer nodes the operator blocked: node id -> (reason, when)."""
+        return {r[0]: (r[1], r[2]) for r in await self._all("SELECT node, reason, blocked_at FROM blocked_nodes ORDER BY node")}
+
+    async def set_blocked(self, node: bytes, reason: str | None) -> bool:
+        """Block ``node`` (with a reason) or unblock it (``None``); True if that changed anything."""
+        now = self._clock_ms()
+
+        async def write(w: aiosqlite.Connection) -> bool:
+            if reason is None:
+                cur = await w.execute("DELETE FROM blocked_nodes WHERE node = ?", (node,))
+            else:
+                cur = await w.execute(
+                    "INSERT OR IGNORE INTO blocked_nodes (node, reason, blocked_at) VALUES (?, ?, ?)", (node, reason, now)
+                )
+            return cur.rowcount > 0
+
+        changed: bool = await self._exclusive(write)
+        return changed
 
     async def integrity_check(self) -> str:
         rows = await self._all("PRAGMA integrity_check")
@@ -575,6 +714,18 @@ async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
         version = (await cur.fetchone())[0]  # type: ignore[index]
     if version > len(MIGRATIONS):
         raise StoreError(f"{path} has schema version {version}, newer than this coopnet ({len(MIGRATIONS)}); upgrade coopnet")
+    if 0 < version < len(MIGRATIONS):
+        # An upgrade: keep the store as the older coopnet left it, so a rollback is a file copy.
+        copy = path.with_name(f"{path.name}.pre-v{len(MIGRATIONS)}")
+        info = await asyncio.to_thread(backup_database, path, copy, overwrite=True)
+        log.warning(
+            "store %s is at schema v%d, this coopnet needs v%d: backed up to %s (%d actions) before migrating",
+            path,
+            version,
+            len(MIGRATIONS),
+            copy,
+            info.actions,
+        )
     for i in range(version, len(MIGRATIONS)):
         await conn.execute("BEGIN IMMEDIATE")
         try:
@@ -586,6 +737,60 @@ async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
             await conn.execute("ROLLBACK")
             raise
         log.info("store %s migrated to schema %d", path, i + 1)
+
+
+def backup_database(src: Path, dst: Path, *, overwrite: bool = False) -> BackupInfo:
+    """Copy the store ``src`` to ``dst`` with SQLite's online backup API, safely while a node
+    writes to it: the copy is made in one step, inside one read transaction, so it is the
+    snapshot of one commit (WAL lets the node's writer go on meanwhile). The copy is written
+    beside ``dst`` under another name, checked (``PRAGMA integrity_check``), switched to a
+    rollback journal (one self-contained file), fsynced, and only then renamed to ``dst``."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise StoreError(f"{src}: no store there")
+    if dst.exists() and not overwrite:
+        raise StoreError(f"{dst} already exists; refusing to overwrite it")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        # Read-only: never create an empty store where there was none, never change the source.
+        source = sqlite3.connect(src.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            source.execute("PRAGMA busy_timeout = 5000")
+            target = sqlite3.connect(tmp)
+            try:
+                source.backup(target)  # pages=-1: the whole file in one step
+                target.execute("PRAGMA journal_mode = DELETE")
+                integrity = "; ".join(r[0] for r in target.execute("PRAGMA integrity_check"))
+                schema = int(target.execute("PRAGMA user_version").fetchone()[0])
+                actions = 0
+                if target.execute("SELECT 1 FROM sqlite_master WHERE name = 'actions'").fetchone():
+                    actions = int(target.execute("SELECT COUNT(*) FROM actions").fetchone()[0])
+            finally:
+                target.close()
+        finally:
+            source.close()
+        if integrity != "ok":
+            raise StoreError(f"the backup of {src} failed its integrity check: {integrity}")
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dst)
+        fd = os.open(dst.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except sqlite3.Error as e:
+        raise StoreError(f"could not back up {src}: {e}") from None
+    except OSError as e:
+        raise StoreError(f"could not back up {src} to {dst}: {e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return BackupInfo(dst, dst.stat().st_size, schema, actions, integrity)
 
 
 def _statements(script: str) -> list[str]:

@@ -32,6 +32,8 @@ class RejectCode(StrEnum):
     UNKNOWN_COOP = "unknown_coop"
     OUT_OF_SCOPE = "out_of_scope"  # a co-op this node does not replicate (its configuration's choice)
     BOGUS_PROOF = "bogus_proof"  # an equivocation proof that proves nothing
+    FOREIGN_DEP = "foreign_dep"  # a dep names an action of another co-op: it can never be in this co-op's past
+    FROM_THE_FUTURE = "from_the_future"  # stamped further ahead of this node's clock than it allows (not the sender's fault)
 
 
 class ProtocolError(ValueError):

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,28 @@ from typing import Any
 import aiohttp
 import msgpack
 import pytest
+from hypothesis import HealthCheck, settings
 
 from node.node import Node, init_data_dir
 from protocol import Action, SigningKey, codec, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
+
+# Hypothesis profiles. ``ci`` (the default, what ``make test`` runs): derandomized, so every run
+# draws the same examples and CI cannot pass or fail by chance; no example database. ``explore``
+# (``HYPOTHESIS_PROFILE=explore``, ``make explore``): random seeds and ten times the examples, for
+# developers hunting new counterexamples; turn each one found into a fixed test.
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+EXPLORE_FACTOR = 10 if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else 1
+
+
+def examples(n: int) -> int:
+    """A test's example count: ``n`` in CI, ten times that when exploring."""
+    return n * EXPLORE_FACTOR
+
 
 TS0 = 1_700_000_000_000  # a fixed timestamp (ms): tests never read the clock to sign
 
