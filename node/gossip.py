@@ -733,6 +733,7 @@ class Gossip:
         return {
             "peers_reachable": self.book.reachable(),
             "peers_known": len(self.book.peers),
+            "peer_candidates": len(self.book.candidates),  # introduced, not yet proved
             "catchup": self.progress.view(self.clock_ms()),
             "federation": self.federation.name,
         }

@@ -204,6 +204,10 @@ async def test_an_announce_of_255_throwaway_records_cannot_fill_the_table(cluste
             return not getattr(book, "candidates", {})  # (a book without candidates learns at once)
 
         await wait_until(probed, within=15, what="every introduced candidate to be probed")
+        async with http.get(a.url + "/api/v1/node") as r:
+            assert r.status == 200
+            doc = await r.json()
+        assert doc["peer_candidates"] == 0 and doc["peers_known"] == len(book.peers)  # shown to the operator
         hostile = {attacker.public_key} | {k.public_key for k in throwaways}
         held = hostile & set(book.peers)
         introduced_by_attacker = [
