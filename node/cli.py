@@ -237,9 +237,9 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _submit_one(c: Ctx, raw: bytes) -> dict[str, Any]:
+def _submit_one(c: Ctx, raw: bytes, headers: dict[str, str] | None = None) -> dict[str, Any]:
     try:
-        resp = c.client.submit([raw], single=True)
+        resp = c.client.submit([raw], single=True, headers=headers)
     except ClientError as e:
         _fail(e.code, e.message, c.as_json, {"results": e.body.get("results", [])})
     return resp["results"][0]
@@ -263,8 +263,9 @@ def coop() -> None:
 @click.option(
     "--key", "key_file", type=click.Path(path_type=Path), default=Path("member.key"), show_default=True, help="Founder's member key."
 )
+@click.option("--invite", default=None, help="The invite token a node that founds co-ops by invite gave you.")
 @pass_ctx
-def coop_create(c: Ctx, name: str, purpose: str, key_file: Path) -> None:
+def coop_create(c: Ctx, name: str, purpose: str, key_file: Path, invite: str | None) -> None:
     """Found a co-op: sign its genesis action with your key and submit it."""
     key = _load_member_key(c, key_file)
     body: dict[str, Any] = {"name": name}
@@ -274,7 +275,7 @@ def coop_create(c: Ctx, name: str, purpose: str, key_file: Path) -> None:
         genesis = sign_genesis(key, ts=_now_ms(), body=body)
     except ProtocolError as e:
         _fail(e.code.value, e.message, c.as_json)
-    result = _submit_one(c, genesis.raw)
+    result = _submit_one(c, genesis.raw, {"Coopnet-Invite": invite} if invite else None)
     out = {
         "coop": format_id(IdKind.COOP, genesis.id),
         "name": name,
@@ -488,5 +489,5 @@ def status(c: Ctx) -> None:
     _out(info, c.as_json, readable)
 
 
-# Registered on ``main`` by importing them: the governance and the operator's commands.
-from . import cli_gov, cli_ops  # noqa: E402, F401
+# Registered on ``main`` by importing them: the governance, operator and admission commands.
+from . import admission_cli, cli_gov, cli_ops  # noqa: E402, F401

@@ -23,7 +23,8 @@ from aiohttp import web
 from protocol.ids import IdKind, format_id
 
 from .admin import ADMIN_URL_FILE, TOKEN_FILE, AdminApi, NodeAdmin, ensure_token
-from .api import Api, ApiError, respond
+from .admission import ClientAdmission, expire_loop, store_policy
+from .api import Api, respond, status_named_error
 from .config import CONFIG_NAME, Config, ConfigError, Federation, load_config, render_config
 from .gossip import Gossip, Scope, node_record
 from .gov_api import GovApi
@@ -106,6 +107,7 @@ class Node:
         self.lock = lock
         self._gov_task: asyncio.Task[None] | None = None
         self._checks: asyncio.Task[None] | None = None
+        self._expiry_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, config: Config, *, clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None) -> Node:
@@ -129,8 +131,21 @@ class Node:
             clock_ms=clock_ms,
             max_pending=config.limits.max_pending,
             max_group=config.limits.max_group,
+            policy=store_policy(config),
         )
-        ingestor = Ingestor(store, config.limits, metrics, clock_ms)
+        metrics.quarantine_actions.set_function(lambda: store.held_count)
+        metrics.pending_actions.set_function(lambda: store.pending_count)
+        metrics.stored_bytes.set_function(lambda: store.stored_bytes)
+        scope = Scope(fed.replicate)
+        ingestor = Ingestor(
+            store,
+            config.limits,
+            metrics,
+            admission=config.admission,
+            in_scope=scope,
+            configured=lambda: scope.configured,
+            clock_ms=clock_ms,
+        )
         book = PeerBook(key.public_key, fed, clock_ms, rng, metrics)
         try:
             for blocked in await store.blocked_nodes():
@@ -139,7 +154,6 @@ class Node:
             await store.close()
             raise
         client = PeerClient(key, clock_ms, metrics, fed.request_timeout, fed.request_rate)
-        scope = Scope(fed.replicate)
         where: dict[str, str] = {}  # the advertised URL is known once the socket is bound
 
         def record() -> bytes:
@@ -172,10 +186,13 @@ class Node:
             rng=rng,
         )
         governance = Governance(store, scope)
-        api = Api(store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view, governance)
+        admission = ClientAdmission(config.admission, clock_ms, metrics)
+        api = Api(
+            store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view, governance, admission
+        )
         app = api.app()
         app.add_routes(peer_api.routes())
-        app.add_routes(GovApi(governance, respond, ApiError).routes())
+        app.add_routes(GovApi(governance, respond, status_named_error).routes())  # type: ignore[arg-type]
         # Other parts of the node add their admin endpoints here: admin.add_routes(x.routes()).
         admin = AdminApi(token or "", NodeAdmin(store, book, clock_ms).routes())
         runner = admin_runner = None
@@ -212,6 +229,7 @@ class Node:
             ingestor.warm()
         gossip.start()
         gov_task = asyncio.create_task(governance.run(max(fed.anti_entropy_interval, 1.0)), name="governance-refresh")
+        expiry_task = asyncio.create_task(expire_loop(store), name="admission-expiry")
         log.info("node %s listening on %s, store %s", format_id(IdKind.NODE, key.public_key), url, config.database_path)
         if fed.peers or fed.open:
             log.info("federation %r: %d configured peers, %s", fed.name, len(book.peers), "open" if fed.open else "closed")
@@ -232,6 +250,7 @@ class Node:
             lock=lock,
         )
         node._gov_task = gov_task
+        node._expiry_task = expiry_task
         if fed.peers:
             node._checks = asyncio.create_task(_warn_loopback(where["url"], [p.url for p in fed.peers]), name="exposure-check")
         return node
@@ -240,14 +259,11 @@ class Node:
         for name in (URL_FILE, ADMIN_URL_FILE):
             with contextlib.suppress(FileNotFoundError):
                 (self.config.data_dir / name).unlink()
-        if self._checks is not None:
-            self._checks.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checks
-        if self._gov_task is not None:
-            self._gov_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gov_task
+        for task in (self._checks, self._gov_task, self._expiry_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.gossip.stop()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()

@@ -815,9 +815,17 @@ class Fold:
         if s.status(it.author) == NONE:
             return "status_none"  # a proof about a stranger changes nothing
         rule = s.charter["equivocation"]
+        body = it.body
+        # One fork is one equivocation, however many proofs show it: a proof whose actions have
+        # different prevs shows where two branches already parted (sanctioned at the seq where they
+        # did), and a second proof at a seq already sanctioned adds nothing. So two devices that
+        # each go on for a while are answered once, and which pairs a node happened to prove does
+        # not change the state.
+        mine = [s.sanctions[i] for i in s.sanctioned.get(it.author, ()) if s.sanctions[i].clause == "equivocation"]
+        if body.get("parted") or any(x.bound == it.seq for x in mine):
+            return None
         if rule["sanction"] != "none" and it.id not in s.sanctions:
-            body = it.body
-            before = sum(1 for i in s.sanctioned.get(it.author, ()) if s.sanctions[i].clause == "equivocation")
+            before = len(mine)
             kind = "warning" if before < rule.get("forgive", 0) else rule["sanction"]
             # The forks' co-op time is the equivocator's choice (stale deps), so a suspension's clock
             # starts only at their next action (see _start_pending).
