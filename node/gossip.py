@@ -36,13 +36,14 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from protocol import ProtocolError, SigningKey
 from protocol.ids import IdKind, parse_id
 from protocol.messages import (
+    MAX_FETCH_IDS,
     PUSH_MAX_ACTIONS,
     Announce,
     FetchReply,
@@ -281,6 +282,10 @@ class Gossip:
         self._probe_tasks: set[asyncio.Task[None]] = set()
         self._claims: dict[bytes, tuple[bytes, bool]] = {}  # co-op being checked -> (claimer, served anything of it)
         self._listed_at: dict[bytes, int] = {}  # peer -> when its co-op list was last asked for
+        # The deps a co-op's governance fold waits for that no chain segment brings (an action kept
+        # aside by an equivocation that this node never received): asked for by id after a sync.
+        # Set by the node once governance exists; None: nothing is asked by id.
+        self.missing_deps: Callable[[bytes], Awaitable[list[bytes]]] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -464,6 +469,8 @@ class Gossip:
             peer.reconciled_ms = self.clock_ms()
             self.metrics.reconciliations.labels("in_sync" if not wants and not rec.proof_wants else "differ").inc()
             fetched = await self._fetch(peer, coop, wants, rec.proof_wants, rec.missing) if wants or rec.proof_wants else 0
+            if self.missing_deps is not None:
+                fetched += await self._fetch_missing(peer, coop)
             self.book.success(peer)
             return fetched, True
         except PeerError as e:
@@ -570,10 +577,26 @@ class Gossip:
                 del remaining[asked.author]  # the peer holds no more of this chain
         return counts["accepted"], remaining != before or st.got_proofs or st.guessed
 
-    async def _fetch_call(self, peer: Peer, coop: bytes, batch: tuple[Want, ...], proofs: list[bytes]) -> FetchReply:
-        body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs)))
+    async def _fetch_missing(self, peer: Peer, coop: bytes) -> int:
+        """Ask ``peer`` by id for the deps ``coop``'s fold waits for, once; store what comes."""
+        assert self.missing_deps is not None
+        ids = (await self.missing_deps(coop))[:MAX_FETCH_IDS]
+        if not ids:
+            return 0
+        reply = await self._fetch_call(peer, coop, (), [], tuple(ids))
+        if not reply.actions:
+            return 0
+        counts, _, _ = await self.peer_api.store_intake(
+            await self.peer_api.prepare(peer.node_id, reply.actions, (), "fetch", skip_known=True, coop=coop)
+        )
+        return counts["accepted"]
+
+    async def _fetch_call(
+        self, peer: Peer, coop: bytes, batch: tuple[Want, ...], proofs: list[bytes], ids: tuple[bytes, ...] = ()
+    ) -> FetchReply:
+        body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs), ids))
         reply = decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))
-        kept, dropped = keep_asked(reply, coop, batch, proofs)
+        kept, dropped = keep_asked(reply, coop, batch, proofs, ids)
         if dropped:
             # An honest responder sends only what it was asked (10.5): the rest is neither stored nor
             # passed on, and costs the sender.

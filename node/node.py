@@ -185,7 +185,8 @@ class Node:
             clock_ms=clock_ms,
             rng=rng,
         )
-        governance = Governance(store, scope)
+        governance = Governance(store, scope, clock_ms)
+        gossip.missing_deps = governance.missing_deps
         admission = ClientAdmission(config.admission, clock_ms, metrics)
         api = Api(
             store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view, governance, admission

@@ -246,6 +246,11 @@ class PeerApi:
             kept.append(p)
             size += len(p)
         actions, more = await self.store.segments(req.coop, req.wants, max_actions=FETCH_MAX_ACTIONS, max_bytes=FETCH_MAX_BYTES - size)
+        if req.ids and len(actions) < FETCH_MAX_ACTIONS:
+            # Asked by id: deps a fold waits for (an action kept aside by an equivocation, which no
+            # chain segment holds). What is not here is skipped.
+            room = FETCH_MAX_BYTES - size - sum(len(a) for a in actions)
+            actions += (await self.store.raw_by_ids(req.coop, req.ids, max_bytes=room))[: FETCH_MAX_ACTIONS - len(actions)]
         return _ok(encode_fetch_reply(FetchReply(tuple(actions), tuple(kept), more or len(kept) < len(proofs))))
 
     async def announce(self, request: web.Request) -> web.Response:

@@ -970,6 +970,21 @@ class Store:
         rows = await self._all("SELECT id, raw, received_at FROM forks WHERE coop = ? ORDER BY author, seq, id", (coop,))
         return [StoredAction(None, r[1], "forked", r[2]) for r in rows if r[0] not in known]
 
+    async def raw_by_ids(self, coop: bytes, ids: Sequence[bytes], *, max_bytes: int) -> list[bytes]:
+        """The wire bytes of the actions of ``coop`` among ``ids`` this node holds, in its chains,
+        kept aside by an equivocation or pending, at most ``max_bytes`` in all (at least one)."""
+        out: list[bytes] = []
+        size = 0
+        for chunk in _chunks(list(dict.fromkeys(ids)), 250):
+            marks = ",".join("?" * len(chunk))
+            for table in ("actions", "forks", "pending"):
+                for (raw,) in await self._all(f"SELECT raw FROM {table} WHERE coop = ? AND id IN ({marks})", [coop, *chunk]):
+                    if out and size + len(raw) > max_bytes:
+                        return out
+                    out.append(raw)
+                    size += len(raw)
+        return out
+
     async def coops_of(self, ids: Sequence[bytes]) -> dict[bytes, bytes]:
         """The co-op of each of ``ids`` that this node holds (stored, pending or displaced)."""
         out: dict[bytes, bytes] = {}
@@ -1590,6 +1605,15 @@ class _GroupPlan:
             flags.append(pid not in known and pid not in seen)
             seen.add(pid)
         self.new_proof_ids = set(ids) - known
+        # A received proof's larger half, when both share a prev, lost its seq for good: keep it
+        # aside (its envelope: proofs carry no bodies) unless held, so that what others built on
+        # it links to it here too, and goes aside in turn instead of being refused.
+        losers = {p.b.id: p.b for p, _ in proofs if p.a.prev == p.b.prev and p.b.id not in self.new_aside}
+        if losers:
+            held: set[bytes] = set()
+            for table in ("actions", "forks", "pending"):
+                held |= {r[0] for r in await _rows_in(w, f"SELECT id FROM {table} WHERE (id)", [(i,) for i in losers])}
+            self.new_aside.update((i, a) for i, a in losers.items() if i not in held)
         return flags
 
     async def write(self, w: aiosqlite.Connection, now: int) -> None:

@@ -624,7 +624,9 @@ def rule_for(kind: str) -> Rule:
 # ---- the fold ------------------------------------------------------------------------------------
 
 
-def _merge_witnesses(lists: Iterable[tuple[tuple[int, bytes], ...]], extra: tuple[int, bytes] | None = None) -> tuple[tuple[int, bytes], ...]:
+def _merge_witnesses(
+    lists: Iterable[tuple[tuple[int, bytes], ...]], extra: tuple[int, bytes] | None = None
+) -> tuple[tuple[int, bytes], ...]:
     """The WITNESS_LIST latest stamps of distinct authors among ``lists`` (and ``extra``), latest
     first (ties by author). Exact: an author among the latest of the union is among the latest of
     the list whose past holds their latest stamp.
@@ -1208,6 +1210,11 @@ class Fold:
     def waits_for(self, action_id: bytes) -> list[bytes]:
         """For a deferred action: the actions it waits for that this fold does not hold."""
         return self.graph.absent_below(action_id)
+
+    def absent(self, limit: int = 256) -> list[bytes]:
+        """Ids that deferred items wait for and that this fold does not hold at all, sorted."""
+        g = self.graph
+        return sorted(x for x in g.waiting if x not in g.items)[:limit]
 
     @property
     def deferred(self) -> int:

@@ -73,6 +73,7 @@ MAX_RANGES = 256  # ranges in one reconcile message
 MAX_LIST = 1024  # head entries listed in one reconcile reply
 MAX_PROOF_IDS = 4096
 MAX_WANTS = 1024  # chain segments asked for in one fetch
+MAX_FETCH_IDS = 256  # actions asked for by id in one fetch (deps a fold waits for)
 PUSH_MAX_ACTIONS = 500  # every node accepts pushes of up to this many actions, whatever its client limits
 FETCH_MAX_ACTIONS = 2000  # a fetch reply holds at most this many actions
 FETCH_MAX_BYTES = 8 * 1024 * 1024  # ... and at most this many bytes of them
@@ -232,10 +233,14 @@ class FetchRequest:
     coop: bytes
     wants: tuple[Want, ...]
     proofs: tuple[bytes, ...]  # proof ids
+    ids: tuple[bytes, ...] = ()  # action ids asked for by id (deps a fold waits for); the key is sent only when non-empty
 
 
 def encode_fetch_request(m: FetchRequest) -> bytes:
-    return codec.encode({"coop": m.coop, "proofs": list(m.proofs), "wants": [[w.author, w.first, w.last] for w in m.wants]})
+    v: dict[str, object] = {"coop": m.coop, "proofs": list(m.proofs), "wants": [[w.author, w.first, w.last] for w in m.wants]}
+    if m.ids:
+        v["ids"] = list(m.ids)
+    return codec.encode(v)
 
 
 def decode_fetch_request(data: bytes) -> FetchRequest:
@@ -245,8 +250,15 @@ def decode_fetch_request(data: bytes) -> FetchRequest:
             max_bytes=256 * 1024, max_depth=3, max_container_len=max(MAX_WANTS, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
         ),
     )
-    if not isinstance(v, dict) or v.keys() != {"coop", "proofs", "wants"} or not _is_id(v["coop"]):
-        raise _bad("a fetch request is {coop, proofs, wants}")
+    if (
+        not isinstance(v, dict)
+        or not {"coop", "proofs", "wants"} <= v.keys() <= {"coop", "ids", "proofs", "wants"}
+        or not _is_id(v["coop"])
+    ):
+        raise _bad("a fetch request is {coop, ids?, proofs, wants}")
+    ids = v.get("ids", ())
+    if not isinstance(ids, tuple) or (not ids and "ids" in v) or len(ids) > MAX_FETCH_IDS or not all(_is_id(i) for i in ids):
+        raise _bad(f"ids, when present, is an array of 1 to {MAX_FETCH_IDS} 32-byte action ids")
     if not isinstance(v["wants"], tuple) or len(v["wants"]) > MAX_WANTS:
         raise _bad(f"wants is an array of at most {MAX_WANTS}")
     if not isinstance(v["proofs"], tuple) or not all(_is_id(i) for i in v["proofs"]):
@@ -263,7 +275,7 @@ def decode_fetch_request(data: bytes) -> FetchRequest:
         ):
             raise _bad("a want is [author: bin32, first: int >= 1, last: int >= first]")
         wants.append(Want(w[0], w[1], w[2]))
-    return FetchRequest(v["coop"], tuple(wants), v["proofs"])
+    return FetchRequest(v["coop"], tuple(wants), v["proofs"], ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,19 +326,22 @@ def proof_scope(data: bytes) -> tuple[bytes, bytes] | None:
     return domain.proof_id(a[0], b[0]), a[1]
 
 
-def keep_asked(reply: FetchReply, coop: bytes, wants: tuple[Want, ...], proofs: tuple[bytes, ...] | list[bytes]) -> tuple[FetchReply, int]:
+def keep_asked(
+    reply: FetchReply, coop: bytes, wants: tuple[Want, ...], proofs: tuple[bytes, ...] | list[bytes], ids: tuple[bytes, ...] = ()
+) -> tuple[FetchReply, int]:
     """A fetch reply with only what was asked (10.5): actions of ``coop`` by an author of ``wants``
-    within its ``[first, last]``, proofs of ``coop`` among the ids asked. Returns the reply kept and
-    how many items were dropped. Bytes that do not even frame as an action or a proof are kept:
-    validation refuses them with their own code."""
+    within its ``[first, last]`` or among the ``ids`` asked, proofs of ``coop`` among the proof ids
+    asked. Returns the reply kept and how many items were dropped. Bytes that do not even frame as
+    an action or a proof are kept: validation refuses them with their own code."""
     spans = {w.author: (w.first, w.last) for w in wants}
+    by_id = set(ids)
     actions = []
     dropped = 0
     for raw in reply.actions:
         p = peek_scope(raw)
         if p is not None:
             span = spans.get(p[2])
-            if p[1] != coop or span is None or not span[0] <= p[3] <= span[1]:
+            if p[1] != coop or ((span is None or not span[0] <= p[3] <= span[1]) and p[0] not in by_id):
                 dropped += 1
                 continue
         actions.append(raw)
