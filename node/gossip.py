@@ -87,12 +87,20 @@ PROBE_CONCURRENCY = 8  # candidates contacted at once
 
 
 class Scope:
-    """The co-ops this node replicates: a configured list, or all (``coops`` None), plus the
-    co-ops that a replicated co-op has decided to federate with (its governance, not config)."""
+    """The co-ops this node replicates: a configured list, or all (``configured`` None), plus its
+    co-ops' federation *partners*, which follow governance, not config, and need both sides.
+
+    A co-op's data goes to another co-op's nodes only by both co-ops' decisions. This node asks for
+    a partner P only while one of its configured co-ops C has decided to federate with P and P has
+    not shown (in its own fold, once held here) that it does not federate with C; and it serves a
+    co-op X to a peer whose record does not list X only if X has decided to federate with a co-op
+    that peer lists (``consents``, from X's fold here). Either side ending the agreement stops both.
+    """
 
     def __init__(self, replicate: tuple[str, ...] | None) -> None:
         self.configured: frozenset[bytes] | None = None if replicate is None else frozenset(parse_id(IdKind.COOP, c) for c in replicate)
-        self._partners: dict[bytes, frozenset[bytes]] = {}  # configured co-op -> the co-ops it federates with
+        self._named: dict[bytes, frozenset[bytes]] = {}  # configured co-op -> the co-ops it federates with
+        self._consent: dict[bytes, frozenset[bytes]] = {}  # any folded co-op -> the co-ops it federates with
         self.partners: frozenset[bytes] = frozenset()
 
     @property
@@ -100,16 +108,31 @@ class Scope:
         return None if self.configured is None else self.configured | self.partners
 
     def set_partners(self, coop: bytes, partners: set[bytes]) -> None:
-        """What ``coop``'s governance currently federates with (only configured co-ops count)."""
-        if self.configured is None or coop not in self.configured or self._partners.get(coop) == partners:
+        """What ``coop``'s governance currently federates with (as folded here)."""
+        self._consent[coop] = frozenset(partners)
+        if self.configured is not None and coop in self.configured:
+            self._named[coop] = frozenset(partners)
+        self._recompute()
+
+    def consents(self, coop: bytes) -> frozenset[bytes] | None:
+        """The co-ops ``coop`` has decided to federate with, as folded here (None: not folded)."""
+        return self._consent.get(coop)
+
+    def _recompute(self) -> None:
+        if self.configured is None:
             return
-        self._partners[coop] = frozenset(partners)
-        now = frozenset().union(*self._partners.values())
-        for c in now - self.partners:
+        now: set[bytes] = set()
+        for c, named in self._named.items():
+            for p in named:
+                theirs = self._consent.get(p)
+                if p not in self.configured and (theirs is None or c in theirs):
+                    now.add(p)
+        frozen = frozenset(now)
+        for c in frozen - self.partners:
             log.info("replicating co-op %s: a federation agreement names it", c.hex()[:16])
-        for c in self.partners - now:
-            log.info("no longer replicating co-op %s: its federation agreement ended", c.hex()[:16])
-        self.partners = now
+        for c in self.partners - frozen:
+            log.info("no longer replicating co-op %s: its federation agreement ended (or was never made on its side)", c.hex()[:16])
+        self.partners = frozen
 
     def __call__(self, coop: bytes) -> bool:
         return self.configured is None or coop in self.configured or coop in self.partners
@@ -207,8 +230,10 @@ def _discard(ahead: _LookAhead | None) -> None:
 
 
 def node_record(key: SigningKey, url: str, federation: Federation, scope: Scope, ts: int) -> bytes:
-    coops = sorted(scope.coops) if scope.coops is not None else []
-    return sign_node_record(key, url=url, federation=federation.name, coops=coops, all_coops=scope.coops is None, ts=ts).encode()
+    # The record lists the co-ops this node replicates by its operator's choice; partners are not
+    # listed: a peer serves a partner co-op to this node by that co-op's own decision (Scope).
+    coops = sorted(scope.configured) if scope.configured is not None else []
+    return sign_node_record(key, url=url, federation=federation.name, coops=coops, all_coops=scope.configured is None, ts=ts).encode()
 
 
 @dataclass

@@ -112,13 +112,22 @@ class Governance:
     def _follow_federations(self, fold: Fold) -> None:
         self.scope.set_partners(fold.coop, set(fold.state.federations))
 
+    async def consents(self, coop: bytes) -> frozenset[bytes]:
+        """The co-ops ``coop`` has decided to federate with (empty if it is not held here)."""
+        known = self.scope.consents(coop)
+        if known is None:
+            await self.fold(coop)
+            known = self.scope.consents(coop)
+        return known or frozenset()
+
     async def refresh(self) -> None:
-        """Fold every co-op this node replicates by its configuration, so that federation
-        decisions reach the replication scope even when nobody reads governance state. A node
-        replicating every co-op has nothing to follow (and spends no CPU on it)."""
+        """Fold every co-op this node replicates by its configuration, and their partners, so that
+        federation decisions reach the replication scope even when nobody reads governance state.
+        A node replicating every co-op follows none (and spends no CPU on it): it folds a co-op when
+        a peer asks for it and when someone reads it."""
         if self.scope.configured is None:
             return
-        for coop in sorted(self.scope.configured):
+        for coop in sorted(self.scope.configured | self.scope.partners):
             await self.fold(coop)
 
     async def run(self, interval: float) -> None:

@@ -187,6 +187,7 @@ class Node:
         )
         governance = Governance(store, scope, clock_ms)
         gossip.missing_deps = governance.missing_deps
+        peer_api.consents = governance.consents
         admission = ClientAdmission(config.admission, clock_ms, metrics)
         api = Api(
             store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view, governance, admission

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -95,6 +95,8 @@ class PeerApi:
         self.rate = TokenBucket(federation.rate_limit, clock_ms)
         # Nothing signed before this moment is accepted: the replay memory starts empty here.
         self.started_ms = clock_ms()
+        # What a co-op decided to federate with (its fold here); set once governance exists.
+        self.consents: Callable[[bytes], Awaitable[frozenset[bytes]]] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         routes = [
@@ -224,7 +226,26 @@ class PeerApi:
             return _err(e.code, e.message)
         if not self.in_scope(msg.coop):
             return _err(RejectCode.OUT_OF_SCOPE, f"this node does not replicate {format_id(IdKind.COOP, msg.coop)}")
+        if not await self.may_serve(sender, msg.coop):
+            return _err(
+                RejectCode.OUT_OF_SCOPE,
+                f"co-op {format_id(IdKind.COOP, msg.coop)} has not decided to federate with a co-op your node replicates",
+            )
         return msg
+
+    async def may_serve(self, sender: bytes, coop: bytes) -> bool:
+        """A co-op's actions go to a node that replicates it by its operator's choice (its record
+        lists it, or every co-op), or, for a node of another co-op, only if this co-op decided to
+        federate with that co-op (its fold here says so). A sender whose record has not arrived yet
+        is served: records come within one announce interval."""
+        peer = self.book.peers.get(sender)
+        record = peer.record if peer is not None else None
+        if record is None or record.all_coops or coop in record.coops:
+            return True
+        if self.consents is None:
+            return False
+        partners = await self.consents(coop)
+        return bool(partners and partners & set(record.coops))
 
     async def reconcile(self, request: web.Request) -> web.Response:
         req = await self._coop_message(request, "reconcile", decode_reconcile_request)
