@@ -11,6 +11,7 @@ import gc
 import logging
 import random
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("coopnet.node")
 
 URL_FILE = "coopnet.url"  # written on start: where this node listens (useful with port 0)
+PROGRESS_BAR_MIN_ACTIONS = 1000  # a catch-up this large draws a progress bar on a terminal
+PROGRESS_BAR_POLL_S = 0.1  # how often the bar looks at the catch-up's progress
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (CPython's default: 700)
 
 
@@ -66,6 +69,16 @@ def init_data_dir(
     write_key_file(key_path, "node")
     cfg_path.write_text(render_config(host, port, log_level, federation, advertise_url))
     return load_config(cfg_path, env={})
+
+
+def check_writable(data_dir: Path) -> None:
+    """Raise OSError naming the directory if the node could not write there (read-only mount,
+    wrong owner): said plainly at start, not as SQLite's "unable to open database file"."""
+    try:
+        with tempfile.TemporaryFile(dir=data_dir, prefix=".coopnet-write-check-"):
+            pass
+    except OSError as e:
+        raise OSError(e.errno, f"data directory {data_dir} is not writable ({e.strerror})") from None
 
 
 class Node:
@@ -96,6 +109,7 @@ class Node:
     async def start(cls, config: Config, *, clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None) -> Node:
         rng = rng or random.Random()
         key = read_key_file(config.key_path, "node")
+        check_writable(config.data_dir)
         fed = config.federation
         metrics = Metrics()
         store = await Store.open(
@@ -145,19 +159,22 @@ class Node:
         app = api.app()
         app.add_routes(peer_api.routes())
         app.add_routes(GovApi(governance, respond, ApiError).routes())
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         try:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
             await site.start()
+            host, port = runner.addresses[0][:2]
+            url = f"http://{host}:{port}"
+            where["url"] = fed.advertise_url or url
+            (config.data_dir / URL_FILE).write_text(url + "\n")
         except BaseException:
+            # Whatever failed (a read-only data directory fails here, after the bind), release
+            # the port and the store's threads, or the process would linger holding the port.
+            await runner.cleanup()
             ingestor.close()
             await store.close()
             raise
-        host, port = runner.addresses[0][:2]
-        url = f"http://{host}:{port}"
-        where["url"] = fed.advertise_url or url
-        (config.data_dir / URL_FILE).write_text(url + "\n")
         if fed.peers or fed.open:
             ingestor.warm()
         gossip.start()
@@ -196,11 +213,13 @@ async def serve(config: Config, console: Console | None = None) -> None:
     try:
         await stop.wait()
     finally:
-        if bar is not None:
-            bar.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bar
-        await node.stop()
+        try:
+            if bar is not None:
+                bar.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bar
+        finally:  # the terminal is a nicety: whatever it raised, the node still stops
+            await node.stop()
 
 
 def tune_gc() -> None:
@@ -226,7 +245,7 @@ async def _progress_bar(node: Node, console: Console) -> None:
     try:
         while True:
             p = node.gossip.progress
-            if p.active and p.total >= 1000:
+            if p.active and p.total >= PROGRESS_BAR_MIN_ACTIONS:
                 if progress is None:
                     progress = Progress(
                         TextColumn("catch-up"),
@@ -236,14 +255,22 @@ async def _progress_bar(node: Node, console: Console) -> None:
                         TimeRemainingColumn(),
                         console=console,
                     )
+                    task = progress.add_task("catch-up", total=p.total, completed=p.done)
                     progress.start()
-                    task = progress.add_task("catch-up", total=p.total)
                 assert task is not None
                 progress.update(task, total=p.total, completed=p.done)
             elif progress is not None:
+                if task is not None:  # drawn once more, complete, as it goes
+                    progress.update(task, total=p.total, completed=p.done)
                 progress.stop()
                 progress, task = None, None
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(PROGRESS_BAR_POLL_S)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        # A terminal that cannot be drawn on must not take the node down: say so once, stop drawing.
+        log.warning("catch-up progress bar failed; progress is still logged", exc_info=True)
     finally:
         if progress is not None:
-            progress.stop()
+            with contextlib.suppress(Exception):
+                progress.stop()
