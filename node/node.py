@@ -27,6 +27,7 @@ from .config import CONFIG_NAME, Config, ConfigError, Federation, load_config, r
 from .gossip import Gossip, Scope, node_record
 from .gov_api import GovApi
 from .governance import Governance
+from .http import HttpServer, install_repeat_filter, raise_open_files_limit
 from .ingest import Ingestor
 from .keyfile import read_key_file, write_key_file
 from .metrics import Metrics
@@ -104,6 +105,7 @@ class Node:
         self.node_id = node_id
         self.url = url
         self._gov_task: asyncio.Task[None] | None = None
+        self.http: HttpServer | None = None
 
     @classmethod
     async def start(cls, config: Config, *, clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None) -> Node:
@@ -155,11 +157,25 @@ class Node:
             rng=rng,
         )
         governance = Governance(store, scope)
-        api = Api(store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view, governance)
+        http = HttpServer(config.limits, metrics)
+        api = Api(
+            store,
+            ingestor,
+            key.public_key,
+            config.limits,
+            clock_ms(),
+            clock_ms,
+            metrics,
+            gossip.status,
+            book.view,
+            governance,
+            http.offload,
+        )
         app = api.app()
         app.add_routes(peer_api.routes())
         app.add_routes(GovApi(governance, respond, ApiError).routes())
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = http.runner(app)
+        http.start()
         try:
             await runner.setup()
             site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
@@ -172,6 +188,7 @@ class Node:
             # Whatever failed (a read-only data directory fails here, after the bind), release
             # the port and the store's threads, or the process would linger holding the port.
             await runner.cleanup()
+            await http.close()
             ingestor.close()
             await store.close()
             raise
@@ -184,6 +201,7 @@ class Node:
             log.info("federation %r: %d configured peers, %s", fed.name, len(book.peers), "open" if fed.open else "closed")
         node = cls(replace(config, port=port), store, ingestor, gossip, book, runner, key.public_key, url)
         node._gov_task = gov_task
+        node.http = http
         return node
 
     async def stop(self) -> None:
@@ -195,6 +213,8 @@ class Node:
                 await self._gov_task
         await self.gossip.stop()
         await self.runner.cleanup()
+        if self.http is not None:
+            await self.http.close()
         self.ingestor.close()
         await self.store.close()
         log.info("node stopped")
@@ -203,7 +223,13 @@ class Node:
 async def serve(config: Config, console: Console | None = None) -> None:
     """Run a node until SIGINT or SIGTERM. With a console (an interactive terminal), catch-up
     shows as a progress bar; otherwise the gossip layer logs progress lines."""
+    before, after = raise_open_files_limit()
+    if after != before:
+        log.info("open files limit raised from %d to %d", before, after)
+    repeat_filter = install_repeat_filter(config.limits.log_repeat_interval)
     node = await Node.start(config)
+    assert node.http is not None
+    node.http.filter = repeat_filter
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
