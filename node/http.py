@@ -71,6 +71,7 @@ MIN_CONNECTIONS = 16  # the cap never goes below this, however low the open-file
 EVICT_SCAN = 64  # connections looked at (oldest activity first) for one to evict
 MIN_BODY_RESERVATION = 64 * 1024  # bytes a body in flight costs at least: aiohttp's read buffers
 OFFLOAD_MIN_BYTES = 256 * 1024  # bodies from this size on are decoded off the event loop
+LINGER_S = 2.0  # seconds an unread request body is drained after the answer (aiohttp: 10)
 SHUTDOWN_GRACE_S = 5.0  # requests still running at stop get this long to finish
 RETRY_AFTER_S = 1  # what a 503 busy tells the client to wait
 JSON_MAX_NUMBER_CHARS = 24  # a JSON number this API accepts is an int64 (at most 20 characters)
@@ -325,9 +326,10 @@ def int_param(query: Any, name: str, default: int, lo: int, hi: int) -> int:
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(hi)) or not lo <= int(raw) <= hi:
+    digits = raw.lstrip("0") or "0" if raw.isascii() and raw.isdigit() else ""
+    if not digits or len(digits) > len(str(hi)) or not lo <= int(digits) <= hi:
         raise BadParam(f"query parameter {name} must be an integer from {lo} to {hi}, got {raw[:40]!r}")
-    return int(raw)
+    return int(digits)
 
 
 class BadParam(ValueError):
@@ -512,6 +514,17 @@ class NodeRequestHandler(web_protocol.RequestHandler):
             self._http.metrics.http_connections_closed.labels("header_timeout").inc()
             self.force_close()
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp's own error log (a request body whose framing broke while it read the rest, a
+        handler that failed outside the middlewares): once per interval per kind, and a
+        client's bad bytes or disconnect without a traceback."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, (web_protocol.RequestPayloadError, http_exceptions.HttpProcessingError, ConnectionError)):
+            self._http.log_repeated(logging.INFO, ("connection", type(exc).__name__), "a request ended badly: %s", exc)
+            return
+        msg = str(args[0]) if args else "error in the HTTP server"
+        self._http.log_repeated(logging.ERROR, ("aiohttp", msg), "%s", msg, exc_info=exc if isinstance(exc, BaseException) else None)
+
     def handle_error(
         self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
@@ -613,6 +626,12 @@ class HttpServer:
             "max_line_size": lim.max_header_bytes,
             "max_field_size": lim.max_header_bytes,
             "max_headers": lim.max_headers,
+            # Request bodies are taken as sent: no API here accepts a compressed body, and
+            # decompressing a stranger's bytes is work (and memory) for nothing.
+            "auto_decompress": False,
+            # After answering a request whose body was not read (413, 408), aiohttp reads and
+            # drops what is still coming so the client sees the answer; not for long.
+            "lingering_time": LINGER_S,
             "access_log": None,
         }
 
