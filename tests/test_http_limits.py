@@ -16,17 +16,20 @@ import errno
 import json
 import logging
 import os
+import re
 import resource
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from node.config import Limits
 from node.http import JSON_MAX_NUMBER_CHARS, RepeatFilter, RepeatLimiter, parse_json
 from node.node import Node
 from protocol.ids import IdKind, format_id
@@ -556,3 +559,13 @@ async def test_json_and_msgpack_submissions_still_work(start_node: NodeFactory, 
     a = next_action(member_key(2), g.id, None)
     async with http.post(node.url + "/api/v1/actions", data=json.dumps({"actions": [_b64(a.raw)]}), headers={"Content-Type": JSON}) as r:
         assert r.status == 200 and (await r.json())["accepted"] == 1
+
+
+# ---- docs ---------------------------------------------------------------------------------------
+
+
+def test_every_limit_is_documented_with_its_default() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "OPERATIONS.md").read_text()
+    for f in fields(Limits):
+        default = getattr(Limits(), f.name)
+        assert re.search(rf"^{f.name} = {re.escape(repr(default))}(\s|$)", text, re.M), f"{f.name} = {default!r} not in OPERATIONS.md"
