@@ -17,7 +17,7 @@ subclasses it (the documented extension points: ``connection_made``, ``data_rece
 - **Time.** A request head must arrive within ``header_timeout`` of a connection opening or of
   its first byte after a keep-alive pause (slowloris dribbles a byte a second: it is closed); a
   keep-alive connection may stay idle ``idle_timeout``; a body must arrive within
-  ``body_timeout`` (408).
+  ``body_timeout`` (408); a client that takes none of an answer for ``idle_timeout`` is closed.
 - **Body memory.** A node-wide budget of request-body bytes in flight
   (``max_body_bytes_in_flight``): a request reserves its Content-Length (or ``max_request_bytes``
   when chunked; at least ``MIN_BODY_RESERVATION``, what its read buffers cost) before a byte of its
@@ -463,6 +463,7 @@ class NodeRequestHandler(web_protocol.RequestHandler):
         self._http = http
         self._busy = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -480,6 +481,8 @@ class NodeRequestHandler(web_protocol.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
         self._http.guard.gone(self)
         super().connection_lost(exc)
 
@@ -498,6 +501,24 @@ class NodeRequestHandler(web_protocol.RequestHandler):
     def request_finished(self) -> None:
         self._busy = False
         self._http.guard.touch(self)
+        if self._send_timer is None:
+            self._send_timer = self._loop.call_later(self._http.limits.idle_timeout, self._send_check, None)
+
+    def _send_check(self, pending_before: int | None) -> None:
+        """A client that takes none of an answer for ``idle_timeout`` is closed: aiohttp waits
+        on the socket for as long as it takes, and the connection would never count as idle."""
+        self._send_timer = None
+        transport = self.transport
+        if self._busy or transport is None:
+            return
+        pending = transport.get_write_buffer_size()  # type: ignore[attr-defined]
+        if pending == 0:
+            return  # all sent: the keep-alive timer takes over
+        if pending_before is not None and pending >= pending_before:
+            self._http.metrics.http_connections_closed.labels("send_timeout").inc()
+            self.force_close()
+            return
+        self._send_timer = self._loop.call_later(self._http.limits.idle_timeout, self._send_check, pending)
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

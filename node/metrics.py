@@ -29,7 +29,7 @@ class Metrics:
         self.http_connections = Gauge("coopnet_http_connections", "Open HTTP connections", registry=r)
         self.http_connections_closed = Counter(
             "coopnet_http_connections_closed",
-            "HTTP connections the node closed itself, by reason (evicted, refused, header_timeout, body_timeout)",
+            "HTTP connections the node closed itself, by reason (evicted, refused, header_timeout, body_timeout, send_timeout)",
             ["reason"],
             registry=r,
         )

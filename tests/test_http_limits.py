@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -34,7 +35,7 @@ from node.http import JSON_MAX_NUMBER_CHARS, RepeatFilter, RepeatLimiter, parse_
 from node.node import Node
 from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
-from tests.conftest import JSON, MSGPACK, TEST_LIMITS, NodeFactory, make_genesis, member_key, next_action
+from tests.conftest import JSON, MSGPACK, TEST_LIMITS, NodeFactory, make_chain, make_genesis, member_key, next_action
 from tests.fed_helpers import metric, wait_until
 
 HOST = "127.0.0.1"
@@ -356,6 +357,41 @@ async def test_a_body_that_never_finishes_gets_408(start_node: NodeFactory, http
     assert error_of(reply) == (408, "timeout")
     assert await counts(http, node) == before
     assert node.http is not None and node.http.budget.used == 0
+
+
+async def test_a_client_that_never_reads_its_answer_is_closed(start_node: NodeFactory, http: aiohttp.ClientSession) -> None:
+    """A large answer the client never reads: the node closes the connection instead of waiting
+    on the socket forever (measured by bytes still queued, checked every idle_timeout)."""
+    page = 300  # actions of ~16 KB: an answer of ~11 MB, more than the kernel's socket buffers take
+    node = await start_node(idle_timeout=0.3, max_request_bytes=1024 * 1024, max_page=page)
+    genesis = make_genesis(member_key(1))
+    big = make_chain(member_key(2), genesis.id, page, tag="x" * 16_000)
+    for i in range(0, len(big), 10):
+        async with http.post(
+            node.url + "/api/v1/actions",
+            data=encode_submission([a.raw for a in ([genesis] if i == 0 else []) + big[i : i + 10]]),
+            headers={"Content-Type": MSGPACK},
+        ) as r:
+            assert r.status == 200 and (await r.json())["rejected"] == 0
+    coop = format_id(IdKind.COOP, genesis.id)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # take as little as the kernel allows
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (HOST, node.config.port))
+    _, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(b"GET /api/v1/coops/%s/actions?limit=%d HTTP/1.1\r\nHost: x\r\n\r\n" % (coop.encode(), page))
+        await writer.drain()
+        assert node.http is not None
+
+        async def closed() -> bool:
+            text = node.http.metrics.render().decode()  # type: ignore[union-attr]
+            return (metric(text, "coopnet_http_connections_closed_total", reason="send_timeout") or 0) == 1
+
+        await wait_until(closed, within=20, what="the node to close a connection that reads nothing")
+    finally:
+        writer.close()
+    await healthy(http, node)
 
 
 # ---- connections and the body budget ---------------------------------------------------------------
