@@ -66,7 +66,7 @@ log = logging.getLogger("coopnet.http")
 
 T = TypeVar("T")
 
-FD_RESERVE = 128  # open files kept free for the store, logs, peer connections and verify workers
+FD_RESERVE = 256  # open files kept free for the store, logs, peer connections (max_peers) and verify workers
 MIN_CONNECTIONS = 16  # the cap never goes below this, however low the open-file limit
 EVICT_SCAN = 64  # connections looked at (oldest activity first) for one to evict
 MIN_BODY_RESERVATION = 64 * 1024  # bytes a body in flight costs at least: aiohttp's read buffers
