@@ -408,37 +408,52 @@ class BodyBudget:
 
 
 class ConnectionGuard:
-    """The open connections, least recently active first; admits, evicts, refuses."""
+    """The open connections: the idle ones least recently active first, and the busy ones.
+
+    A newcomer past the cap evicts the idle connection that has waited longest, preferring one
+    with nothing left to send (a client not reading its answer goes only when no other can); if
+    every connection is busy with a request, the newcomer is refused. Busy connections are kept
+    apart so that however many of them there are, finding an idle one costs nothing.
+    """
 
     def __init__(self, cap: int, metrics: Metrics) -> None:
         self.cap = cap
         self.metrics = metrics
-        self._open: OrderedDict[NodeRequestHandler, None] = OrderedDict()
+        self._idle: OrderedDict[NodeRequestHandler, None] = OrderedDict()
+        self._busy: set[NodeRequestHandler] = set()
 
     def __len__(self) -> int:
-        return len(self._open)
+        return len(self._idle) + len(self._busy)
 
     def admit(self, conn: NodeRequestHandler) -> bool:
-        if len(self._open) >= self.cap:
-            victim = next((c for c in itertools.islice(self._open, EVICT_SCAN) if c.idle()), None)
+        if len(self) >= self.cap:
+            victim = next((c for c in itertools.islice(self._idle, EVICT_SCAN) if c.nothing_to_send()), None)
+            if victim is None and self._idle:
+                victim = next(iter(self._idle))
             if victim is None:
                 self.metrics.http_connections_closed.labels("refused").inc()
                 return False
             self.metrics.http_connections_closed.labels("evicted").inc()
-            self._open.pop(victim, None)
+            del self._idle[victim]
             victim.force_close()
-        self._open[conn] = None
-        self.metrics.http_connections.set(len(self._open))
+        self._idle[conn] = None
+        self.metrics.http_connections.set(len(self))
         return True
 
-    def touch(self, conn: NodeRequestHandler) -> None:
-        if conn in self._open:
-            self._open.move_to_end(conn)
+    def busy(self, conn: NodeRequestHandler) -> None:
+        if conn in self._idle:  # not evicted meanwhile
+            del self._idle[conn]
+            self._busy.add(conn)
+
+    def idle(self, conn: NodeRequestHandler) -> None:
+        if conn in self._busy:
+            self._busy.discard(conn)
+            self._idle[conn] = None
 
     def gone(self, conn: NodeRequestHandler) -> None:
-        if conn in self._open:
-            del self._open[conn]
-            self.metrics.http_connections.set(len(self._open))
+        self._busy.discard(conn)
+        self._idle.pop(conn, None)
+        self.metrics.http_connections.set(len(self))
 
 
 _REFUSED = (
@@ -456,8 +471,6 @@ _PARSER_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (http_exceptions.LineTooLong, 431, "header_too_large"),
     (http_exceptions.InvalidURLError, 400, "bad_url"),
     (http_exceptions.BadHttpMethod, 400, "bad_http"),
-    (http_exceptions.ContentLengthError, 400, "bad_content_length"),
-    (http_exceptions.TransferEncodingError, 400, "bad_transfer_encoding"),
     (http_exceptions.BadHttpMessage, 400, "bad_http"),
 )
 
@@ -493,21 +506,18 @@ class NodeRequestHandler(web_protocol.RequestHandler):
         self._http.guard.gone(self)
         super().connection_lost(exc)
 
-    def idle(self) -> bool:
-        """Between requests, or still receiving a request head, with nothing left to send."""
-        if self._busy:
-            return False
+    def nothing_to_send(self) -> bool:
         transport = self.transport
         return transport is None or transport.get_write_buffer_size() == 0  # type: ignore[attr-defined]
 
     def request_started(self) -> None:
         self._busy = True
         self._cancel_head_timer()
-        self._http.guard.touch(self)
+        self._http.guard.busy(self)
 
     def request_finished(self) -> None:
         self._busy = False
-        self._http.guard.touch(self)
+        self._http.guard.idle(self)
         if self._send_timer is None:
             self._send_timer = self._loop.call_later(self._http.limits.idle_timeout, self._send_check, None)
 

@@ -421,6 +421,39 @@ async def test_past_the_cap_the_longest_idle_connection_makes_way(start_node: No
             w.close()
 
 
+async def test_many_busy_connections_do_not_hide_the_idle_ones(start_node: NodeFactory) -> None:
+    """Slow uploads opened first (busy, and the least recently active) and idle sockets after
+    them, up to the cap: a newcomer still finds an idle connection to take the place of."""
+    cap, slow = 100, 80
+    node = await start_node(max_connections=cap, body_timeout=60.0, header_timeout=60.0, idle_timeout=60.0)
+    held: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(slow):
+            _, w = await asyncio.open_connection(HOST, node.config.port)
+            w.write(POST_HEAD + b"Content-Length: 100\r\n\r\n0123456789")
+            await w.drain()
+            held.append(w)
+        assert node.http is not None
+
+        async def all_busy() -> bool:
+            return node.http.budget.used >= slow  # type: ignore[union-attr]
+
+        await wait_until(all_busy, within=10, what="the slow uploads to be reading their bodies")
+        for _ in range(cap - slow):
+            _, w = await asyncio.open_connection(HOST, node.config.port)
+            held.append(w)
+
+        async def full() -> bool:
+            return len(node.http.guard) == cap  # type: ignore[union-attr]
+
+        await wait_until(full, within=10, what="the cap to be reached")
+        reply = await exchange(node.config.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reply.status == 200
+    finally:
+        for w in held:
+            w.close()
+
+
 async def test_when_every_connection_is_busy_a_newcomer_is_refused_as_json(start_node: NodeFactory) -> None:
     node = await start_node(max_connections=CAP, body_timeout=60.0, header_timeout=60.0)
     busy: list[asyncio.StreamWriter] = []
