@@ -46,6 +46,7 @@ class Limits:
     body_timeout: float = 30.0  # seconds to send a request body
     max_header_bytes: int = 8190  # one request line or header line
     max_headers: int = 128  # header lines in one request
+    max_head_bytes: int = 32 * 1024  # a whole request head: request line and every header
     max_body_bytes_in_flight: int = 32 * 1024 * 1024  # request bodies being read or decoded, node-wide
     body_budget_wait: float = 1.0  # seconds a body waits for room in that budget before 503 busy
     max_json_depth: int = 32  # containers nested in a JSON body

@@ -456,15 +456,17 @@ class ConnectionGuard:
         self.metrics.http_connections.set(len(self))
 
 
-_REFUSED = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-    b"Retry-After: %d\r\nContent-Length: %d\r\n\r\n%s"
-)
+def _raw_error(status: int, reason: str, code: str, message: str, extra: str = "") -> bytes:
+    """A whole error answer as bytes, for a socket that has no request object to answer through."""
+    body = json.dumps({"error": code, "message": message}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nConnection: close\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def _refusal() -> bytes:
-    body = json.dumps({"error": "busy", "message": "too many open connections; try again"}).encode()
-    return _REFUSED % (RETRY_AFTER_S, len(body), body)
+    return _raw_error(503, "Service Unavailable", "busy", "too many open connections; try again", f"Retry-After: {RETRY_AFTER_S}\r\n")
 
 
 _PARSER_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
@@ -484,6 +486,11 @@ class NodeRequestHandler(web_protocol.RequestHandler):
         self._busy = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
+        # The request head being received: its size so far, and its last 3 bytes (the end of a
+        # head, CRLF CRLF, may straddle two reads). Counted only between requests.
+        self._head_open = True
+        self._head_bytes = 0
+        self._head_tail = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -497,7 +504,32 @@ class NodeRequestHandler(web_protocol.RequestHandler):
     def data_received(self, data: bytes) -> None:
         if data and not self._busy and self._head_timer is None:
             self._arm_head_timer()  # the first byte of a request after a keep-alive pause
+        if self._head_open and data and not self._head_within_limit(data):
+            return
         super().data_received(data)
+
+    def _head_within_limit(self, data: bytes) -> bool:
+        """Count a request head's bytes up to its blank line; past ``max_head_bytes`` answer 431
+        and close. aiohttp bounds each header line and the number of lines, not their total:
+        128 lines of 8 KB, a megabyte per connection, went through."""
+        end = (self._head_tail + data).find(b"\r\n\r\n")
+        if end >= 0:
+            self._head_bytes += end + 4 - len(self._head_tail)
+            self._head_open = False  # the body follows; the next head starts after the answer
+        else:
+            self._head_bytes += len(data)
+            self._head_tail = (self._head_tail + data)[-3:]
+        if self._head_bytes <= self._http.limits.max_head_bytes:
+            return True
+        self._http.metrics.http_bad_requests.labels("header_too_large").inc()
+        self._http.log_repeated(
+            logging.INFO, ("bad_http", "header_too_large"), "bad HTTP request: a head over %d bytes", self._http.limits.max_head_bytes
+        )
+        if self.transport is not None:
+            message = f"the request head is longer than {self._http.limits.max_head_bytes} bytes"
+            self.transport.write(_raw_error(431, "Request Header Fields Too Large", "header_too_large", message))  # type: ignore[attr-defined]
+        self.force_close()
+        return False
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
@@ -518,6 +550,7 @@ class NodeRequestHandler(web_protocol.RequestHandler):
     def request_finished(self) -> None:
         self._busy = False
         self._http.guard.idle(self)
+        self._head_open, self._head_bytes, self._head_tail = True, 0, b""
         if self._send_timer is None:
             self._send_timer = self._loop.call_later(self._http.limits.idle_timeout, self._send_check, None)
 
@@ -653,6 +686,9 @@ class HttpServer:
         self.metrics = metrics
         self.guard = ConnectionGuard(connection_cap(limits.max_connections), metrics)
         self.budget = BodyBudget(limits.max_body_bytes_in_flight, metrics, self._bodies_done)
+        # At most half the connections can be reading a body at once, however small the bodies
+        # claim to be: slow uploads cannot hold every connection busy.
+        self.min_reservation = max(MIN_BODY_RESERVATION, limits.max_body_bytes_in_flight // max(1, self.guard.cap // 2))
         self._trimmed_at = float("-inf")
         self._trim_pending = False
         self._closed = False
@@ -797,7 +833,7 @@ class HttpServer:
         size = request.content_length
         if size is not None and size > lim.max_request_bytes:
             return error_response(413, "too_large", f"request body of {size} bytes exceeds the limit of {lim.max_request_bytes}")
-        reserve = max(size if size is not None else lim.max_request_bytes, MIN_BODY_RESERVATION)
+        reserve = max(size if size is not None else lim.max_request_bytes, self.min_reservation)
         if not await self.budget.acquire(reserve, lim.body_budget_wait):
             self.metrics.http_busy.inc()
             return error_response(

@@ -130,6 +130,11 @@ PARSER_CASES: dict[str, tuple[bytes, int, str]] = {
     "non-ASCII URL": ("GET /api/v1/coops/é HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 400, "bad_url"),
     "9 KB header": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, "header_too_large"),
     "9 KB URL": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431, "header_too_large"),
+    "a megabyte of headers": (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 8000) for i in range(120)) + b"\r\n",
+        431,
+        "header_too_large",
+    ),
     "200 headers": (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(200)) + b"\r\n", 400, "bad_http"),
     "letters in Content-Length": (POST_HEAD + b"Content-Length: abc\r\n\r\n", 400, "bad_http"),
     "negative Content-Length": (POST_HEAD + b"Content-Length: -1\r\n\r\n", 400, "bad_http"),
@@ -455,7 +460,8 @@ async def test_many_busy_connections_do_not_hide_the_idle_ones(start_node: NodeF
 
 
 async def test_when_every_connection_is_busy_a_newcomer_is_refused_as_json(start_node: NodeFactory) -> None:
-    node = await start_node(max_connections=CAP, body_timeout=60.0, header_timeout=60.0)
+    # Half of them read their bodies (the budget holds no more); the others wait for room.
+    node = await start_node(max_connections=CAP, body_timeout=60.0, header_timeout=60.0, body_budget_wait=60.0)
     busy: list[asyncio.StreamWriter] = []
     try:
         for _ in range(CAP):  # each sends a head and a tenth of its body: busy reading it
@@ -618,6 +624,36 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
 
 
 # ---- a good request still works ---------------------------------------------------------------------
+
+
+async def test_at_most_half_the_connections_read_bodies_at_once(start_node: NodeFactory) -> None:
+    node = await start_node(max_connections=CAP, body_timeout=60.0, header_timeout=60.0, body_budget_wait=60.0)
+    assert node.http is not None and node.http.min_reservation * (CAP // 2) == node.config.limits.max_body_bytes_in_flight
+    held = []
+    try:
+        for _ in range(CAP // 2 + 2):
+            _, w = await asyncio.open_connection(HOST, node.config.port)
+            w.write(POST_HEAD + b"Content-Length: 100\r\n\r\n0123456789")
+            await w.drain()
+            held.append(w)
+
+        async def waiting() -> bool:
+            return len(node.http.budget._waiters) == 2  # type: ignore[union-attr]
+
+        await wait_until(waiting, within=10, what="two uploads to wait for room")
+        assert node.http.budget.used == node.config.limits.max_body_bytes_in_flight
+    finally:
+        for w in held:
+            w.close()
+
+
+async def test_a_large_body_in_the_same_packet_as_its_head_is_not_a_large_head(
+    start_node: NodeFactory, http: aiohttp.ClientSession
+) -> None:
+    node = await start_node()
+    body = b" " * 100_000 + b'{"actions": []}'
+    reply = await exchange(node.config.port, post_raw(body))  # one write: head and 100 KB of body together
+    assert error_of(reply) == (422, "bad_schema")
 
 
 async def test_json_and_msgpack_submissions_still_work(start_node: NodeFactory, http: aiohttp.ClientSession) -> None:
