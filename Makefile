@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= .coopnet-data
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast explore lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: install
 test: install
 	$(BIN)/ruff check protocol node tests scripts
 	$(BIN)/python -m pytest -q
+
+# Property tests with random seeds and ten times the examples (CI runs them derandomized).
+explore: install
+	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -q -m "not slow" tests/test_governance.py tests/test_governance_attacks.py tests/test_codec.py tests/test_peer_protocol.py tests/test_store.py
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import sqlite3
 import sys
@@ -18,13 +17,14 @@ from typing import Any, NoReturn
 
 import click
 
-from protocol import ProtocolError, sign_action, sign_genesis
+from protocol import ProtocolError, sign_genesis
 from protocol.ids import IdKind, format_id, parse_id
 
 from .client import DEFAULT_URL, Client, ClientError
-from .config import CONFIG_NAME, ConfigError, load_config, load_federation_file
+from .config import CONFIG_NAME, DEFAULT_ADMIN_LISTEN, ConfigError, load_config, load_federation_file
 from .keyfile import KeyFileError, read_key_file, write_key_file
 from .node import URL_FILE, init_data_dir, serve
+from .ops import advertise_problem, setup_logging
 from .store import StoreError
 from .views import json_to_value
 
@@ -146,21 +146,32 @@ def main(ctx: click.Context, node: str | None, as_json: bool) -> None:
 @click.option("--listen", default="127.0.0.1:8470", show_default=True, help="Address the node will listen on.")
 @click.option("--join", "join", type=click.Path(path_type=Path), default=None, help="A federation file: join that federation.")
 @click.option("--advertise-url", default="", help="How peers reach this node, if not the listen address.")
+@click.option(
+    "--admin-listen", default=DEFAULT_ADMIN_LISTEN, show_default=True, help='Address of the admin API (port 0: any free port; "": none).'
+)
 @pass_ctx
-def init(c: Ctx, data_dir: Path | None, listen: str, join: Path | None, advertise_url: str) -> None:
-    """Create a data directory: config, node key (0600) and an empty store on first run."""
+def init(c: Ctx, data_dir: Path | None, listen: str, join: Path | None, advertise_url: str, admin_listen: str) -> None:
+    """Create a data directory: config, node key and admin token (0600), an empty store on first run."""
     data_dir = data_dir or default_data_dir()
     host, _, port = listen.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
     if advertise_url and not advertise_url.startswith(("http://", "https://")):
         raise click.BadParameter("expected an http:// or https:// URL", param_hint="--advertise-url")
+    problem = advertise_problem(host, int(port), advertise_url)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--listen")
+    admin_host, _, admin_port = admin_listen.rpartition(":")
+    if admin_listen and (not admin_host or not (admin_port.isascii() and admin_port.isdigit()) or not 0 <= int(admin_port) < 65536):
+        raise click.BadParameter('expected HOST:PORT, or "" for no admin API', param_hint="--admin-listen")
     try:
         federation = load_federation_file(join) if join is not None else None
     except ConfigError as e:
         _fail("bad_federation_file", str(e), c.as_json)
     try:
-        cfg = init_data_dir(data_dir, host=host, port=int(port), federation=federation, advertise_url=advertise_url)
+        cfg = init_data_dir(
+            data_dir, host=host, port=int(port), federation=federation, advertise_url=advertise_url, admin_listen=admin_listen
+        )
         node_id = format_id(IdKind.NODE, read_key_file(cfg.key_path, "node").public_key)
     except (ConfigError, KeyFileError) as e:
         _fail("exists", str(e), c.as_json)
@@ -203,15 +214,8 @@ def run(c: Ctx, data_dir: Path | None, config_file: Path | None) -> None:
         cfg = load_config(path, env=env)
     except ConfigError as e:
         _fail("bad_config", str(e), c.as_json)
-    interactive = sys.stderr.isatty()
-    if interactive:
-        from rich.logging import RichHandler
-
-        logging.basicConfig(
-            level=cfg.log_level.upper(), format="%(name)s: %(message)s", handlers=[RichHandler(console=err_console, show_path=False)]
-        )
-    else:
-        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    interactive = sys.stderr.isatty() and cfg.log_format == "text"  # JSON logs stay one object per line
+    setup_logging(cfg.log_level, cfg.log_format, err_console if interactive else None)
     try:
         asyncio.run(serve(cfg, err_console.get() if interactive else None))
     except (KeyFileError, OSError, StoreError, sqlite3.Error) as e:
@@ -242,9 +246,9 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _submit_one(c: Ctx, raw: bytes) -> dict[str, Any]:
+def _submit_one(c: Ctx, raw: bytes, headers: dict[str, str] | None = None) -> dict[str, Any]:
     try:
-        resp = c.client.submit([raw], single=True)
+        resp = c.client.submit([raw], single=True, headers=headers)
     except ClientError as e:
         _fail(e.code, e.message, c.as_json, {"results": e.body.get("results", [])})
     return resp["results"][0]
@@ -268,8 +272,9 @@ def coop() -> None:
 @click.option(
     "--key", "key_file", type=click.Path(path_type=Path), default=Path("member.key"), show_default=True, help="Founder's member key."
 )
+@click.option("--invite", default=None, help="The invite token a node that founds co-ops by invite gave you.")
 @pass_ctx
-def coop_create(c: Ctx, name: str, purpose: str, key_file: Path) -> None:
+def coop_create(c: Ctx, name: str, purpose: str, key_file: Path, invite: str | None) -> None:
     """Found a co-op: sign its genesis action with your key and submit it."""
     key = _load_member_key(c, key_file)
     body: dict[str, Any] = {"name": name}
@@ -279,7 +284,7 @@ def coop_create(c: Ctx, name: str, purpose: str, key_file: Path) -> None:
         genesis = sign_genesis(key, ts=_now_ms(), body=body)
     except ProtocolError as e:
         _fail(e.code.value, e.message, c.as_json)
-    result = _submit_one(c, genesis.raw)
+    result = _submit_one(c, genesis.raw, {"Coopnet-Invite": invite} if invite else None)
     out = {
         "coop": format_id(IdKind.COOP, genesis.id),
         "name": name,
@@ -289,48 +294,48 @@ def coop_create(c: Ctx, name: str, purpose: str, key_file: Path) -> None:
     _out(out, c.as_json, lambda o: console.print(f"Co-op [bold]{o['name']}[/] founded ({o['status']})\n  id  {o['coop']}"))
 
 
-def _sign_and_submit(c: Ctx, key_file: Path, coop_text: str, kind: str, body: Any, deps: list[str]) -> dict[str, Any]:
-    """Sign ``kind``/``body`` as the key's next action in the co-op (seq and prev from the node),
-    submit it, and return what to print. Exits 1 with the node's code if it is refused."""
+def _act(
+    c: Ctx, key_file: Path, coop_text: str, kind: str, body: Any, extra: list[bytes] | None = None, *, see_all: bool = True
+) -> dict[str, Any]:
+    """Sign ``kind`` as the key's next action in the co-op, having seen the co-op's tips (and
+    ``extra``), submit it, and return what to print. Exits 1 with the node's code if it is refused."""
+    from .acting import ActingError, Actor
+
     key = _load_member_key(c, key_file)
+    _parse(c, IdKind.COOP, coop_text)
     try:
-        coop_raw = parse_id(IdKind.COOP, coop_text)
-        dep_raw = [parse_id(IdKind.ACTION, d) for d in deps]
-        member = format_id(IdKind.MEMBER, key.public_key)
-        try:
-            seq, head = c.client.head(coop_text, member)
-        except ClientError as e:
-            _fail(e.code, e.message, c.as_json)
-        action = sign_action(
-            key,
-            coop=coop_raw,
-            seq=seq + 1,
-            prev=parse_id(IdKind.ACTION, head) if head else None,
-            deps=dep_raw,
-            ts=_now_ms(),
-            kind=kind,
-            body=body,
-        )
+        return Actor(c.client, key, coop_text).act(kind, body, extra or [], see_all=see_all)
+    except ActingError as e:
+        _fail(e.code, e.message, c.as_json, e.extra)
     except ProtocolError as e:
         _fail(e.code.value, e.message, c.as_json)
-    result = _submit_one(c, action.raw)
-    out: dict[str, Any] = {"id": format_id(IdKind.ACTION, action.id), "seq": action.seq, "kind": kind, "status": result["status"]}
-    # Governance is decided by the fold: say whether this action was applied or why it was not.
-    try:
-        fold = c.client.get(f"/api/v1/coops/{coop_text}/results/{out['id']}")
-        out["fold"] = {"result": fold["result"], "reason": fold["reason"]}
-    except ClientError:
-        pass
-    return out
 
 
 def _print_acted(o: dict[str, Any]) -> None:
     console.print(f"{o['status']}: {o['kind']} #{o['seq']}\n  id  {o['id']}")
     fold = o.get("fold")
-    if fold and fold["result"] == "rejected":
-        console.print(f"  [yellow]stored, but rejected by the co-op's rules: {fold['reason']}[/]")
-    elif fold and fold["result"] == "deferred":
-        console.print("  waiting for actions it depends on before the co-op's rules apply to it")
+    if not fold:
+        return
+    if fold["result"] == "rejected":
+        console.print(
+            f"  [yellow]stored, but the co-op's rules reject it: {fold.get('explanation') or fold['reason']}[/] ({fold['reason']})"
+        )
+    elif fold["result"] == "deferred":
+        console.print(f"  {fold.get('explanation', 'waiting for actions it depends on')}")
+        for w in fold.get("waits_for", [])[:5]:
+            console.print(f"    waits for {w}")
+    prop = fold.get("proposal") or {}
+    if prop.get("counted") is False:
+        console.print(
+            f"  [yellow]the proposal was already decided ({prop['status']}) by {prop['decided_by']}: this vote is recorded but not counted[/]"
+        )
+
+
+def _finish(c: Ctx, out: dict[str, Any], readable: Any = _print_acted) -> None:
+    """Print what happened; exit 1 when the co-op's rules rejected the action."""
+    _out(out, c.as_json, readable)
+    if (out.get("fold") or {}).get("result") == "rejected":
+        sys.exit(1)
 
 
 def _json_body(c: Ctx, text: str, option: str) -> Any:
@@ -365,267 +370,10 @@ def _parse(c: Ctx, kind: IdKind, text: str) -> bytes:
 @click.option("--dep", "deps", multiple=True, help="An action id this one depends on (repeatable).")
 @pass_ctx
 def post(c: Ctx, coop_text: str, key_file: Path, kind: str, body_json: str, deps: tuple[str, ...]) -> None:
-    """Sign an action and submit it; the next seq and prev are found from the node."""
-    out = _sign_and_submit(c, key_file, coop_text, kind, _json_body(c, body_json, "--body"), list(deps))
-    _out(out, c.as_json, _print_acted)
-
-
-# ---- governance -------------------------------------------------------------------------------
-
-
-def _recent(c: Ctx, coop_text: str, limit: int = 16) -> list[str]:
-    """Recent chain heads of the co-op: what this member has seen, as deps."""
-    try:
-        chains = c.client.get(f"/api/v1/coops/{coop_text}/chains")["chains"]
-    except ClientError as e:
-        _fail(e.code, e.message, c.as_json)
-    return [x["head"] for x in chains][:limit]
-
-
-def _open(c: Ctx, coop_text: str, key_file: Path, ptype: str, title: str, payload: dict[str, Any]) -> None:
-    out = _sign_and_submit(
-        c, key_file, coop_text, "proposal.open", {"payload": payload, "title": title, "type": ptype}, _recent(c, coop_text)
-    )
-    _out(out, c.as_json, _print_acted)
-
-
-@main.group()
-def member() -> None:
-    """Membership: apply, sponsor an applicant, propose admitting one, leave."""
-
-
-@member.command("apply")
-@_acting
-@click.option("--note", default="", help="A word to the members.")
-@pass_ctx
-def member_apply(c: Ctx, coop_text: str, key_file: Path, note: str) -> None:
-    """Apply to join the co-op (an open co-op admits you at once)."""
-    body = {"note": note} if note else {}
-    _out(_sign_and_submit(c, key_file, coop_text, "member.apply", body, _recent(c, coop_text)), c.as_json, _print_acted)
-
-
-@member.command("sponsor")
-@_acting
-@click.argument("applicant")
-@pass_ctx
-def member_sponsor(c: Ctx, coop_text: str, key_file: Path, applicant: str) -> None:
-    """Sponsor an applicant (a sponsored co-op admits them after enough sponsors)."""
-    body = {"member": _parse(c, IdKind.MEMBER, applicant)}
-    _out(_sign_and_submit(c, key_file, coop_text, "member.sponsor", body, _recent(c, coop_text)), c.as_json, _print_acted)
-
-
-@member.command("admit")
-@_acting
-@click.argument("applicant")
-@click.option("--title", default="", help="Proposal title (default: Admit <member>).")
-@pass_ctx
-def member_admit(c: Ctx, coop_text: str, key_file: Path, applicant: str, title: str) -> None:
-    """Open a proposal to admit an applicant (co-ops that admit by vote)."""
-    _open(c, coop_text, key_file, "admit", title or f"Admit {applicant[:16]}…", {"member": _parse(c, IdKind.MEMBER, applicant)})
-
-
-@member.command("leave")
-@_acting
-@pass_ctx
-def member_leave(c: Ctx, coop_text: str, key_file: Path) -> None:
-    """Leave the co-op."""
-    _out(_sign_and_submit(c, key_file, coop_text, "member.leave", {}, _recent(c, coop_text)), c.as_json, _print_acted)
-
-
-@main.group()
-def proposal() -> None:
-    """Proposals: open one, vote, tally, show."""
-
-
-@proposal.command("open")
-@_acting
-@click.option(
-    "--type",
-    "ptype",
-    type=click.Choice(["admit", "amend", "sanction", "lift", "federate", "unfederate", "role", "text"]),
-    default="text",
-    show_default=True,
-)
-@click.option("--title", required=True)
-@click.option(
-    "--payload",
-    "payload_json",
-    default="{}",
-    show_default=True,
-    help="The proposal's payload as JSON (ids as their text forms are not converted: use the dedicated commands).",
-)
-@pass_ctx
-def proposal_open(c: Ctx, coop_text: str, key_file: Path, ptype: str, title: str, payload_json: str) -> None:
-    """Open a proposal (text proposals, charter amendments with --type amend --payload '{"charter": ...}')."""
-    _open(c, coop_text, key_file, ptype, title, _json_body(c, payload_json, "--payload"))
-
-
-@proposal.command("vote")
-@_acting
-@click.argument("proposal_id")
-@click.argument("choice", type=click.Choice(["yes", "no", "abstain", "block"]))
-@pass_ctx
-def proposal_vote(c: Ctx, coop_text: str, key_file: Path, proposal_id: str, choice: str) -> None:
-    """Vote on a proposal; voting again replaces your earlier vote."""
-    pid = _parse(c, IdKind.ACTION, proposal_id)
-    _out(_sign_and_submit(c, key_file, coop_text, "vote.cast", {"choice": choice, "proposal": pid}, [proposal_id]), c.as_json, _print_acted)
-
-
-@proposal.command("tally")
-@_acting
-@click.argument("proposal_id")
-@pass_ctx
-def proposal_tally(c: Ctx, coop_text: str, key_file: Path, proposal_id: str) -> None:
-    """Tally a proposal: counts the votes this node has seen (its deps name the voters' latest
-    actions), claims the outcome the node computes, and every node checks that claim."""
-    pid = _parse(c, IdKind.ACTION, proposal_id)
-    try:
-        view = c.client.get(f"/api/v1/coops/{coop_text}/proposals/{proposal_id}")
-    except ClientError as e:
-        _fail(e.code, e.message, c.as_json)
-    chains = {x["author"]: x["head"] for x in c.client.get(f"/api/v1/coops/{coop_text}/chains")["chains"]}
-    voters = [m for m in view["ballots"] if m in chains]
-    if len(voters) > 31:
-        console.print(f"[yellow]{len(voters)} voters: this tally names the latest 31 chains; earlier votes reach it only through them[/]")
-    deps = [proposal_id, *(chains[m] for m in voters[:31])]
-    # The tally's causal past also holds the tallier's own chain (its prev): preview with it too.
-    mine = chains.get(format_id(IdKind.MEMBER, _load_member_key(c, key_file).public_key))
-    try:
-        preview = c.client.get(f"/api/v1/coops/{coop_text}/proposals/{proposal_id}/preview", deps=",".join(deps + ([mine] if mine else [])))
-    except ClientError as e:
-        _fail(e.code, e.message, c.as_json)
-    out = _sign_and_submit(c, key_file, coop_text, "proposal.tally", {"outcome": preview["outcome"], "proposal": pid}, deps)
-    out["outcome"] = preview["outcome"]
-    out["votes"] = preview["votes"]
-
-    def readable(o: dict[str, Any]) -> None:
-        _print_acted(o)
-        v = o["votes"]
-        console.print(f"  outcome [bold]{o['outcome']}[/]: yes {v['yes']}, no {v['no']}, abstain {v['abstain']}, block {v['block']}")
-
-    _out(out, c.as_json, readable)
-
-
-@proposal.command("show")
-@click.option("--coop", "coop_text", required=True)
-@click.argument("proposal_id")
-@pass_ctx
-def proposal_show(c: Ctx, coop_text: str, proposal_id: str) -> None:
-    """A proposal with its votes and outcome."""
-    try:
-        view = c.client.get(f"/api/v1/coops/{coop_text}/proposals/{proposal_id}")
-    except ClientError as e:
-        _fail(e.code, e.message, c.as_json)
-
-    def readable(o: dict[str, Any]) -> None:
-        v = o["votes"]
-        console.print(f"[bold]{o['title']}[/] ({o['type']}) — {o['status']}")
-        console.print(f"  rule: quorum {o['rule']['quorum']}%, {o['rule']['threshold']}; electorate {o['electorate']}")
-        console.print(f"  votes: yes {v['yes']}, no {v['no']}, abstain {v['abstain']}, block {v['block']}")
-        if o["decided_by"]:
-            console.print(f"  decided by {o['decided_by']}")
-
-    _out(view, c.as_json, readable)
-
-
-@main.group()
-def sanction() -> None:
-    """Sanctions: propose one under a charter clause, lift one (an appeal), list them."""
-
-
-@sanction.command("propose")
-@_acting
-@click.argument("member_id")
-@click.option("--clause", required=True, help="The charter offence clause.")
-@click.option("--evidence", multiple=True, help="An action id showing the offence (repeatable).")
-@click.option("--title", default="")
-@pass_ctx
-def sanction_propose(c: Ctx, coop_text: str, key_file: Path, member_id: str, clause: str, evidence: tuple[str, ...], title: str) -> None:
-    """Open a proposal to sanction a member as the charter clause says."""
-    ev = [_parse(c, IdKind.ACTION, e) for e in evidence]
-    payload = {"clause": clause, "evidence": ev, "member": _parse(c, IdKind.MEMBER, member_id)}
-    _open(c, coop_text, key_file, "sanction", title or f"Sanction under {clause}", payload)
-
-
-@sanction.command("lift")
-@_acting
-@click.argument("sanction_id")
-@click.option("--title", default="", help="Why it should be lifted (an appeal, if it is your own).")
-@pass_ctx
-def sanction_lift(c: Ctx, coop_text: str, key_file: Path, sanction_id: str, title: str) -> None:
-    """Open a proposal to lift a sanction; the sanctioned member may do this (appeal)."""
-    sid = _parse(c, IdKind.PROOF if sanction_id.startswith("eqv_") else IdKind.ACTION, sanction_id)
-    _open(c, coop_text, key_file, "lift", title or "Lift a sanction", {"sanction": sid})
-
-
-@sanction.command("list")
-@click.option("--coop", "coop_text", required=True)
-@pass_ctx
-def sanction_list(c: Ctx, coop_text: str) -> None:
-    """Sanctions with their clause, evidence and state (due process)."""
-    try:
-        view = c.client.get(f"/api/v1/coops/{coop_text}/sanctions")
-    except ClientError as e:
-        _fail(e.code, e.message, c.as_json)
-
-    def readable(o: dict[str, Any]) -> None:
-        t = Table("sanction", "member", "kind", "clause", "active")
-        for x in o["sanctions"]:
-            t.add_row(
-                x["id"][:20] + "…", x["member"][:20] + "…", x["kind"], f"{x['clause']}: {x['clause_text']}", "yes" if x["active"] else "no"
-            )
-        console.print(t)
-
-    _out(view, c.as_json, readable)
-
-
-@main.group()
-def federate() -> None:
-    """Federation agreements between co-ops: propose one, end one, list them."""
-
-
-@federate.command("propose")
-@_acting
-@click.argument("other_coop")
-@click.option("--terms", "terms_json", default="{}", help="Reciprocity terms as JSON.")
-@pass_ctx
-def federate_propose(c: Ctx, coop_text: str, key_file: Path, other_coop: str, terms_json: str) -> None:
-    """Open a proposal to federate with another co-op (it must pass on both sides)."""
-    other = _parse(c, IdKind.COOP, other_coop)
-    _open(
-        c,
-        coop_text,
-        key_file,
-        "federate",
-        f"Federate with {other_coop[:16]}…",
-        {"coop": other, "terms": _json_body(c, terms_json, "--terms")},
-    )
-
-
-@federate.command("end")
-@_acting
-@click.argument("other_coop")
-@pass_ctx
-def federate_end(c: Ctx, coop_text: str, key_file: Path, other_coop: str) -> None:
-    """Open a proposal to end a federation agreement."""
-    other = _parse(c, IdKind.COOP, other_coop)
-    _open(c, coop_text, key_file, "unfederate", f"End federation with {other_coop[:16]}…", {"coop": other})
-
-
-@federate.command("list")
-@click.option("--coop", "coop_text", required=True)
-@pass_ctx
-def federate_list(c: Ctx, coop_text: str) -> None:
-    """This co-op's federation decisions, and whether the other side agreed."""
-    try:
-        view = c.client.get(f"/api/v1/coops/{coop_text}/federations")
-    except ClientError as e:
-        _fail(e.code, e.message, c.as_json)
-    _out(
-        view,
-        c.as_json,
-        lambda o: [console.print(f"{f['coop']}  mutual: {f['mutual']}") for f in o["federations"]] or console.print("no federations"),
-    )
+    """Sign an action and submit it; the next seq and prev are found from the node, and the
+    co-op's tips (plus any --dep) are named as what you have seen."""
+    extra = [_parse(c, IdKind.ACTION, d) for d in deps]
+    _finish(c, _act(c, key_file, coop_text, kind, _json_body(c, body_json, "--body"), extra))
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -748,3 +496,7 @@ def status(c: Ctx) -> None:
             console.print(pt)
 
     _out(info, c.as_json, readable)
+
+
+# Registered on ``main`` by importing them: the governance, operator and admission commands.
+from . import admission_cli, cli_gov, cli_ops  # noqa: E402, F401

@@ -469,7 +469,9 @@ class Gossip:
                         ask, rest = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
                         ahead = _LookAhead(expect, nxt, ask, rest, asyncio.ensure_future(self._fetch_call(peer, coop, nxt, ask)))
                 first_of_each = False
-                prepare = asyncio.ensure_future(self.peer_api.prepare(peer.node_id, reply.actions, reply.proofs, "fetch", skip_known=False))
+                prepare = asyncio.ensure_future(
+                    self.peer_api.prepare(peer.node_id, reply.actions, reply.proofs, "fetch", skip_known=False, coop=coop)
+                )
                 pipe.verifying.append(_Stage(batch, reply.more, bool(reply.proofs), guessed, expect, prepare))
                 if len(pipe.verifying) > 1 and not await pipe.step():
                     _discard(ahead)  # a stored reply did not fill its wants: what was sent ahead rests on a wrong guess

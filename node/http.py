@@ -55,6 +55,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from json.decoder import scanstring
 from typing import Any, TypeVar
 
@@ -63,6 +64,7 @@ from aiohttp.web_request import BaseRequest
 
 from .config import Limits
 from .metrics import Metrics
+from .statuses import status_for
 
 log = logging.getLogger("coopnet.http")
 
@@ -81,9 +83,10 @@ JSON_MAX_NUMBER_CHARS = 24  # a JSON number this API accepts is an int64 (at mos
 MAX_REPEAT_KEYS = 4096  # kinds of log line remembered by a RepeatLimiter
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    """The one error body of the HTTP API: ``{"error": code, "message": text}``."""
-    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+def error_response(code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """The one error body of the HTTP API: ``{"error": code, "message": text}``, its status from
+    the one table (node/statuses.py)."""
+    return web.json_response({"error": code, "message": message}, status=status_for(code), headers=headers)
 
 
 # ---- logging: repeated lines once per interval, with a count --------------------------------------
@@ -456,24 +459,22 @@ class ConnectionGuard:
         self.metrics.http_connections.set(len(self))
 
 
-def _raw_error(status: int, reason: str, code: str, message: str, extra: str = "") -> bytes:
+def _raw_error(code: str, message: str, extra: str = "") -> bytes:
     """A whole error answer as bytes, for a socket that has no request object to answer through."""
+    status = status_for(code)
     body = json.dumps({"error": code, "message": message}).encode()
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nConnection: close\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    return (head + f"{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def _refusal() -> bytes:
-    return _raw_error(503, "Service Unavailable", "busy", "too many open connections; try again", f"Retry-After: {RETRY_AFTER_S}\r\n")
+    return _raw_error("busy", "too many open connections; try again", f"Retry-After: {RETRY_AFTER_S}\r\n")
 
 
-_PARSER_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
-    (http_exceptions.LineTooLong, 431, "header_too_large"),
-    (http_exceptions.InvalidURLError, 400, "bad_url"),
-    (http_exceptions.BadHttpMethod, 400, "bad_http"),
-    (http_exceptions.BadHttpMessage, 400, "bad_http"),
+_PARSER_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (http_exceptions.LineTooLong, "header_too_large"),
+    (http_exceptions.InvalidURLError, "bad_url"),
+    (http_exceptions.BadHttpMessage, "bad_http"),
 )
 
 
@@ -527,7 +528,7 @@ class NodeRequestHandler(web_protocol.RequestHandler):
         )
         if self.transport is not None:
             message = f"the request head is longer than {self._http.limits.max_head_bytes} bytes"
-            self.transport.write(_raw_error(431, "Request Header Fields Too Large", "header_too_large", message))  # type: ignore[attr-defined]
+            self.transport.write(_raw_error("header_too_large", message))  # type: ignore[attr-defined]
         self.force_close()
         return False
 
@@ -602,10 +603,11 @@ class NodeRequestHandler(web_protocol.RequestHandler):
         """Answer the parser's errors (and any error aiohttp itself catches) as JSON, logged once
         per interval per kind, with no traceback for a client's bad bytes."""
         code = "internal" if status >= 500 else "bad_http"
-        for cls, st, name in _PARSER_ERRORS:
+        for cls, name in _PARSER_ERRORS:
             if isinstance(exc, cls):
-                status, code = st, name
+                code = name
                 break
+        status = status_for(code)
         text = message or (getattr(exc, "message", None) or str(exc) if exc is not None else "") or "bad request"
         text = str(text)
         remote = request.remote
@@ -832,12 +834,11 @@ class HttpServer:
         lim = self.limits
         size = request.content_length
         if size is not None and size > lim.max_request_bytes:
-            return error_response(413, "too_large", f"request body of {size} bytes exceeds the limit of {lim.max_request_bytes}")
+            return error_response("too_large", f"request body of {size} bytes exceeds the limit of {lim.max_request_bytes}")
         reserve = max(size if size is not None else lim.max_request_bytes, self.min_reservation)
         if not await self.budget.acquire(reserve, lim.body_budget_wait):
             self.metrics.http_busy.inc()
             return error_response(
-                503,
                 "busy",
                 f"the node is reading {lim.max_body_bytes_in_flight} bytes of request bodies already; retry shortly",
                 {"Retry-After": str(RETRY_AFTER_S)},
@@ -848,20 +849,20 @@ class HttpServer:
                     await request.read()
             except TimeoutError:
                 self.metrics.http_connections_closed.labels("body_timeout").inc()
-                resp = error_response(408, "timeout", f"the request body did not arrive within {lim.body_timeout:g} s")
+                resp = error_response("timeout", f"the request body did not arrive within {lim.body_timeout:g} s")
                 resp.force_close()
                 return resp
             except web.HTTPRequestEntityTooLarge:
-                return error_response(413, "too_large", f"request body exceeds the limit of {lim.max_request_bytes} bytes")
+                return error_response("too_large", f"request body exceeds the limit of {lim.max_request_bytes} bytes")
             except web_protocol.RequestPayloadError as e:
                 self.metrics.http_bad_requests.labels("bad_body_framing").inc()
                 self.log_repeated(logging.INFO, ("bad_body",), "bad request body from %s: %s", request.remote, e)
-                resp = error_response(400, "malformed", f"request body: {e}")
+                resp = error_response("malformed", f"request body: {e}")
                 resp.force_close()
                 return resp
             except ConnectionError as e:
                 self.log_repeated(logging.INFO, ("disconnect",), "client %s went away while sending a body: %s", request.remote, e)
-                return error_response(400, "malformed", "the connection closed before the body arrived")
+                return error_response("malformed", "the connection closed before the body arrived")
             return await handler(request)
         finally:
             _forget_body(request)

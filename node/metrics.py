@@ -12,6 +12,13 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.actions_stored = Counter("coopnet_actions_stored", "Actions newly stored", ["source"], registry=r)
         self.actions_rejected = Counter("coopnet_actions_rejected", "Actions rejected, by reason code", ["code", "source"], registry=r)
+        self.actions_held = Counter(
+            "coopnet_actions_held", "Actions quarantined: their authors are not known here yet", ["source"], registry=r
+        )
+        self.rate_limited = Counter("coopnet_rate_limited", "Client requests refused 429, by bucket", ["bucket"], registry=r)
+        self.quarantine_actions = Gauge("coopnet_quarantine_actions", "Actions held in the quarantine now", registry=r)
+        self.pending_actions = Gauge("coopnet_pending_actions", "Actions pending (waiting for a chain predecessor) now", registry=r)
+        self.stored_bytes = Gauge("coopnet_stored_bytes", "Bytes of stored actions, every co-op together", registry=r)
         self.proofs_stored = Counter("coopnet_proofs_stored", "Equivocation proofs newly stored", registry=r)
         self.gossip_requests = Counter(
             "coopnet_gossip_requests",

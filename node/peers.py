@@ -98,6 +98,7 @@ class PeerBook:
         self.metrics = metrics
         self.peers: dict[bytes, Peer] = {}
         self.listed: set[bytes] = set()
+        self.blocked: set[bytes] = set()  # by the operator (coopnet admin peers block): refused both ways, never called
         for p in federation.peers:
             node_id = parse_id(IdKind.NODE, p.node_id)
             self.listed.add(node_id)
@@ -108,9 +109,20 @@ class PeerBook:
         """May this node talk to us at all? Listed nodes always; others when the federation is open."""
         return node_id != self.my_id and (self.federation.open or node_id in self.listed)
 
+    def block(self, node_id: bytes) -> None:
+        """The operator blocks ``node_id``: forget its entry, refuse it, never learn it again."""
+        self.blocked.add(node_id)
+        self.peers.pop(node_id, None)
+
+    def unblock(self, node_id: bytes) -> None:
+        self.blocked.discard(node_id)
+        for p in self.federation.peers:  # a configured peer comes back as configured
+            if parse_id(IdKind.NODE, p.node_id) == node_id and node_id not in self.peers:
+                self.peers[node_id] = Peer(node_id, p.url, "config")
+
     def learn(self, record: NodeRecord) -> bool:
         """Take a verified node record; True if it taught us something."""
-        if record.federation != self.federation.name or not self.allowed(record.node):
+        if record.federation != self.federation.name or not self.allowed(record.node) or record.node in self.blocked:
             return False
         peer = self.peers.get(record.node)
         if peer is None:
@@ -131,7 +143,7 @@ class PeerBook:
         so that it can be scored and refused like any other peer."""
         peer = self.peers.get(node_id)
         if peer is None:
-            if node_id == self.my_id or len(self.peers) >= self.federation.max_peers:
+            if node_id == self.my_id or node_id in self.blocked or len(self.peers) >= self.federation.max_peers:
                 return
             self.peers[node_id] = peer = Peer(node_id, "", "inbound")
         peer.last_inbound_ms = self.clock_ms()
@@ -199,6 +211,8 @@ class PeerBook:
             log.warning("refusing peer %s for %.0f s: %s", peer.text_id, self.federation.refuse_seconds, peer.offences)
 
     def refused(self, node_id: bytes) -> bool:
+        if node_id in self.blocked:
+            return True
         peer = self.peers.get(node_id)
         return peer is not None and peer.refused_until_ms > self.clock_ms()
 

@@ -3,10 +3,12 @@
 A charter is data, carried by the genesis and replaced only by a passed ``amend`` proposal::
 
     {"membership":  {"policy": "open" | "sponsored" | "vote", "sponsors": int >= 1},
-     "decisions":   {"default": Rule, <proposal type>: Rule, ...},   Rule = {"quorum": 0-100, "threshold": T}
+     "decisions":   {"default": Rule, <proposal type>: Rule, ...},
+                    Rule = {"quorum": 0-100, "threshold": T, "minutes"?: 1-525600 (voting window, default 10080: a week)}
      "roles":       {"member": [permission, ...], <role>: [...]},
      "offences":    {<clause>: {"sanction": "suspend" | "expel", "days": int >= 0, "text": str}},
-     "equivocation": {"sanction": "suspend" | "expel" | "none", "days": int >= 0}}
+     "equivocation": {"sanction": "suspend" | "expel" | "none", "days": int >= 0,
+                      "forgive"?: 0-10 (first equivocations answered by a warning, default 0)}}
 
 ``T`` is ``majority`` (yes > no + block), ``two_thirds`` (3·yes >= 2·(yes + no + block), yes > 0)
 or ``consent`` (no block, yes > 0). A permission is ``propose``, ``vote``, ``tally``, ``sponsor``,
@@ -39,23 +41,30 @@ LEAVE = "member.leave"
 OPEN = "proposal.open"
 VOTE = "vote.cast"
 TALLY = "proposal.tally"
-GOVERNANCE_KINDS = (GENESIS, APPLY, SPONSOR, LEAVE, OPEN, VOTE, TALLY)
+SEEN = "member.seen"  # records what its author has seen (its deps); changes nothing else
+GOVERNANCE_KINDS = (GENESIS, APPLY, SPONSOR, LEAVE, OPEN, VOTE, TALLY, SEEN)
 # Kinds under these prefixes are governance, reserved: an application may not use them.
 RESERVED_PREFIXES = ("coop.", "member.", "proposal.", "vote.", "sanction.", "federation.")
 
 MAX_TEXT = 4096
 MAX_NAME = 64
 MAX_EVIDENCE = 32
+DEFAULT_WINDOW_MINUTES = 10_080  # a rule without "minutes" keeps its proposals open for votes for a week
+MAX_WINDOW_MINUTES = 525_600  # a year
+MAX_FORGIVE = 10
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _PATTERN_RE = re.compile(r"\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?")
 
+# The charter of a co-op founded without one. Its answer to equivocation is proportionate: the
+# honest cause (one person, two devices, a partition) is common, so the first time is a recorded
+# warning and only a repeat suspends, for a week; a co-op that wants more says so in its charter.
 DEFAULT_CHARTER: dict[str, Any] = {
     "decisions": {
-        "amend": {"quorum": 50, "threshold": "two_thirds"},
-        "default": {"quorum": 50, "threshold": "majority"},
-        "sanction": {"quorum": 50, "threshold": "two_thirds"},
+        "amend": {"minutes": DEFAULT_WINDOW_MINUTES, "quorum": 50, "threshold": "two_thirds"},
+        "default": {"minutes": DEFAULT_WINDOW_MINUTES, "quorum": 50, "threshold": "majority"},
+        "sanction": {"minutes": DEFAULT_WINDOW_MINUTES, "quorum": 50, "threshold": "two_thirds"},
     },
-    "equivocation": {"days": 90, "sanction": "suspend"},
+    "equivocation": {"days": 7, "forgive": 1, "sanction": "suspend"},
     "membership": {"policy": "open", "sponsors": 1},
     "offences": {"misconduct": {"days": 30, "sanction": "suspend", "text": "Acting against the charter"}},
     "roles": {"member": ["propose", "vote", "tally", "sponsor", "*"]},
@@ -112,8 +121,10 @@ def check_charter(v: object) -> dict[str, Any]:
     for t, rule in d.items():
         if t != "default" and t not in PROPOSAL_TYPES:
             raise _bad(f"charter.decisions: {t!r} is not a proposal type {PROPOSAL_TYPES}")
-        r = _map(rule, f"charter.decisions.{t}", {"quorum", "threshold"})
+        r = _map(rule, f"charter.decisions.{t}", {"quorum", "threshold"}, {"minutes"})
         _int(r["quorum"], f"charter.decisions.{t}.quorum", 0, 100)
+        if "minutes" in r:
+            _int(r["minutes"], f"charter.decisions.{t}.minutes", 1, MAX_WINDOW_MINUTES)
         if r["threshold"] not in THRESHOLDS:
             raise _bad(f"charter.decisions.{t}.threshold must be one of {THRESHOLDS}")
     roles = c["roles"]
@@ -136,10 +147,12 @@ def check_charter(v: object) -> dict[str, Any]:
             raise _bad(f"charter.offences.{clause}.sanction must be one of {SANCTIONS}")
         _int(o["days"], f"charter.offences.{clause}.days", 0, 36500)
         _str(o["text"], f"charter.offences.{clause}.text")
-    e = _map(c["equivocation"], "charter.equivocation", {"sanction", "days"})
+    e = _map(c["equivocation"], "charter.equivocation", {"sanction", "days"}, {"forgive"})
     if e["sanction"] not in (*SANCTIONS, "none"):
         raise _bad("charter.equivocation.sanction must be suspend, expel or none")
     _int(e["days"], "charter.equivocation.days", 0, 36500)
+    if "forgive" in e:
+        _int(e["forgive"], "charter.equivocation.forgive", 0, MAX_FORGIVE)
     return c
 
 
@@ -197,6 +210,8 @@ def check_governance_body(kind: str, body: object) -> None:
         _id(_map(body, "member.sponsor body", {"member"})["member"], "member.sponsor member")
     elif kind == LEAVE:
         _map(body, "member.leave body", set())
+    elif kind == SEEN:
+        _map(body, "member.seen body", set())
     elif kind == OPEN:
         m = _map(body, "proposal.open body", {"type", "title", "payload"})
         if m["type"] not in PROPOSAL_TYPES:
@@ -215,6 +230,10 @@ def check_governance_body(kind: str, body: object) -> None:
             raise _bad(f"tally outcome must be one of {OUTCOMES}")
     elif kind.startswith(RESERVED_PREFIXES):
         raise _bad(f"kind {kind!r} is reserved for governance and not defined in protocol version 1")
+
+
+def window_minutes(rule: dict[str, Any]) -> int:
+    return rule.get("minutes", DEFAULT_WINDOW_MINUTES)  # type: ignore[no-any-return]
 
 
 def is_governance(kind: str) -> bool:

@@ -721,6 +721,22 @@ class Chain:
         self.g2 = sign_genesis(ka, ts=TS0 + 2, body={"name": "é" * 64})
         self.g3 = sign_genesis(kb, ts=TS0 + 3, body={"name": "\u200b"})
         self.g2a2 = sign_action(ka, coop=self.g2.id, seq=2, prev=self.g2.id, deps=[], ts=TS0 + 60_000, kind="ride.offer", body=None)
+        self.b3 = sign_action(kb, coop=g, seq=3, prev=self.b2a.id, deps=[self.a3.id], ts=TS0 + 300_000, kind="member.seen", body={})
+        windowed = {
+            **DEFAULT_CHARTER_VALUE,
+            "decisions": {"default": {"minutes": 4320, "quorum": 40, "threshold": "majority"}},
+            "equivocation": {"days": 30, "forgive": 2, "sanction": "suspend"},
+        }
+        self.a4 = sign_action(
+            ka,
+            coop=g,
+            seq=4,
+            prev=self.a3.id,
+            deps=[self.b3.id],
+            ts=TS0 + 360_000,
+            kind="proposal.open",
+            body={"payload": {"charter": windowed}, "title": "Votes stay open 3 days; two equivocations forgiven", "type": "amend"},
+        )
 
 
 def actions_vectors(c: Chain) -> dict[str, Any]:
@@ -743,6 +759,8 @@ def actions_vectors(c: Chain) -> dict[str, Any]:
         describe("a second genesis by alice: name of 128 UTF-8 bytes (64 characters), the limit", c.g2, ALICE),
         describe("alice seq 2 in the second co-op (deps empty, body nil)", c.g2a2, ALICE),
         describe("genesis by bob: name is U+200B ZERO WIDTH SPACE (no control character)", c.g3, BOB),
+        describe("bob seq 3: member.seen (records what he had seen; body {})", c.b3, BOB),
+        describe("alice seq 4: amend proposal; the charter's rule has a 72-hour window, equivocation forgives twice", c.a4, ALICE),
     ]
     proofs = []
     for name, x, y in (
@@ -1064,6 +1082,19 @@ def invalid_actions_vectors(c: Chain) -> dict[str, Any]:
         "bad body: amend proposal with a bad charter", "proposal.open", {"payload": {"charter": bad_charter}, "title": "x", "type": "amend"}
     )
     gov_case("bad body: tally outcome not in the list", "proposal.tally", {"outcome": "won", "proposal": fake_id(1)})
+    no_window = {**DEFAULT_CHARTER_VALUE, "decisions": {"default": {"minutes": 0, "quorum": 50, "threshold": "majority"}}}
+    gov_case(
+        "bad body: a charter rule with a voting window of 0 minutes",
+        "proposal.open",
+        {"payload": {"charter": no_window}, "title": "x", "type": "amend"},
+    )
+    too_kind = {**DEFAULT_CHARTER_VALUE, "equivocation": {"days": 1, "forgive": 11, "sanction": "suspend"}}
+    gov_case(
+        "bad body: a charter forgiving more than 10 equivocations",
+        "proposal.open",
+        {"payload": {"charter": too_kind}, "title": "x", "type": "amend"},
+    )
+    gov_case("bad body: member.seen with a field", "member.seen", {"all": True})
     gov_case("bad body: sponsor with extra field", "member.sponsor", {"member": fake_id(2), "why": "x"})
 
     # Size.

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,29 @@ from typing import Any
 import aiohttp
 import msgpack
 import pytest
+from hypothesis import HealthCheck, settings
 
+from node.config import Admission
 from node.node import Node, init_data_dir
 from protocol import Action, SigningKey, codec, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
+
+# Hypothesis profiles. ``ci`` (the default, what ``make test`` runs): derandomized, so every run
+# draws the same examples and CI cannot pass or fail by chance; no example database. ``explore``
+# (``HYPOTHESIS_PROFILE=explore``, ``make explore``): random seeds and ten times the examples, for
+# developers hunting new counterexamples; turn each one found into a fixed test.
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+EXPLORE_FACTOR = 10 if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else 1
+
+
+def examples(n: int) -> int:
+    """A test's example count: ``n`` in CI, ten times that when exploring."""
+    return n * EXPLORE_FACTOR
+
 
 TS0 = 1_700_000_000_000  # a fixed timestamp (ms): tests never read the clock to sign
 
@@ -36,6 +55,11 @@ TEST_LIMITS: dict[str, int] = {
     "max_batch_actions": 64,
     "max_page": 50,
 }
+
+# Admission of the test nodes: every author is taken and no client is rate limited, so that the
+# suites about storage, chains and the API need no applications; tests/test_admission.py runs
+# nodes with the defaults.
+OPEN_ADMISSION = Admission(unknown_authors="store", read_rate=0, write_rate=0, author_rate=0, join_rate=0, apply_rate=0)
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
@@ -132,14 +156,15 @@ NodeFactory = Callable[..., Awaitable[Node]]
 
 @pytest.fixture
 async def start_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
-    """``await start_node(**limits)``: a fresh node in its own data dir; stopped at teardown."""
+    """``await start_node(**limits)``: a fresh node in its own data dir; stopped at teardown.
+    ``admission``: its ``[admission]`` (default ``OPEN_ADMISSION``)."""
     nodes: list[Node] = []
     counter = itertools.count()
 
-    async def start(*, synchronous: str | None = None, **limits: int) -> Node:
+    async def start(*, synchronous: str | None = None, admission: Admission = OPEN_ADMISSION, **limits: int) -> Node:
         cfg = init_data_dir(tmp_path / f"node{next(counter)}", port=0)
         assert cfg.host == "127.0.0.1"
-        cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **{**TEST_LIMITS, **limits}))
+        cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **{**TEST_LIMITS, **limits}), admission=admission)
         if synchronous is not None:
             cfg = dataclasses.replace(cfg, synchronous=synchronous)
         node = await Node.start(cfg)

@@ -36,7 +36,7 @@ from protocol.charter import (
     check_charter,
     check_governance_body,
 )
-from protocol.governance import DAY_MS, EQUIVOCATION, MEMBER, Fold, Item, outcome
+from protocol.governance import DAY_MS, EQUIVOCATION, MEMBER, Fold, Item
 from protocol.keys import SigningKey
 
 TS0 = 1_700_000_000_000
@@ -207,10 +207,17 @@ class Hist:
         assert self.reason(op) is None, self.reason(op)
         for v in voters:
             assert self.reason(self.vote(v, op, choice)) is None
-        claim, _ = outcome(self.fold.state.proposals[op.id], self.fold.frontier(self.tip))
+        claim = self.claim(voters[0], op)
         t = self.tally(voters[0], op, claim)
         assert self.reason(t) is None, self.reason(t)
         return op, t
+
+    def claim(self, who: bytes, proposal: Item | bytes, deps: Iterable[bytes] | None = None) -> str:
+        """The outcome ``who``'s next tally of ``proposal`` must claim, with these deps (default: the tip)."""
+        pid = proposal.id if isinstance(proposal, Item) else proposal
+        head = self.heads.get(who, (0, None))[1]
+        parents = [*(self.tip_deps() if deps is None else deps), *([head] if head is not None else [])]
+        return self.fold.preview(pid, parents)[0]
 
     def equivocate(self, who: bytes, kind: str = RIDE, *, deps: Iterable[bytes] | None = None) -> tuple[Item, Item, Item]:
         """Two items at ``who``'s next seq; fold the canonical one and the proof. (canonical, other, proof)"""
@@ -588,9 +595,8 @@ class Simulator:
         seen_votes = [v for v in self.votes_on.get(p.id, []) if self.sees(a, v)]
         extra = [p.id, *seen_votes[-30:]]
         it = self.make(a, TALLY, {"proposal": p.id, "outcome": "open"}, extra, commit=False)
-        past = closure({**self.by_id, it.id: it}, it.id)
         prop = self.fold.state.proposals.get(p.id)
-        computed = outcome(prop, frontier_of({**self.by_id, it.id: it}, past))[0] if prop is not None else "open"
+        computed = self.fold.preview(p.id, it.parents)[0] if prop is not None and all(x in self.fold.height for x in it.parents) else "open"
         claim = computed
         if self.rng.random() < 0.12:
             claim = self.rng.choice([o for o in ("passed", "rejected", "open") if o != claim])

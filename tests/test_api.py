@@ -37,7 +37,7 @@ from tests.conftest import (
 )
 
 ERROR_KEYS = {"error", "message"}
-SUBMISSION_KEYS = {"results", "accepted", "known", "pending", "rejected"}
+SUBMISSION_KEYS = {"results", "accepted", "known", "pending", "held", "rejected"}
 SAME_IN_BOTH_FORMS = (
     "id",
     "coop",
@@ -288,7 +288,14 @@ async def test_accepted_then_known(world: World) -> None:
     a = world.newcomer_action()
     first = await world.client.post([a])
     assert first.status == 200
-    assert first.json == {"results": [{"id": act_id(a), "status": "accepted"}], "accepted": 1, "known": 0, "pending": 0, "rejected": 0}
+    assert first.json == {
+        "results": [{"id": act_id(a), "status": "accepted"}],
+        "accepted": 1,
+        "known": 0,
+        "pending": 0,
+        "held": 0,
+        "rejected": 0,
+    }
     before = await world.client.counts()
     again = await world.client.post([a], fmt="json")
     assert again.status == 200

@@ -39,6 +39,7 @@ from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
 
 pytestmark = pytest.mark.slow
+OPEN_RATES = ("read_rate", "write_rate", "author_rate", "join_rate", "apply_rate")
 
 COOPNET = Path(sys.executable).parent / "coopnet"
 HOST = "127.0.0.1"
@@ -190,6 +191,13 @@ class NodeProcess:
             check=False,
         )
         assert out.returncode == 0, f"coopnet init failed ({out.returncode}): {out.stdout!r} {out.stderr!r}"
+        # The load comes from one address, and its members never apply: take every author, no rate limits.
+        config = self.data_dir / "coopnet.toml"
+        config.write_text(
+            config.read_text().replace(
+                "[admission]\n", '[admission]\nunknown_authors = "store"\n' + "".join(f"{k} = 0.0\n" for k in OPEN_RATES)
+            )
+        )
 
     def log_tail(self) -> str:
         with contextlib.suppress(OSError):

@@ -959,7 +959,7 @@ def test_every_delivery_order_gives_the_same_state(seed: int, n: int, shape: int
     for name, d in deliveries.items():
         f = fold_in(h.genesis, d, snapshot_every=rng.choice((1, 2, 3, 5, 16)))
         assert summary(f) == expect, name
-        assert f.state.canonical() == ref.state.canonical(), name
+        assert f.canonical() == ref.canonical(), name
     # the fold order is (causal height, proofs first, id), heights as an independent search finds them
     by_id = {it.id: it for it in items} | {h.genesis.id: Item.of(h.genesis)}
     hs = heights(by_id, h.genesis.id)

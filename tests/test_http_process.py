@@ -35,7 +35,7 @@ from protocol import Action
 from protocol.messages import encode_submission
 from tests.conftest import member_key
 from tests.fed_helpers import Member, wait_until
-from tests.test_crash import HOST, NodeProcess, free_port
+from tests.test_crash import HOST, OPEN_RATES, NodeProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -53,10 +53,20 @@ def write_limits(data_dir: Path, **limits: Any) -> None:
     path.write_text(text)
 
 
+def open_admission(data_dir: Path) -> None:
+    """Take every author, rate-limit no client (as NodeProcess.init does): these tests' members
+    never apply, and their load comes from one address. Admission has its own tests."""
+    path = data_dir / "coopnet.toml"
+    path.write_text(
+        path.read_text().replace("[admission]\n", '[admission]\nunknown_authors = "store"\n' + "".join(f"{k} = 0.0\n" for k in OPEN_RATES))
+    )
+
+
 def new_node(tmp_path: Path, name: str = "node", *, nofile: int | None = None, **limits: Any) -> NodeProcess:
     port = free_port()
     data = tmp_path / name
     init_data_dir(data, port=port)
+    open_admission(data)
     write_limits(data, **limits)
     popen: dict[str, Any] = {}
     if nofile is not None:

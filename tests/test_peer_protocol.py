@@ -1769,7 +1769,14 @@ class _FetchPeer:
         return encode_fetch_reply(FetchReply(tuple(out), (), False))
 
     async def prepare(
-        self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str, *, skip_known: bool = True
+        self,
+        sender: bytes,
+        raws: tuple[bytes, ...],
+        proofs: tuple[bytes, ...],
+        source: str,
+        *,
+        skip_known: bool = True,
+        coop: bytes | None = None,
     ) -> tuple[bytes, ...]:
         await asyncio.sleep(0)  # verification yields to the loop, as the worker pool does
         return raws

@@ -39,6 +39,7 @@ from protocol import Action
 from tests.conftest import member_key
 from tests.fed_helpers import FED_NAME, Cluster, Member, Slot, post, wait_until
 from tests.test_crash import COOPNET, HOST, NodeProcess, free_port
+from tests.test_http_process import open_admission
 
 CATCH_UP_ACTIONS = 3000  # the bar is drawn for catch-ups of 1,000 actions or more
 FETCH_BATCH = 100  # small fetches: the catch-up lasts long enough to be seen
@@ -143,6 +144,7 @@ async def test_run_on_a_terminal_stops_after_a_catch_up(how: str, cluster: Clust
     port = free_port()
     fed = Federation(name=FED_NAME, peers=(a.address,), anti_entropy_interval=0.3, fetch_batch=FETCH_BATCH)
     init_data_dir(tmp_path / "b", port=port, federation=fed)
+    open_admission(tmp_path / "b")
     term = Terminal()
     node = NodeProcess(tmp_path / "b", port, **term.popen_args())
     try:
