@@ -15,7 +15,7 @@ Adding endpoints (one line in ``node/node.py``): write a class whose ``routes()`
     admin.add_routes(Quarantine(store).routes())
 
 Handlers read a JSON body with ``await read_json(request)``, answer with ``web.json_response``,
-raise ``ApiError(status, code, message)`` for errors, and call ``audit(action, message, **fields)``
+raise ``ApiError(code, message)`` for errors (the status comes from ``node.statuses``), and call ``audit(action, message, **fields)``
 for every change they make. ``GET /api/v1/admin`` lists every registered route.
 """
 
@@ -102,23 +102,23 @@ def audit(action: str, message: str, **fields: Any) -> None:
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or a 400 ApiError."""
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send application/json")
+        raise ApiError("unsupported_media_type", "send application/json")
     try:
         doc = json.loads(await request.read())
     except (UnicodeDecodeError, ValueError) as e:
-        raise ApiError(400, "malformed", f"body is not JSON: {e}") from None
+        raise ApiError("malformed", f"body is not JSON: {e}") from None
     if not isinstance(doc, dict):
-        raise ApiError(400, "bad_request", "expected a JSON object")
+        raise ApiError("bad_request", "expected a JSON object")
     return doc
 
 
 def _id_arg(kind: IdKind, value: Any, what: str) -> bytes:
     if not isinstance(value, str):
-        raise ApiError(400, "bad_id", f"{what} must be a {kind.value}_... id")
+        raise ApiError("bad_id", f"{what} must be a {kind.value}_... id")
     try:
         return parse_id(kind, value)
     except ProtocolError as e:
-        raise ApiError(400, e.code.value, e.message) from None
+        raise ApiError(e.code.value, e.message) from None
 
 
 def _int_arg(q: Any, name: str, default: int, hi: int) -> int:
@@ -126,7 +126,7 @@ def _int_arg(q: Any, name: str, default: int, hi: int) -> int:
     if raw is None or raw == "":
         return default
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= hi:
-        raise ApiError(400, "bad_request", f"{name} must be an integer from 1 to {hi}")
+        raise ApiError("bad_request", f"{name} must be an integer from 1 to {hi}")
     return int(raw)
 
 
@@ -161,7 +161,7 @@ class AdminApi:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
             self._note_refused(request)
-            raise ApiError(401, "unauthorized", f"the admin API needs 'Authorization: Bearer <token>' (the token is in {TOKEN_FILE})")
+            raise ApiError("unauthorized", f"the admin API needs 'Authorization: Bearer <token>' (the token is in {TOKEN_FILE})")
         return await handler(request)
 
     def _note_refused(self, request: web.Request) -> None:
@@ -209,9 +209,9 @@ class NodeAdmin:
         node = _id_arg(IdKind.NODE, doc.get("id"), "id")
         reason = doc.get("reason", "")
         if not isinstance(reason, str) or len(reason) > 500:
-            raise ApiError(400, "bad_request", "reason must be a string of at most 500 characters")
+            raise ApiError("bad_request", "reason must be a string of at most 500 characters")
         if node == self.book.my_id:
-            raise ApiError(400, "bad_request", "that is this node's own id")
+            raise ApiError("bad_request", "that is this node's own id")
         changed = await self.store.set_blocked(node, reason or "blocked by the operator")
         self.book.block(node)
         text = format_id(IdKind.NODE, node)
@@ -259,16 +259,16 @@ class NodeAdmin:
         doc = await read_json(request)
         unknown = set(doc) - {"ids", "coop", "author"}
         if unknown:
-            raise ApiError(400, "bad_request", f"unknown field {sorted(unknown)[0]!r} (give ids, coop and/or author)")
+            raise ApiError("bad_request", f"unknown field {sorted(unknown)[0]!r} (give ids, coop and/or author)")
         ids = None
         if "ids" in doc:
             if not isinstance(doc["ids"], list) or not doc["ids"] or len(doc["ids"]) > MAX_PURGE_IDS:
-                raise ApiError(400, "bad_request", f"ids must be a list of 1 to {MAX_PURGE_IDS} act_... ids")
+                raise ApiError("bad_request", f"ids must be a list of 1 to {MAX_PURGE_IDS} act_... ids")
             ids = [_id_arg(IdKind.ACTION, x, "ids[]") for x in doc["ids"]]
         coop = _id_arg(IdKind.COOP, doc["coop"], "coop") if "coop" in doc else None
         author = _id_arg(IdKind.MEMBER, doc["author"], "author") if "author" in doc else None
         if ids is None and coop is None and author is None:
-            raise ApiError(400, "bad_request", "say what to purge: ids, coop and/or author")
+            raise ApiError("bad_request", "say what to purge: ids, coop and/or author")
         n = await self.store.purge_pending(ids=ids, coop=coop, author=author)
         what = {
             k: v for k, v in (("coop", doc.get("coop")), ("author", doc.get("author")), ("ids", len(ids) if ids else None)) if v is not None

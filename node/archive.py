@@ -31,7 +31,7 @@ from protocol.archive import ArchiveError, ArchiveReader, ArchiveSummary, encode
 from protocol.ids import IdKind, format_id
 
 from .config import Config
-from .ingest import Ingestor
+from .ingest import Ingestor, Source
 from .metrics import Metrics
 from .ops import DataDirLock
 from .store import Store
@@ -160,7 +160,7 @@ async def import_file(cfg: Config, path: Path) -> Imported:
             proofs: list[EquivocationProof] = []
 
             async def flush() -> None:
-                for r in await ingestor.submit(batch, source="import"):
+                for r in await ingestor.submit(batch, Source("import")):
                     result.statuses[r.status] += 1
                     if r.code is not None:
                         result.rejected[r.code.value] += 1

@@ -297,7 +297,7 @@ class Ingestor:
         actions, positions, refused = out.actions, out.positions, out.refused
         in_scope = self.in_scope
         store = self.store
-        client = source.peer is None
+        client = source.label == "client"  # an operator's import founds what its archive holds
         for j, x in enumerate(checked):
             i = j if where is None else where[j]
             if isinstance(x, ProtocolError):

@@ -56,6 +56,7 @@ AUTH_STATUS: dict[AuthCode, int] = {
 # Codes of the HTTP layers themselves.
 HTTP_STATUS: dict[str, int] = {
     "bad_request": 400,  # a query parameter out of range
+    "unauthorized": 401,  # the admin API without its token
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
