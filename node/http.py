@@ -134,7 +134,7 @@ class RepeatLimiter:
 
 
 class RepeatFilter(logging.Filter):
-    """A handler filter: a log line of the same logger, level and text template passes at most once
+    """A handler filter: an identical log line (same logger, level and text) passes at most once
     per interval; how many were held back is logged by ``flush()`` (or just before the next one
     that passes). One decision per record, shared by every handler the filter is attached to."""
 
@@ -150,14 +150,16 @@ class RepeatFilter(logging.Filter):
             return bool(decided)
         held: int | None = 0
         if not getattr(record, self.SUMMARY, False):
-            held = self.limiter.check((record.name, record.levelno, str(record.msg)), _safe_message(record))
+            # Identical lines only: two different events (an admin's two changes, two peers) both pass.
+            text = _safe_message(record)
+            held = self.limiter.check((record.name, record.levelno, text), text)
         record.coopnet_repeat_ok = held is not None
         if held:
             self._summary(record.name, record.levelno, held, "(an earlier one)")
         return held is not None
 
     def flush(self) -> None:
-        for (name, level, _template), held, example in self.limiter.due():
+        for (name, level, _text), held, example in self.limiter.due():
             self._summary(name, level, held, example)
 
     def _summary(self, name: str, level: int, held: int, example: str) -> None:
