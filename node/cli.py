@@ -19,6 +19,7 @@ import click
 
 from protocol import ProtocolError, sign_genesis
 from protocol.ids import IdKind, format_id, parse_id
+from protocol.peer import parse_origin
 
 from .client import DEFAULT_URL, Client, ClientError
 from .config import CONFIG_NAME, DEFAULT_ADMIN_LISTEN, ConfigError, load_config, load_federation_file
@@ -156,8 +157,11 @@ def init(c: Ctx, data_dir: Path | None, listen: str, join: Path | None, advertis
     host, _, port = listen.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
-    if advertise_url and not advertise_url.startswith(("http://", "https://")):
-        raise click.BadParameter("expected an http:// or https:// URL", param_hint="--advertise-url")
+    if advertise_url:
+        try:
+            parse_origin(advertise_url.removesuffix("/"))
+        except ValueError as e:  # checked before anything is written: the config would not load
+            raise click.BadParameter(str(e), param_hint="--advertise-url") from None
     problem = advertise_problem(host, int(port), advertise_url)
     if problem is not None:
         raise click.BadParameter(problem, param_hint="--listen")

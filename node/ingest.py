@@ -51,13 +51,13 @@ INLINE_VALIDATION_MAX = 32  # smaller submissions are validated in the event loo
 WORKER_PART = 250  # actions sent to a verify worker at a time
 
 # What no honest node sends (it validates before it forwards): the peer layer penalises these.
+# Not unsupported_version: an honest node of a later protocol version forwards what it validated.
 INTRINSIC = frozenset(
     {
         RejectCode.MALFORMED,
         RejectCode.NOT_CANONICAL,
         RejectCode.TOO_LARGE,
         RejectCode.BAD_SCHEMA,
-        RejectCode.UNSUPPORTED_VERSION,
         RejectCode.BAD_BODY,
         RejectCode.BAD_ID,
     }

@@ -169,7 +169,7 @@ class Node:
         except BaseException:
             await store.close()
             raise
-        client = PeerClient(key, clock_ms, metrics, fed.request_timeout)
+        client = PeerClient(key, clock_ms, metrics, fed.request_timeout, fed.request_rate)
         where: dict[str, str] = {}  # the advertised URL is known once the socket is bound
 
         def record() -> bytes:

@@ -1,15 +1,19 @@
 """The peer HTTP API (``/peer/v1/...``): what other nodes may ask of this one.
 
 Every request goes through, in order: authentication (protocol.peer: signed by the sending
-node's key for this node, within the time window), admission (listed, or the federation is open;
-not refused for misbehaviour), the replay memory (never the same signed request twice; checked
-only for admitted senders, so others cannot fill it), then the sender's rate limit. Bodies are
-msgpack; errors are JSON ``{"error", "message"}`` like the client API.
+node's key for this node, within the time window, and not before this process started: the
+replay memory lives in RAM, so a request captured before a restart must be stale after it),
+admission (listed, or the federation is open; not refused for misbehaviour), the replay memory
+(never the same signed request twice; checked only for admitted senders, so others cannot fill
+it), then the sender's rate limit (429 with ``Retry-After``; an offence only for a sender that
+keeps sending well past it). Bodies are msgpack; errors are JSON ``{"error", "message"}`` like
+the client API.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +37,7 @@ from protocol.messages import (
     encode_fetch_reply,
     encode_reconcile_reply,
 )
-from protocol.peer import AuthCode, PeerAuthError, ReplayGuard, authenticate_request, decode_node_record
+from protocol.peer import AuthCode, BadRecordSignature, PeerAuthError, ReplayGuard, authenticate_request, decode_node_record
 from protocol.reconcile import respond
 
 from .config import Federation, Limits
@@ -51,8 +55,9 @@ __all__ = ["FORGED", "INTRINSIC", "Intake", "PeerApi"]
 Intake = Checked  # what a peer sent, verified and judged at the door, not yet stored (``PeerApi.prepare``)
 
 
-def _err(code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status_for(code))
+def _err(code: str, message: str, *, retry_after: float | None = None) -> web.Response:
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return web.json_response({"error": code, "message": message}, status=status_for(code), headers=headers)
 
 
 def _ok(body: bytes) -> web.Response:
@@ -88,6 +93,8 @@ class PeerApi:
         self.my_record = my_record
         self.guard = ReplayGuard()
         self.rate = TokenBucket(federation.rate_limit, clock_ms)
+        # Nothing signed before this moment is accepted: the replay memory starts empty here.
+        self.started_ms = clock_ms()
 
     def routes(self) -> list[web.RouteDef]:
         routes = [
@@ -106,7 +113,13 @@ class PeerApi:
         now = self.clock_ms()
         try:
             sender, sig, ts = authenticate_request(
-                request.headers, method=request.method, path=request.path_qs, body=body, receiver=self.node_id, now=now
+                request.headers,
+                method=request.method,
+                path=request.path_qs,
+                body=body,
+                receiver=self.node_id,
+                now=now,
+                not_before=self.started_ms,
             )
         except PeerAuthError as e:
             self.metrics.gossip_requests.labels("unauthenticated", "in", kind, e.code.value).inc()
@@ -129,10 +142,13 @@ class PeerApi:
             if e.code is AuthCode.RATE_LIMITED:
                 self.book.penalize(sender, "rate_limited")
             return _err(e.code, e.message)
-        if not self.rate.take(sender):
-            self.book.penalize(sender, "rate_limited")
+        verdict = self.rate.check(sender)
+        if not verdict.ok:
+            # A sender that waits as told is never penalised for the few requests it had in flight.
+            if verdict.excessive:
+                self.book.penalize(sender, "rate_limited")
             self.metrics.gossip_requests.labels(label, "in", kind, "rate_limited").inc()
-            return _err(AuthCode.RATE_LIMITED, f"more than {self.federation.rate_limit:g} requests/s")
+            return _err(AuthCode.RATE_LIMITED, f"more than {self.federation.rate_limit:g} requests/s", retry_after=verdict.retry_after)
         self.metrics.gossip_requests.labels(label, "in", kind, "ok").inc()
         return sender, body
 
@@ -240,20 +256,33 @@ class PeerApi:
         try:
             msg = decode_announce(body)
             record = decode_node_record(msg.record)
-        except (ProtocolError, ValueError) as e:
+        except (ProtocolError, BadRecordSignature) as e:  # what no honest node sends
             self.book.penalize(sender, "bad_message")
+            return _err(RejectCode.BAD_SCHEMA, f"announce: {e}")
+        except ValueError as e:  # a record against the rules: a misconfigured or older node, not an attack
             return _err(RejectCode.BAD_SCHEMA, f"announce: {e}")
         if record.node != sender:
             self.book.penalize(sender, "bad_message")
             return _err(RejectCode.BAD_SCHEMA, "an announce carries the sender's own record")
-        self.book.learn(record)
+        self.book.introduce(record, sender)
         for data in msg.peers:
             try:
-                self.book.learn(decode_node_record(data))
-            except (ProtocolError, ValueError):
+                self.book.introduce(decode_node_record(data), sender)
+            except BadRecordSignature:
                 self.book.penalize(sender, "bad_message")
-        known = [p.record.encode() for p in self.book.peers.values() if p.record is not None and p.node_id != sender]
-        return _ok(encode_announce(Announce(self.my_record(), tuple(known[:MAX_ANNOUNCED_PEERS]))))
+            except ValueError:
+                pass  # not learned; honest nodes may hold records an older or newer version refuses
+        return _ok(encode_announce(Announce(self.my_record(), self.known_records(exclude=sender))))
+
+    def known_records(self, exclude: bytes | None = None) -> tuple[bytes, ...]:
+        """The records this node passes on: its peers that proved their URL and are not refused."""
+        now = self.clock_ms()
+        known = [
+            p.record.encode()
+            for p in self.book.peers.values()
+            if p.record is not None and p.url == p.record.url and p.node_id != exclude and p.refused_until_ms <= now
+        ]
+        return tuple(known[:MAX_ANNOUNCED_PEERS])
 
     async def coops(self, request: web.Request) -> web.Response:
         auth = await self._authenticate(request, "coops")

@@ -55,7 +55,8 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 
-from protocol import Action, EquivocationProof, Placement, RejectCode, decode_action, make_proof, place
+from protocol import Action, EquivocationProof, RejectCode, decode_action
+from protocol.forkchoice import ChainPlan
 from protocol.messages import Head, Want
 from protocol.reconcile import HeadSet
 
@@ -175,6 +176,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SYNCHRONOUS_MODES = ("full", "normal")
+MAX_ASIDE_PER_AUTHOR = 64  # actions kept aside per chain after losing a fork (evidence, and ghosts to judge by)
 APPLY_KIND = "member.apply"  # protocol.charter.APPLY: the action that makes a stranger known
 ANY_COOP = b""  # blocked_authors.coop for a block in every co-op
 HEAD_SETS_MAX_HEADS = 100_000  # chain heads kept for reconciliation between rounds, all co-ops together (~20 MB)
@@ -626,7 +628,7 @@ class Store:
             self._bytes_total += n
         if coop_bytes is not None:
             self._coop_bytes, self._bytes_total = coop_bytes, sum(coop_bytes.values())
-        self._has_forks = self._has_forks or bool(plan.demotions or plan.forked_inline)
+        self._has_forks = self._has_forks or bool(plan.demotions or plan.new_aside)
         for coop in {coop for coop, _author in plan.dirty_heads}:
             self._heads_epoch[coop] = self._heads_epoch.get(coop, 0) + 1
             self._forget_head_set(coop)
@@ -640,7 +642,9 @@ class Store:
                     pid: (coop, raw, plan.proof_origins.get(pid)) for pid, coop, _a, _s, raw in plan.proofs if pid in plan.new_proof_ids
                 }.values()
             ),
-            frozenset(coop for coop, _author, _seq in plan.demotions),
+            # Co-ops whose chains changed under what was folded: a fork replaced stored actions, or
+            # took some back from aside. Their folds are rebuilt from the store.
+            frozenset(coop for coop, _author, _seq in plan.demotions) | {a.coop for a in plan.appends if a.id in set(plan.unaside)},
         )
         return plan.results, proof_flags, committed, plan.started
 
@@ -1291,7 +1295,9 @@ class _GroupPlan:
         self.new_pending: dict[bytes, Action] = {}
         self.unpended: list[bytes] = []  # rows to delete from pending: promoted or now in a proof
         self.demotions: list[tuple[bytes, bytes, int]] = []  # (coop, author, from seq) leaving the chain
-        self.forked_inline: list[Action] = []  # displaced actions that never reached the actions table
+        self.new_aside: dict[bytes, Action] = {}  # rows to add to forks (kept aside)
+        self.unaside: list[bytes] = []  # forks rows taken back into a chain
+        self.chains: ChainPlan = ChainPlan({}, {}, {}, set(), frozenset())
         self.proofs: list[tuple[bytes, bytes, bytes, int, bytes]] = []
         self.proof_origins: dict[bytes, bytes | None] = {}
         self.new_proof_ids: set[bytes] = set()
@@ -1388,18 +1394,27 @@ class _GroupPlan:
         for coop, author, seq, raw in await _rows_in(w, "SELECT coop, author, seq, raw FROM actions WHERE (coop, author, seq)", rivals):
             occupants[(coop, author, seq)] = decode_action(raw, check_signature=False)
 
-        pending: dict[ChainKey, dict[int, Action]] = {}
+        # Each touched chain's pool: what it holds of the author besides the chain (pending, and
+        # kept aside by an equivocation), which fork choice may take into the chain.
+        pool: dict[ChainKey, dict[bytes, Action]] = {}
+        aside: set[bytes] = set()
+        keys = list({k[:2] for a, k in zip(group, where, strict=True) if a.id not in known})
         if pending_count:
-            keys = list({k[:2] for a, k in zip(group, where, strict=True) if a.id not in known})
-            for coop, author, seq, raw in await _rows_in(w, "SELECT coop, author, seq, raw FROM pending WHERE (coop, author)", keys):
-                pending.setdefault((coop, author), {})[seq] = decode_action(raw, check_signature=False)
+            for coop, author, raw in await _rows_in(w, "SELECT coop, author, raw FROM pending WHERE (coop, author)", keys):
+                x = decode_action(raw, check_signature=False)
+                pool.setdefault((coop, author), {})[x.id] = x
+        if has_forks:
+            for coop, author, raw in await _rows_in(w, "SELECT coop, author, raw FROM forks WHERE (coop, author)", keys):
+                x = decode_action(raw, check_signature=False)
+                pool.setdefault((coop, author), {})[x.id] = x
+                aside.add(x.id)
+        plan.chains = ChainPlan(heads, occupants, pool, aside, coops, room=plan._room, keep_ghost=plan._keep_ghost)
 
         # Geneses first, then each chain in seq order, so a batch may carry a chain out of order
         # (the index last: equal places keep their arrival order).
         order = sorted((a.env.coop is not None, *k, i) for i, (a, k) in enumerate(zip(group, where, strict=True)))
         results: list[IngestResult | None] = [None] * len(group)
         seen: dict[bytes, IngestResult] = {}
-        max_pending = plan.max_pending
         for _, coop, author, seq, i in order:
             a = group[i]
             action_id = a.id
@@ -1411,10 +1426,11 @@ class _GroupPlan:
                 # The same action twice in one group: the first decides; a repeat of an accepted one is known.
                 results[i] = IngestResult(action_id, "known") if first.status == "accepted" else first
                 continue
-            res = plan._decide(a, (coop, author, seq), coops, occupants, pending, max_pending)
+            res = plan._decide(a, (coop, author, seq), coops)
             seen[action_id] = res
             results[i] = res
         plan.results = [r for r in results if r is not None]
+        plan._collect()
         return plan
 
     async def _read_strangers(self, w: aiosqlite.Connection, group: list[Action], where: list[tuple[bytes, bytes, int]]) -> None:
@@ -1444,7 +1460,7 @@ class _GroupPlan:
             return True  # an application: how a stranger becomes known (rate-limited at the door)
         founders = self.store._founders.get(coop)
         if founders is None:
-            g = self.new_coops.get(coop)
+            g = self.chains.new_coops.get(coop)
             founders = _founders_of(g) if g is not None else frozenset()
         return author in founders
 
@@ -1474,14 +1490,14 @@ class _GroupPlan:
         self.held_count += 1
         return IngestResult(a.id, "held", message=reason)
 
-    def _pending_refusal(self, coop: bytes, chain_pending: dict[int, Action], head_seq: int) -> str | None:
+    def _pending_refusal(self, coop: bytes, chain_pending: int, head_seq: int) -> str | None:
         p = self.policy
         in_coop = self.store._pending_by_coop.get(coop, 0) + self.pending_added.get(coop, 0) - self.pending_removed.get(coop, 0)
-        if p.max_pending_per_author and len(chain_pending) >= p.max_pending_per_author:
+        if p.max_pending_per_author and chain_pending >= p.max_pending_per_author:
             return f"seq {head_seq + 1} is missing and this author already has {p.max_pending_per_author} actions pending in this co-op"
         if p.max_pending_per_coop and in_coop >= p.max_pending_per_coop:
             return f"seq {head_seq + 1} is missing and this co-op already has {p.max_pending_per_coop} actions pending"
-        if self.pending_count >= self.max_pending and in_coop >= p.pending_floor:
+        if self.store._pending_count + self.chains.pending_delta >= self.max_pending and in_coop >= p.pending_floor:
             return f"seq {head_seq + 1} is missing and the pending area is full ({self.max_pending})"
         return None
 
@@ -1507,17 +1523,11 @@ class _GroupPlan:
             out[a.coop] = out.get(a.coop, 0) + 1
         return out
 
-    def _decide(
-        self,
-        a: Action,
-        at: tuple[bytes, bytes, int],  # (a.coop, a.author, a.seq)
-        coops: set[bytes],
-        occupants: dict[tuple[bytes, bytes, int], Action],
-        pending: dict[ChainKey, dict[int, Action]],
-        max_pending: int,
-    ) -> IngestResult:
+    def _decide(self, a: Action, at: tuple[bytes, bytes, int], coops: set[bytes]) -> IngestResult:
+        """Admission (unknown authors are held), invites, quotas; then fork choice places it
+        (``protocol.forkchoice``: which action holds each seq is a function of the set held)."""
         coop, author, seq = at
-        if coop not in coops and coop not in self.new_coops:
+        if coop not in coops and coop not in self.chains.new_coops:
             if not a.is_genesis:
                 return IngestResult(a.id, "rejected", RejectCode.UNKNOWN_COOP, "no genesis for this co-op is stored here")
             if self.invite_of and a.id in self.invite_of:
@@ -1532,99 +1542,60 @@ class _GroupPlan:
         if self.hold and key not in self.heads and not a.is_genesis and not self._known(a, coop, author, seq):
             return self._hold(a, key)
         head_seq, head_id = self.heads.get(key, _NO_HEAD)
-        chain_pending = pending.get(key)
-        if chain_pending is None:
-            chain_pending = pending[key] = {}
-        occupant = occupants.get(at)
-        waiting = chain_pending.get(seq)  # a pending action already holding this seq
-        if occupant is None and a.seq > head_seq + 1:
-            occupant = waiting
-        where = place(a, head_seq, head_id, occupant)
-        if self.released and a.id in self.released and (where is Placement.EQUIVOCATION or where is Placement.FORK or waiting is not None):
-            # Held while its author was unknown, and its place is taken now: whoever signed it was
-            # told it was not accepted, so it proves nothing against them here; it is dropped.
-            return IngestResult(a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"held while its author was unknown; seq {a.seq} is taken now")
-        if where is Placement.EQUIVOCATION:
-            assert occupant is not None
-            proof = self._prove(a, occupant)
-            if a.id < occupant.id and a.prev == occupant.prev and not occupant.is_genesis:
-                # Every node keeps the fork with the smaller id, so chains converge whichever
-                # fork each node saw first. The displaced action and its successors are kept
-                # aside (forks table), not lost.
-                if a.seq > head_seq:
-                    del chain_pending[a.seq]
-                    self._unpend(occupant)
-                    self.forked_inline.append(occupant)
-                    chain_pending[a.seq] = a
-                    self.new_pending[a.id] = a
-                    self.pending_count += 1
-                    return IngestResult(a.id, "pending", message="replaces a pending fork with a larger id", proof=proof)
-                self._demote(key, a.seq, a.prev, occupants)
-                self._append(a, at, occupants)
-                self._promote(key, chain_pending, occupants)
-                return IngestResult(a.id, "accepted", message="replaces the fork with the larger id", proof=proof)
-            return IngestResult(
-                a.id,
-                "rejected",
-                RejectCode.CHAIN_CONFLICT,
-                f"seq {a.seq} of this author is already taken: equivocation proven",
-                proof,
-                fork_below=a.prev != occupant.prev,
-            )
-        # At head + 1 a pending action can only be one whose prev did not link (see _promote): a
-        # fork waiting for its rival. This action is that rival, so the fork is proven either way.
-        proof = self._prove(a, waiting) if waiting is not None else None
-        if where is Placement.FORK:
-            return IngestResult(
-                a.id,
-                "rejected",
-                RejectCode.CHAIN_CONFLICT,
-                f"prev does not match this author's action at seq {a.seq - 1}",
-                proof,
-                fork_below=True,
-            )
-        if where is Placement.PENDING:
-            refusal = self._pending_refusal(coop, chain_pending, head_seq)
-            if refusal is not None:
-                return IngestResult(a.id, "rejected", RejectCode.CHAIN_GAP, refusal)
-            chain_pending[a.seq] = a
-            self.new_pending[a.id] = a
-            self.pending_count += 1
-            self.pending_added[coop] = self.pending_added.get(coop, 0) + 1
-            return IngestResult(a.id, "pending", message=f"waiting for seq {head_seq + 1}")
-        if self.quotas:
+        if self.released and a.id in self.released:
+            taken = seq <= head_seq or any(x.seq == seq for x in self.chains.pool.get(key, {}).values())
+            if taken or (seq == head_seq + 1 and a.prev != head_id):
+                # Held while its author was unknown, and its place is taken now: whoever signed it
+                # was told it was not accepted, so it proves nothing against them here; dropped.
+                return IngestResult(
+                    a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"held while its author was unknown; seq {seq} is taken now"
+                )
+        if self.quotas and seq == head_seq + 1 and a.prev == head_id:
             over = self._over_quota(a, key)
             if over is not None:
-                return over._replace(proof=proof)
-        if waiting is not None:
-            del chain_pending[a.seq]
-            self._unpend(waiting)  # it lives on in the proof
-        self._append(a, at, occupants)
-        if chain_pending:
-            self._promote(key, chain_pending, occupants)
-        return IngestResult(a.id, "accepted", proof=proof)
+                return over
+        v = self.chains.decide(a, at)
+        if self.quotas and v.status == "accepted":
+            size = len(a.raw)
+            self.chain_added[key] = self.chain_added.get(key, 0) + size
+            self.coop_added[coop] = self.coop_added.get(coop, 0) + size
+            self.bytes_added += size
+        return IngestResult(*v)
 
-    def _demote(self, key: ChainKey, seq: int, new_prev: bytes | None, occupants: dict[tuple[bytes, bytes, int], Action]) -> None:
-        """Move ``key``'s chain from ``seq`` up out of the chain: stored rows in SQL (write), and
-        any appended earlier in this group right here."""
-        coop, author = key
-        kept = []
-        for x in self.appends:
-            if x.coop == coop and x.author == author and x.seq >= seq:
-                self.forked_inline.append(x)
-            else:
-                kept.append(x)
-        self.appends = kept
-        self.demotions.append((coop, author, seq))
-        for q in [q for (c, au, q) in occupants if c == coop and au == author and q >= seq]:
-            del occupants[(coop, author, q)]
-        self.heads[key] = (seq - 1, new_prev)  # type: ignore[assignment]
-        self.dirty_heads.add(key)
+    def _room(self, a: Action) -> str | None:
+        """May ``a`` wait in pending? None if it may, else why not (it is refused ``chain_gap``)."""
+        key = (a.coop, a.env.author)
+        chain_pending = sum(1 for x in self.chains.pool.get(key, {}).values() if x.id not in self.chains.aside)
+        refusal = self._pending_refusal(a.coop, chain_pending, self.heads.get(key, _NO_HEAD)[0])
+        if refusal is None:
+            self.pending_added[a.coop] = self.pending_added.get(a.coop, 0) + 1
+        return refusal
 
-    def _prove(self, a: Action, other: Action) -> bytes:
-        proof = make_proof(a, other)
-        self.proofs.append((proof.id, proof.coop, proof.author, proof.seq, proof.encode()))
-        return proof.id
+    def _keep_ghost(self, a: Action) -> bool:
+        """Keep a losing action aside (others may have built on it), at most MAX_ASIDE_PER_AUTHOR
+        per author: a member forking on purpose cannot fill the disk with rivals."""
+        pool = self.chains.pool.get((a.coop, a.env.author), {})
+        return sum(1 for x in pool.values() if x.id in self.chains.aside) < MAX_ASIDE_PER_AUTHOR
+
+    def _collect(self) -> None:
+        """Take ChainPlan's decisions as this plan's writes."""
+        cp = self.chains
+        self.appends = cp.appends
+        self.new_coops = cp.new_coops
+        self.dirty_heads = cp.dirty_heads
+        self.new_pending = cp.new_pending
+        self.demotions = cp.demotions
+        self.new_aside = cp.new_aside
+        self.unaside = cp.unaside
+        self.unpended = cp.unpended
+        self.proofs = list(cp.proofs.values())
+        self.pending_count = self.store._pending_count + cp.pending_delta
+        self.started = [(a.coop, a.env.author) for a in cp.appends if a.env.seq == 1]
+        coop_of = {x.id: x.coop for pool in cp.pool.values() for x in pool.values()}
+        for i in self.unpended:
+            c = coop_of.get(i)
+            if c is not None:
+                self.pending_removed[c] = self.pending_removed.get(c, 0) + 1
 
     async def add_proofs(self, w: aiosqlite.Connection, proofs: list[tuple[EquivocationProof, bytes | None]]) -> list[bool]:
         """Add received proofs to the plan; then find which of all the plan's proofs are new here."""
@@ -1647,41 +1618,6 @@ class _GroupPlan:
         self.new_proof_ids = set(ids) - known
         return flags
 
-    def _promote(self, key: ChainKey, chain_pending: dict[int, Action], occupants: dict[tuple[bytes, bytes, int], Action]) -> None:
-        """The gap below pending successors may just have closed: append them in order."""
-        while True:
-            head_seq, head_id = self.heads[key]
-            nxt = chain_pending.get(head_seq + 1)
-            if nxt is None or nxt.prev != head_id:
-                # A successor that does not link stays pending: it forks the chain, and is proven
-                # the moment its rival at the same seq arrives, whichever of the two came first.
-                return
-            del chain_pending[head_seq + 1]
-            self._unpend(nxt)
-            self._append(nxt, (*key, head_seq + 1), occupants)
-
-    def _append(self, a: Action, at: tuple[bytes, bytes, int], occupants: dict[tuple[bytes, bytes, int], Action]) -> None:
-        key = at[:2]
-        self.appends.append(a)
-        self.heads[key] = (at[2], a.id)
-        self.dirty_heads.add(key)
-        occupants[at] = a
-        if self.quotas:
-            size = len(a.raw)
-            self.chain_added[key] = self.chain_added.get(key, 0) + size
-            self.coop_added[key[0]] = self.coop_added.get(key[0], 0) + size
-            self.bytes_added += size
-        if at[2] == 1:
-            self.started.append(key)
-            if a.env.coop is None:
-                self.new_coops[a.id] = a
-
-    def _unpend(self, a: Action) -> None:
-        self.pending_count -= 1
-        if self.new_pending.pop(a.id, None) is None:
-            self.unpended.append(a.id)
-            self.pending_removed[a.coop] = self.pending_removed.get(a.coop, 0) + 1
-
     async def write(self, w: aiosqlite.Connection, now: int) -> None:
         if self.unpended:
             await w.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in self.unpended])
@@ -1693,10 +1629,12 @@ class _GroupPlan:
             )
             cur = await w.execute(f"DELETE FROM actions WHERE {where}", (coop, author, seq))
             await w.execute("UPDATE coops SET actions = actions - ? WHERE id = ?", (cur.rowcount, coop))
-        if self.forked_inline:
+        if self.unaside:
+            await w.executemany("DELETE FROM forks WHERE id = ?", [(i,) for i in self.unaside])
+        if self.new_aside:
             await w.executemany(
                 "INSERT OR IGNORE INTO forks (id, coop, author, seq, raw, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(x.id, x.coop, x.author, x.seq, x.raw, now) for x in self.forked_inline],
+                [(x.id, x.coop, x.author, x.seq, x.raw, now) for x in self.new_aside.values()],
             )
         for g in self.new_coops.values():
             body = g.body_value()
@@ -1732,10 +1670,11 @@ class _GroupPlan:
                 "ON CONFLICT (coop, author) DO UPDATE SET head_seq = excluded.head_seq, head_id = excluded.head_id, bytes = excluded.bytes",
                 [(k[0], k[1], *self.heads[k], base.get(k, 0) + added.get(k, 0)) for k in self.dirty_heads],
             )
-        if self.demotions or self.forked_inline:
+        if self.demotions or self.new_aside or self.unaside:
             # Rare (an equivocation displaced a fork): count the bytes of what is stored again.
             self.resync_bytes = True
-            chains = {(c, au) for c, au, _ in self.demotions} | {(x.coop, x.author) for x in self.forked_inline}
+            chains = {(c, au) for c, au, _ in self.demotions} | {(x.coop, x.author) for x in self.new_aside.values()}
+            chains |= {(x.coop, x.author) for x in self.appends if x.id in set(self.unaside)}
             await w.executemany(
                 "UPDATE chains SET bytes = (SELECT COALESCE(SUM(length(raw)), 0) FROM actions a WHERE a.coop = ? AND a.author = ?) "
                 "WHERE coop = ? AND author = ?",

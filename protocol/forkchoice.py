@@ -28,7 +28,7 @@ rival of). It is refused (``chain_conflict``, ``fork_below``), and catch-up walk
 where the branches part; delivered again once the node holds the branch below it, it is placed by
 the rule.
 
-Node policy enters through hooks the store passes in: whether a new pending action fits
+Node policy enters through hooks the store passes in: why a new pending action may not wait
 (``room``), and whether a losing action is worth keeping aside (``keep_ghost``: bounded per author).
 """
 
@@ -67,7 +67,7 @@ class ChainPlan:
     pool: dict[ChainKey, dict[bytes, Action]]  # each touched chain's held, unkept actions (pending and aside), by id
     aside: set[bytes]  # the pool entries that are kept aside (the rest are pending)
     coops: set[bytes] | frozenset[bytes]  # co-ops whose genesis is stored
-    room: Callable[[Action], bool] = lambda a: True  # may this action wait in pending?
+    room: Callable[[Action], str | None] = lambda a: None  # why this action may not wait in pending (None: it may)
     keep_ghost: Callable[[Action], bool] = lambda a: True  # keep a losing action aside (else drop it)?
     appends: list[Action] = field(default_factory=list)  # new kept actions, in order
     new_coops: dict[bytes, Action] = field(default_factory=dict)
@@ -131,10 +131,23 @@ class ChainPlan:
                 proof,
                 fork_below=True,
             )
-        if not self.room(a):
+        beaten = [x for x in rivals if x.prev == a.prev and x.id < a.id]
+        if beaten:
+            self._hold(key, a, aside=True)  # a smaller id with the same prev waits at this seq: this one lost
             return Verdict(
-                a.id, "rejected", RejectCode.CHAIN_GAP, f"seq {head_seq + 1} is missing and there is no room to hold this action"
+                a.id, "rejected", RejectCode.CHAIN_CONFLICT, f"seq {seq} of this author is already taken: equivocation proven", proof
             )
+        for x in rivals:
+            if x.prev == a.prev and x.id not in self.aside:
+                self._move_aside(key, x)  # this one beats a waiting rival with the same prev
+        if any(x.id not in self.aside for x in rivals):
+            # One action waits per seq (the store's pending table holds one): a rival on another
+            # branch waits aside, still in the pool, and the rule is applied to both when their seq comes.
+            self._hold(key, a, aside=True)
+            return Verdict(a.id, "pending", message=f"waiting for seq {head_seq + 1}, beside a rival on another branch", proof=proof)
+        refusal = self.room(a)
+        if refusal is not None:
+            return Verdict(a.id, "rejected", RejectCode.CHAIN_GAP, refusal)
         self._hold(key, a, aside=False)
         return Verdict(a.id, "pending", message=f"waiting for seq {head_seq + 1}", proof=proof)
 

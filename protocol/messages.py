@@ -11,9 +11,10 @@ import functools
 from dataclasses import dataclass
 from itertools import pairwise
 
-from . import codec
-from .errors import DecodeError, RejectCode
-from .limits import DecodeLimits
+from . import codec, domain
+from .action import peek_scope
+from .errors import DecodeError, ProtocolError, RejectCode
+from .limits import DEFAULT_ACTION_LIMITS, DecodeLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +298,58 @@ def decode_fetch_reply(data: bytes, *, max_actions: int = FETCH_MAX_ACTIONS, max
     if not isinstance(v["proofs"], tuple) or not all(type(x) is bytes for x in v["proofs"]):
         raise _bad("proofs is an array of bin")
     return FetchReply(v["actions"], v["proofs"], v["more"])
+
+
+def proof_scope(data: bytes) -> tuple[bytes, bytes] | None:
+    """(proof id, coop) of a proof's bytes (6.3), read without verifying it (so that a requester
+    can drop a proof it did not ask for before checking four signatures); None if the bytes do not
+    frame as a proof (verification then refuses it)."""
+    limits = DecodeLimits(
+        max_bytes=2 * DEFAULT_ACTION_LIMITS.max_action_bytes + 64,
+        max_depth=1,
+        max_container_len=2,
+        max_str_bytes=4,
+        max_bin_bytes=DEFAULT_ACTION_LIMITS.max_action_bytes,
+    )
+    try:
+        v = codec.decode(data, limits)
+    except ProtocolError:
+        return None
+    if not isinstance(v, dict) or v.keys() != {"a", "b"} or type(v["a"]) is not bytes or type(v["b"]) is not bytes:
+        return None
+    a, b = peek_scope(v["a"]), peek_scope(v["b"])
+    if a is None or b is None:
+        return None
+    return domain.proof_id(a[0], b[0]), a[1]
+
+
+def keep_asked(reply: FetchReply, coop: bytes, wants: tuple[Want, ...], proofs: tuple[bytes, ...] | list[bytes]) -> tuple[FetchReply, int]:
+    """A fetch reply with only what was asked (10.5): actions of ``coop`` by an author of ``wants``
+    within its ``[first, last]``, proofs of ``coop`` among the ids asked. Returns the reply kept and
+    how many items were dropped. Bytes that do not even frame as an action or a proof are kept:
+    validation refuses them with their own code."""
+    spans = {w.author: (w.first, w.last) for w in wants}
+    actions = []
+    dropped = 0
+    for raw in reply.actions:
+        p = peek_scope(raw)
+        if p is not None:
+            span = spans.get(p[2])
+            if p[1] != coop or span is None or not span[0] <= p[3] <= span[1]:
+                dropped += 1
+                continue
+        actions.append(raw)
+    asked = set(proofs)
+    kept_proofs = []
+    for data in reply.proofs:
+        q = proof_scope(data)
+        if q is not None and (q[0] not in asked or q[1] != coop):
+            dropped += 1
+            continue
+        kept_proofs.append(data)
+    if not dropped:
+        return reply, 0
+    return FetchReply(tuple(actions), tuple(kept_proofs), reply.more), dropped
 
 
 @dataclass(frozen=True, slots=True)
