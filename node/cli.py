@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -37,12 +38,24 @@ class _Console:
         self._options = options
         self._console: Any = None
 
-    def __getattr__(self, name: str) -> Any:
+    def get(self) -> Any:
+        """The rich Console itself, made now if it was not yet."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+    # Python looks special methods up on the type, never through __getattr__, and rich uses a
+    # console as a context manager (Live.stop, Live.refresh): forward them explicitly.
+    def __enter__(self) -> Any:
+        return self.get().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.get().__exit__(*exc)
 
 
 def Table(*columns: str, **options: Any) -> Any:
@@ -208,9 +221,9 @@ def run(c: Ctx, data_dir: Path | None, config_file: Path | None) -> None:
     interactive = sys.stderr.isatty() and cfg.log_format == "text"  # JSON logs stay one object per line
     setup_logging(cfg.log_level, cfg.log_format, err_console if interactive else None)
     try:
-        asyncio.run(serve(cfg, err_console if interactive else None))
-    except (KeyFileError, OSError, StoreError) as e:
-        _fail("cannot_start", str(e), c.as_json)
+        asyncio.run(serve(cfg, err_console.get() if interactive else None))
+    except (KeyFileError, OSError, StoreError, sqlite3.Error) as e:
+        _fail("cannot_start", str(e) if isinstance(e, (OSError, KeyFileError)) else f"{e} (data directory {cfg.data_dir})", c.as_json)
 
 
 @main.command()

@@ -50,6 +50,21 @@ class Limits:
     max_group: int = 4096  # actions committed in one SQLite transaction
     verify_workers: int = 2  # processes validating large batches; 0 validates in the event loop
     max_clock_skew_ms: int = 600_000  # actions stamped further ahead of this node's clock are refused (held back by peers)
+    # The HTTP surface (node/http.py): what a stranger's connections may cost.
+    max_connections: int = 2048  # open HTTP connections; lowered to fit the open-file limit
+    idle_timeout: float = 30.0  # seconds a keep-alive connection may wait for its next request
+    header_timeout: float = 10.0  # seconds to send a complete request head
+    body_timeout: float = 30.0  # seconds to send a request body
+    max_header_bytes: int = 8190  # one request line or header line
+    max_headers: int = 128  # header lines in one request
+    max_head_bytes: int = 32 * 1024  # a whole request head: request line and every header
+    max_body_bytes_in_flight: int = 32 * 1024 * 1024  # request bodies being read or decoded, node-wide
+    body_budget_wait: float = 1.0  # seconds a body waits for room in that budget before 503 busy
+    max_json_depth: int = 32  # containers nested in a JSON body
+    log_repeat_interval: float = 10.0  # seconds between two log lines of one kind; the rest are counted
+    # Readiness (GET /readyz): the node says it cannot take writes before it fails them.
+    min_free_disk_bytes: int = 128 * 1024 * 1024  # free space on the data directory's filesystem
+    writer_stall_timeout: float = 30.0  # seconds one group commit may run before the writer counts as stuck
 
 
 FOUNDING_POLICIES = ("open", "invite", "closed")
@@ -243,7 +258,7 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
         if mode not in ("full", "normal"):
             raise ConfigError(f"{name}: store.synchronous must be 'full' or 'normal', got {store['synchronous']!r}")
         cfg = replace(cfg, synchronous=mode)
-    lim = {k: _expect(f"{name}: limits.{k}", v, int, minimum=0 if k == "verify_workers" else 1) for k, v in limits_t.items()}
+    lim = {k: _limit(f"{name}: limits.{k}", k, v) for k, v in limits_t.items()}
     limits = Limits(**lim)
     if limits.max_action_bytes > DEFAULT_ACTION_LIMITS.max_action_bytes:
         raise ConfigError(
@@ -251,6 +266,8 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
         )
     if limits.max_request_bytes < limits.max_action_bytes:
         raise ConfigError(f"{name}: limits.max_request_bytes must be at least limits.max_action_bytes")
+    if limits.max_body_bytes_in_flight < limits.max_request_bytes:
+        raise ConfigError(f"{name}: limits.max_body_bytes_in_flight must be at least limits.max_request_bytes")
     cfg = replace(
         cfg,
         limits=limits,
@@ -289,6 +306,17 @@ def parse_admission(t: dict[str, Any], where: str) -> Admission:
         else:
             kw[f.name] = _expect(at, v, int, minimum=0 if f.name.startswith("quota_") else 1)
     return Admission(**kw)
+
+
+_LIMIT_FLOATS = {f.name for f in fields(Limits) if isinstance(f.default, float)}
+
+
+def _limit(where: str, key: str, value: Any) -> Any:
+    if key in _LIMIT_FLOATS:  # seconds: any positive number
+        if type(value) not in (int, float) or value <= 0:
+            raise ConfigError(f"{where}: expected a positive number of seconds, got {value!r}")
+        return float(value)
+    return _expect(where, value, int, minimum=0 if key == "verify_workers" else 1)
 
 
 _FED_FLOATS = {

@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
+import signal
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -185,7 +186,11 @@ class Ingestor:
             # small (spawn would re-run the whole coopnet command, CLI and all, in every worker).
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["protocol"])
-            self._pool = ProcessPoolExecutor(self.limits.verify_workers, mp_context=ctx)
+            # Workers ignore SIGINT: Ctrl-C on a terminal reaches the whole foreground process
+            # group, and the node, not each worker, decides how to stop (it shuts the pool down).
+            self._pool = ProcessPoolExecutor(
+                self.limits.verify_workers, mp_context=ctx, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
+            )
         return self._pool
 
     def warm(self) -> None:

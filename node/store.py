@@ -45,6 +45,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -265,6 +266,17 @@ class ProofRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WriterHealth:
+    """What readiness needs to know about the writer (``Store.health``)."""
+
+    open: bool
+    writer_alive: bool
+    commit_running_s: float  # how long the group commit now running has taken; 0 between commits
+    queued: int  # submissions waiting for the next group
+    groups_committed: int
+
+
+@dataclass(frozen=True, slots=True)
 class PendingRow:
     id: bytes
     coop: bytes
@@ -399,6 +411,7 @@ class Store:
         self._closed = False
         self.groups_committed = 0
         self.actions_committed = 0
+        self._group_started: float | None = None  # monotonic time the running group commit began
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -491,10 +504,14 @@ class Store:
                     continue
                 jobs.append(job)
                 size += len(job.actions) + len(job.proofs)
-            if jobs:
-                await self._run_group(jobs)
-            for job in calls:
-                await self._run_call(job)
+            self._group_started = time.monotonic()  # readiness: a group or call that never ends is a stuck writer
+            try:
+                if jobs:
+                    await self._run_group(jobs)
+                for job in calls:
+                    await self._run_call(job)
+            finally:
+                self._group_started = None
 
     async def _run_group(self, jobs: list[_Job]) -> None:
         try:
@@ -1092,14 +1109,23 @@ class Store:
         rows = await self._all("PRAGMA integrity_check")
         return "; ".join(r[0] for r in rows)
 
+    def health(self) -> WriterHealth:
+        """The writer's state, from memory: never touches a connection, so asking cannot get in
+        the way of a commit (a probe transaction on the writer's connection did: 503s for posts)."""
+        task = self._writer_task
+        started = self._group_started
+        return WriterHealth(
+            open=not self._closed,
+            writer_alive=task is not None and not task.done(),
+            commit_running_s=time.monotonic() - started if started is not None else 0.0,
+            queued=self._queue.qsize(),
+            groups_committed=self.groups_committed,
+        )
+
     async def writable(self) -> bool:
-        """True if the writer can start a write transaction right now."""
-        try:
-            await self._w.execute("BEGIN IMMEDIATE")
-            await self._w.execute("ROLLBACK")
-        except Exception:
-            return False
-        return True
+        """True if the store is open and its writer task is alive (see ``health``)."""
+        h = self.health()
+        return h.open and h.writer_alive
 
 
 async def _configure(conn: aiosqlite.Connection, synchronous: str) -> None:

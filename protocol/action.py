@@ -514,5 +514,8 @@ def decode_many(raws: list[bytes] | tuple[bytes, ...], limits: ActionLimits | No
         try:
             out.append(decode_action(raw, limits))
         except ProtocolError as e:
-            out.append(e)
+            # Kept without its traceback: the traceback holds this frame, which holds ``out``,
+            # which holds the error: a cycle that kept each rejected input (up to a whole request
+            # body) alive until the next full garbage collection.
+            out.append(e.with_traceback(None))
     return out

@@ -7,6 +7,7 @@ and validated on its own, so one bad action does not hide the verdict on the oth
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -163,8 +164,16 @@ def encode_reconcile_request(m: ReconcileRequest) -> bytes:
     return codec.encode({"coop": m.coop, "proofs": proofs, "ranges": [_range_value(r) for r in m.ranges]})
 
 
+# Decode limits are built once per message type, not per message: each decode looks its bound
+# unpacker up by the limits' value (protocol/codec.py), and building the limits cost more than that.
+_RECONCILE_REQUEST_LIMITS = DecodeLimits(max_bytes=64 * 1024, max_depth=3, max_container_len=MAX_RANGES, max_str_bytes=16, max_bin_bytes=ID)
+_RECONCILE_REPLY_LIMITS = DecodeLimits(
+    max_bytes=2 * 1024 * 1024, max_depth=5, max_container_len=max(MAX_LIST, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
+)
+
+
 def decode_reconcile_request(data: bytes) -> ReconcileRequest:
-    v = codec.decode(data, DecodeLimits(max_bytes=64 * 1024, max_depth=3, max_container_len=MAX_RANGES, max_str_bytes=16, max_bin_bytes=ID))
+    v = codec.decode(data, _RECONCILE_REQUEST_LIMITS)
     if not isinstance(v, dict) or v.keys() != {"coop", "proofs", "ranges"}:
         raise _bad("a reconcile request is {coop, proofs, ranges}")
     if not _is_id(v["coop"]) or not isinstance(v["ranges"], tuple) or not (v["proofs"] is None or isinstance(v["proofs"], dict)):
@@ -190,10 +199,7 @@ def encode_reconcile_reply(m: ReconcileReply) -> bytes:
 
 
 def decode_reconcile_reply(data: bytes) -> ReconcileReply:
-    limits = DecodeLimits(
-        max_bytes=2 * 1024 * 1024, max_depth=5, max_container_len=max(MAX_LIST, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
-    )
-    v = codec.decode(data, limits)
+    v = codec.decode(data, _RECONCILE_REPLY_LIMITS)
     if not isinstance(v, dict) or v.keys() != {"examined", "listings", "proof_ids", "ranges"} or not _uint(v["examined"]):
         raise _bad("a reconcile reply is {examined, listings, proof_ids, ranges}")
     if not isinstance(v["ranges"], tuple) or len(v["ranges"]) > MAX_RANGES or not isinstance(v["listings"], tuple):
@@ -243,13 +249,13 @@ def encode_fetch_request(m: FetchRequest) -> bytes:
     return codec.encode(v)
 
 
+_FETCH_REQUEST_LIMITS = DecodeLimits(
+    max_bytes=256 * 1024, max_depth=3, max_container_len=max(MAX_WANTS, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
+)
+
+
 def decode_fetch_request(data: bytes) -> FetchRequest:
-    v = codec.decode(
-        data,
-        DecodeLimits(
-            max_bytes=256 * 1024, max_depth=3, max_container_len=max(MAX_WANTS, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
-        ),
-    )
+    v = codec.decode(data, _FETCH_REQUEST_LIMITS)
     if (
         not isinstance(v, dict)
         or not {"coop", "proofs", "wants"} <= v.keys() <= {"coop", "ids", "proofs", "wants"}
@@ -289,11 +295,14 @@ def encode_fetch_reply(m: FetchReply) -> bytes:
     return codec.encode({"actions": list(m.actions), "more": m.more, "proofs": list(m.proofs)})
 
 
-def decode_fetch_reply(data: bytes, *, max_actions: int = FETCH_MAX_ACTIONS, max_bytes: int = FETCH_MAX_BYTES + 64 * 1024) -> FetchReply:
+@functools.lru_cache(maxsize=16)
+def _fetch_reply_limits(max_actions: int, max_bytes: int) -> DecodeLimits:
     limit = max(max_actions, MAX_PROOF_IDS, 8)  # the outer map and the proof list share the limit
-    v = codec.decode(
-        data, DecodeLimits(max_bytes=max_bytes, max_depth=2, max_container_len=limit, max_str_bytes=16, max_bin_bytes=max_bytes)
-    )
+    return DecodeLimits(max_bytes=max_bytes, max_depth=2, max_container_len=limit, max_str_bytes=16, max_bin_bytes=max_bytes)
+
+
+def decode_fetch_reply(data: bytes, *, max_actions: int = FETCH_MAX_ACTIONS, max_bytes: int = FETCH_MAX_BYTES + 64 * 1024) -> FetchReply:
+    v = codec.decode(data, _fetch_reply_limits(max_actions, max_bytes))
     if not isinstance(v, dict) or v.keys() != {"actions", "more", "proofs"} or type(v["more"]) is not bool:
         raise _bad("a fetch reply is {actions, more, proofs}")
     if not isinstance(v["actions"], tuple) or not all(type(x) is bytes for x in v["actions"]):
@@ -404,13 +413,13 @@ def encode_announce(m: Announce) -> bytes:
     return codec.encode({"peers": list(m.peers), "record": m.record})
 
 
+_ANNOUNCE_LIMITS = DecodeLimits(
+    max_bytes=4 * 1024 * 1024, max_depth=2, max_container_len=MAX_ANNOUNCED_PEERS, max_str_bytes=16, max_bin_bytes=16 * 1024
+)
+
+
 def decode_announce(data: bytes) -> Announce:
-    v = codec.decode(
-        data,
-        DecodeLimits(
-            max_bytes=4 * 1024 * 1024, max_depth=2, max_container_len=MAX_ANNOUNCED_PEERS, max_str_bytes=16, max_bin_bytes=16 * 1024
-        ),
-    )
+    v = codec.decode(data, _ANNOUNCE_LIMITS)
     if not isinstance(v, dict) or v.keys() != {"peers", "record"} or type(v["record"]) is not bytes:
         raise _bad("an announce is {peers, record}")
     if not isinstance(v["peers"], tuple) or not all(type(x) is bytes for x in v["peers"]):
@@ -422,8 +431,11 @@ def encode_coop_list(coops: list[bytes]) -> bytes:
     return codec.encode({"coops": coops})
 
 
+_COOP_LIST_LIMITS = DecodeLimits(max_bytes=1024 * 1024, max_depth=2, max_container_len=16384, max_str_bytes=16, max_bin_bytes=ID)
+
+
 def decode_coop_list(data: bytes) -> tuple[bytes, ...]:
-    v = codec.decode(data, DecodeLimits(max_bytes=1024 * 1024, max_depth=2, max_container_len=16384, max_str_bytes=16, max_bin_bytes=ID))
+    v = codec.decode(data, _COOP_LIST_LIMITS)
     if not isinstance(v, dict) or v.keys() != {"coops"} or not isinstance(v["coops"], tuple) or not all(_is_id(c) for c in v["coops"]):
         raise _bad("a co-op list is {coops: [bin32, ...]}")
     return v["coops"]
