@@ -681,6 +681,7 @@ class Fold:
         self.refolded = 0  # items re-applied because of late arrivals (for benchmarks)
         self._back_to: int | None = None
         self._final: tuple[int, dict[bytes, str | None], bytes, int, int] | None = None  # cached final results
+        self._tips: tuple[int, list[bytes]] | None = None
         body = genesis.body_value()
         body = body if isinstance(body, dict) else {}
         charter = body.get("charter") or codec.decode(codec.encode(DEFAULT_CHARTER))
@@ -1235,17 +1236,19 @@ class Fold:
         """Applied actions no other applied action builds on, latest first: what a member who has
         seen everything here names as deps. Actions of strangers, of sanctioned members, ghosts
         and rejected actions are never offered."""
-        results = self.results
-        g = self.graph
-        referenced: set[bytes] = set()
-        tips: list[bytes] = []
-        for _, _, x in reversed(g.order):
-            if x in g.ghosts or results.get(x, "") is not None or g.items[x].kind == EQUIVOCATION:
-                continue
-            if x not in referenced:
-                tips.append(x)
-            referenced.update(g.items[x].parents)
-        return tips[:limit]
+        if self._tips is None or self._tips[0] != self._version:
+            results = self.results
+            g = self.graph
+            referenced: set[bytes] = set()
+            tips: list[bytes] = []
+            for _, _, x in reversed(g.order):
+                if x in g.ghosts or results.get(x, "") is not None or g.items[x].kind == EQUIVOCATION:
+                    continue
+                if x not in referenced:
+                    tips.append(x)
+                referenced.update(g.items[x].parents)
+            self._tips = (self._version, tips)
+        return self._tips[1][:limit]
 
     def preview(self, proposal_id: bytes, parents: Iterable[bytes]) -> tuple[str, dict[str, int], bool]:
         """What a tally of ``proposal_id`` with these parents (all folded) would have to claim:
