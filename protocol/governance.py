@@ -784,7 +784,7 @@ class Fold:
 
     def _apply(self, it: Item) -> None:
         s, g = self.state, self.graph
-        parents = it.parents
+        parents = it.parents or (self.coop,)  # the genesis is in every causal past
         if it.id == self.coop:
             t, merged = it.ts, ()
         else:

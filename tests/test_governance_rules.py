@@ -1410,6 +1410,22 @@ def test_a_deferred_action_says_what_it_waits_for() -> None:
     assert h.reason(h.app(h.founders[0])) is None  # the rest of the co-op goes on
 
 
+def test_an_action_with_no_parents_sorts_after_the_genesis() -> None:
+    """An action may name neither prev nor deps (seq 1, deps []): it is well-formed on the wire. The
+    genesis is in every causal past, so it sorts after the genesis whatever its id; an
+    application judged before the genesis could not read a charter."""
+    h = Hist()
+    low = Item(b"\x00" * 32, h.person("newcomer"), 1, None, (), TS0 + 5, APPLY, {})
+    other = Item(b"\x00" * 31 + b"\x01", h.person("stranger"), 1, None, (), TS0 + 5, RIDE, {})
+    h.add(low, other)
+    assert h.fold.height[low.id] == h.fold.height[other.id] == 1
+    assert h.fold.order[0][2] == h.genesis.id
+    assert h.reason(low) is None and h.fold.state.status(low.author) == MEMBER
+    assert h.reason(other) == "status_none"
+    assert h.time(low) == TS0  # the genesis's co-op time, not zero
+    assert summary(h.fold) == summary(fold_in(h.genesis, [[other], [low]]))
+
+
 # ---- member.seen ---------------------------------------------------------------------------------
 
 
