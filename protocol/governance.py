@@ -849,7 +849,7 @@ class Fold:
         if reason is not None:
             return reason, False
         # A witness of the co-op clock: after it, its author is a member in good standing in its view.
-        after = self.member_seen(it.author, seen) if kind in (APPLY, LEAVE) else me
+        after = self.member_seen(it.author, seen) if kind in (APPLY, LEAVE, TALLY) else me
         return None, after is not None and after.status == MEMBER and not self.suspended_seen(it.author, seen, t)
 
     def _equivocation(self, s: State, it: Item) -> str | None:

@@ -1426,6 +1426,21 @@ def test_an_action_with_no_parents_sorts_after_the_genesis() -> None:
     assert summary(h.fold) == summary(fold_in(h.genesis, [[other], [low]]))
 
 
+def test_a_tally_that_expels_its_own_author_is_not_a_clock_witness() -> None:
+    """A witness action's author is, just after it, a member not suspended in its own view."""
+    h = Hist(founders=3, charter_=charter(offences=OFFENCES))
+    f0, f1, f2, f3 = h.founders
+    op = h.open(f0, "sanction", {"member": f3, "clause": "fraud", "evidence": []})
+    for f in (f0, f1, f2):
+        h.vote(f, op, "yes")
+    h.close(witnesses=[f0, f1, f2])
+    t = h.tally(f3, op, "passed", ts=h.clock + 10 * DAY_MS)  # f3 counts its own expulsion, stamped far ahead
+    assert h.reason(t) is None and h.fold.state.status(f3) == EXPELLED
+    line(h, [(f0, h.clock + 5 * DAY_MS), (f1, h.clock + 5 * DAY_MS)])  # f2's latest: at the close
+    after = h.seen(f2, ts=h.clock)
+    assert h.time(after) == h.clock  # f0, f1 at 5 days, f2 now; with f3's stamp it would be 5 days
+
+
 # ---- member.seen ---------------------------------------------------------------------------------
 
 
