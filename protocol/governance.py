@@ -1091,8 +1091,7 @@ class Fold:
             for seq, x in g.chain.get(who, {}).items():
                 it = g.items[x]
                 if results.get(x, "") is None and not self._exempt(it) and self.bound_seen(who, seq, None):
-                    expelled = any(s.sanctions[i].kind == "expel" and seq > s.sanctions[i].bound for i in ids)
-                    results[x] = "status_expelled" if expelled else SUSPENDED
+                    results[x] = "status_expelled" if self._expels(ids, seq, x) else SUSPENDED
         for who in self._void_admissions():
             for x in g.chain.get(who, {}).values():
                 it = g.items[x]
@@ -1114,6 +1113,21 @@ class Fold:
             h.update(b"\x00")
         self._final = (self._version, results, h.digest(), counted, rejected)
         return results, self._final[2], counted, rejected
+
+    def _expels(self, ids: list[bytes], seq: int, x: bytes) -> bool:
+        """Whether an expulsion among sanctions ``ids`` binds the action ``x`` at ``seq``: beyond its
+        bound, and ``x`` has not seen its lift (a lifted expulsion does not bind what saw the lift)."""
+        s, own = self.state, None
+        for i in ids:
+            e = s.sanctions[i]
+            if e.kind != "expel" or seq <= e.bound:
+                continue
+            if e.lifted_by is not None:
+                own = own or Seen(self, self.graph.items[x])
+                if own(e.lifted_by):
+                    continue
+            return True
+        return False
 
     def _void_admissions(self) -> list[bytes]:
         """Members whose latest admission by sponsorship rests on sponsorships a sanction binds."""

@@ -875,6 +875,24 @@ def test_a_member_expelled_twice_stays_expelled_until_both_are_lifted() -> None:
     assert h.fold.state.status(x) == MEMBER
 
 
+def test_a_suspension_after_a_lifted_expulsion_rejects_as_suspended() -> None:
+    """ "status_expelled if an expulsion binds it, else suspended": a lifted expulsion whose lift the
+    action has seen does not bind it."""
+    h = Hist(charter_=charter(offences=OFFENCES))
+    x = h.person("x")
+    h.apply(x)
+    expel, _ = h.decide("sanction", {"member": x, "clause": "fraud", "evidence": []})
+    h.decide("lift", {"sanction": expel.id})
+    assert h.fold.state.status(x) == MEMBER
+    back = h.app(x)  # x's first action after the lift
+    assert h.reason(back) is None
+    h.decide("sanction", {"member": x, "clause": "misconduct", "evidence": []})
+    stale = h.app(x, deps=[h.genesis.id])  # sees the lift (its own chain), not the suspension
+    assert h.fold.view[stale.id] is None
+    assert h.reason(stale) == "suspended"
+    assert h.reason(h.app(x)) == "suspended"
+
+
 # ---- roles, federation -------------------------------------------------------------------------
 
 
