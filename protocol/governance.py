@@ -1097,7 +1097,9 @@ class Fold:
                 it = g.items[x]
                 if results.get(x, "") is None and it.kind not in _UNBOUND and it.kind != APPLY:
                     standing = self._standing_in_state(who, Seen(self, it), self.clock[x])
-                    if standing != MEMBER and rule_for(it.kind).who == _MEMBERS:
+                    # an opening needs a member in good standing too, unless it is an appeal
+                    members_only = rule_for(it.kind).who == _MEMBERS or (it.kind == OPEN and not self._exempt(it))
+                    if standing != MEMBER and members_only:
                         results[x] = SUSPENDED if standing == SUSPENDED else f"status_{standing}"
         h = hashlib.sha256(RESULTS_TAG)
         counted = rejected = 0

@@ -784,6 +784,29 @@ def test_an_expelled_sponsor_admits_nobody() -> None:
     assert h.reason(v) == "status_applicant"
 
 
+def test_what_a_member_admitted_by_a_bound_sponsorship_does_is_judged_by_the_status_that_remains() -> None:
+    """Doc, "Results in the state": an applied action whose author's membership rests on an
+    admission voided by bound sponsorships is rejected with the status that remains. y was
+    admitted by an expelled sponsor's stale sponsorship: y's opening and everyday action fall back
+    to what an applicant may do (rejected), y's member.seen and leave stay applied, and a tally
+    (never bound) stands."""
+    h = Hist(charter_=charter(policy="sponsored", sponsors=1, offences=OFFENCES))
+    x, y = h.person("x"), h.person("y")
+    join = h.apply(x)
+    h.sponsor(h.founders[0], x)
+    y_join = h.apply(y)
+    h.decide("sanction", {"member": x, "clause": "fraud", "evidence": []}, voters=h.founders)
+    s = h.make(x, SPONSOR, {"member": y}, deps=[y_join.id, join.id])
+    h.add(s)
+    op = h.act(y, OPEN, {"type": "text", "title": "t", "payload": {}}, deps=[s.id])
+    ride = h.app(y, deps=[op.id])
+    t = h.tally(y, op, "open", deps=[ride.id])
+    seen = h.seen(y, deps=[t.id])
+    assert [h.fold.view[i.id] for i in (op, ride, t, seen)] == [None] * 4  # y a member in its own view
+    assert [h.reason(i) for i in (op, ride, t, seen)] == ["status_applicant", "status_applicant", None, None]
+    assert h.reason(h.leave(y)) is None
+
+
 @pytest.mark.xfail(strict=True, reason="fold: a bound application still makes a member version (doc: its effects never happen)")
 def test_an_expelled_member_who_had_left_cannot_rejoin_with_stale_deps() -> None:
     """The doc: applications beyond the bound are rejected and "the effects they would have had
