@@ -592,18 +592,37 @@ class Simulator:
 
     # ---- ordinary moves ----
 
+    def fork_bodies(self, a: Agent) -> tuple[str, Any, Any]:
+        """What the two sides of a fork say: an everyday action, a member.seen, or two votes (or two
+        tallies) on one proposal that say different things."""
+        r = self.rng.random()
+        p = self.pick_proposal(a) if r < 0.4 else None
+        if p is not None and r < 0.25:
+            return VOTE, {"proposal": p.id, "choice": "yes"}, {"proposal": p.id, "choice": "no"}
+        if p is not None:
+            return TALLY, {"proposal": p.id, "outcome": "passed"}, {"proposal": p.id, "outcome": "rejected"}
+        if r < 0.5:
+            return SEEN, {}, {}
+        kind = self.rng.choice(APP_KINDS)
+        return kind, {"fork": 1}, {"fork": 2}
+
     def equivocate(self, a: Agent, *, ghost: bool = False) -> tuple[Item, Item]:
         """Two actions at ``a``'s next seq; keep the smaller id, publish the proof (and, ``ghost``,
-        the displaced one, which others may then build on). Returns (kept, displaced)."""
+        the displaced one, which others may then build on, and which its author may even extend once
+        before going back to the kept side). Returns (kept, displaced)."""
         head = a.head
-        kind = self.rng.choice(APP_KINDS)
-        x = self.make(a, kind, {"fork": 1}, commit=False)
-        y = self.make(a, kind, {"fork": 2}, commit=False)
+        kind, one, two = self.fork_bodies(a)
+        x = self.make(a, kind, one, [one["proposal"]] if "proposal" in one else (), commit=False)
+        y = self.make(a, kind, two, [two["proposal"]] if "proposal" in two else (), commit=False)
         assert a.head == head
         c, other = sorted((x, y), key=lambda i: i.id)
         self.commit(a, c)
         if ghost:
             self.commit(a, other, ghost=True)
+            if self.rng.random() < 0.3:  # the displaced device goes on once: a ghost too
+                kept_head, a.head = a.head, (other.seq, other.id)
+                self.commit(a, self.make(a, SEEN, {}, commit=False), ghost=True)
+                a.head = kept_head
         self.push_proof(proof_item(c, other))
         return c, other
 
@@ -727,7 +746,8 @@ class Simulator:
             p = self.pick_proposal(a)
             if p is None:
                 return False
-            self.vote(a, p, deps=[p.id, *deps])
+            # sometimes without the proposal among the deps: it may not even be in the past
+            self.vote(a, p, deps=[p.id, *deps] if self.rng.random() < 0.8 else deps)
         elif kind == OPEN:
             self.open_proposal(a, deps=deps)
         elif kind == SPONSOR:

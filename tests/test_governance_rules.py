@@ -460,6 +460,25 @@ def test_one_far_future_stamp_does_not_move_the_clock() -> None:
     assert h.time(liar) == TS0 and all(h.time(x) < TS0 + DAY_MS for x in honest)
 
 
+@pytest.mark.xfail(strict=True, reason="doc prose: rejected actions never move the clock; the precise rule counts verdicts in view")
+def test_an_action_rejected_only_by_a_binding_does_not_move_the_clock() -> None:
+    """Doc, "Time": "Timestamps of non-members, of rejected actions and of suspended members never
+    move it." The precise rule ("Co-op time") counts an action applied in its own view, so a
+    suspended member's action on stale deps (applied in its view, rejected in the state) is a
+    witness. (Bounded: one key is one witness of three, and nodes refuse stamps beyond the skew.)"""
+    h = Hist()
+    f0, f1, f2 = h.founders
+    x = h.person("x")
+    join = h.apply(x)
+    h.decide("sanction", {"member": x, "clause": "misconduct", "evidence": []})
+    now, far = h.clock, h.clock + 10 * DAY_MS
+    stale = h.app(x, deps=[join.id], ts=far)
+    assert (h.fold.view[stale.id], h.reason(stale)) == (None, "suspended")
+    line(h, [(f1, far), (f2, far)])  # f1's action names x's
+    after = h.seen(f0, ts=now)
+    assert h.time(after) < far  # f1 and f2 far ahead, f0 now: the third latest is f0's
+
+
 def test_strangers_rejected_actions_and_suspended_members_are_not_witnesses() -> None:
     h = Hist(charter_=charter(offences={"misconduct": {"sanction": "suspend", "days": 30, "text": "x"}}))
     f0, f1, f2 = h.founders
