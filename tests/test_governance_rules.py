@@ -1167,6 +1167,49 @@ def test_a_sanction_cannot_validate_itself_through_acknowledgements() -> None:
     assert all(x.id in closure(h.items, t1.id) for x in yes)
 
 
+def test_a_member_cannot_unsee_a_decision_their_own_chain_has_seen() -> None:
+    """Threat model: "part of the electorate tallies with stale deps, leaving out the decision": a
+    member's knowledge is their whole chain's past. f1 acted after seeing the decision; f1's later
+    tally and vote that name only old deps still see it."""
+    h = Hist()
+    f1 = h.founders[1]
+    p, t = h.decide("text", {}, hours=None)
+    h.seen(f1)  # f1 has seen the decision
+    stale_tally = h.tally(f1, p, "rejected", deps=[p.id])
+    stale_vote = h.vote(f1, p, "no", deps=[p.id])
+    assert (h.reason(stale_tally), h.reason(stale_vote)) == ("proposal_closed", "proposal_closed")
+    assert h.fold.state.proposals[p.id].decided_by == t.id
+
+
+def test_a_sanctioned_members_stale_tally_still_counts_what_it_saw() -> None:
+    """Not defended, by design: tallies are never bound; a sanctioned member's tally that did not
+    see their sanction is judged by its own view and may decide."""
+    h = Hist(founders=3)
+    f0, f1, f2, f3 = h.founders
+    p = h.open(f0, "text", {})
+    for f in h.founders:
+        h.vote(f, p, "yes")
+    before = h.tip
+    h.decide("sanction", {"member": f3, "clause": "misconduct", "evidence": []}, voters=[f0, f1, f2])
+    assert h.fold.suspended(f3, h.time())
+    t = h.tally(f3, p, "passed", deps=[before])  # f3's chain holds only its vote: it never saw the sanction
+    assert h.fold.view[t.id] is None and h.reason(t) is None
+    assert h.fold.state.proposals[p.id].decided_by == t.id
+
+
+def test_a_suspended_member_stays_a_member_and_may_be_sanctioned_again() -> None:
+    h = Hist(charter_=charter(offences=OFFENCES))
+    x = h.person("x")
+    h.apply(x)
+    first, _ = h.decide("sanction", {"member": x, "clause": "misconduct", "evidence": []})
+    assert h.fold.state.status(x) == MEMBER and not h.fold.in_good_standing(x, h.time())
+    op = h.open(h.founders[0], "sanction", {"member": x, "clause": "fraud", "evidence": []})
+    assert h.reason(op) is None
+    assert x not in h.fold.state.proposals[op.id].electorate  # not in good standing when it opened
+    appeal = h.open(x, "lift", {"sanction": first.id})
+    assert h.reason(appeal) is None and x not in h.fold.state.proposals[appeal.id].electorate
+
+
 # ---- equivocation --------------------------------------------------------------------------------
 
 
