@@ -830,23 +830,31 @@ def test_what_a_member_admitted_by_a_bound_sponsorship_does_is_judged_by_the_sta
 def test_an_expelled_member_who_had_left_cannot_rejoin_with_stale_deps() -> None:
     """The doc: applications beyond the bound are rejected and "the effects they would have had
     never happen"; "an expelled member cannot apply again". x leaves, is expelled by a sanction
-    opened while a member, then applies with deps that leave out the expulsion."""
+    opened while a member, then applies with deps that leave out the expulsion (a long side
+    chain, so that the application sorts after the expelling tally). ("The rules, precisely"
+    voids only admissions that rest on bound sponsorships; the fold follows it.)"""
     h = Hist(charter_=charter(offences=OFFENCES))
-    x = h.person("x")
+    x, y = h.person("x"), h.person("y")
+    h.apply(y)
     h.apply(x)
     op = h.open(h.founders[0], "sanction", {"member": x, "clause": "fraud", "evidence": []})
     gone = h.leave(x)
+    side = gone
+    for i in range(40):  # y's actions, concurrent with the whole decision
+        side = h.make(y, RIDE, {"n": i}, deps=[side.id])
+        h.fold.add_items([side])
     for f in h.founders:
         h.vote(f, op, "yes")
     h.close()
-    h.tally(h.founders[0], op, "passed")
+    t = h.tally(h.founders[0], op, "passed")
     assert h.fold.state.status(x) == EXPELLED
-    back = h.make(x, APPLY, {}, deps=[gone.id])
+    back = h.make(x, APPLY, {}, deps=[side.id])
     h.add(back)
+    assert h.fold.graph.key(back.id) > h.fold.graph.key(t.id)
     assert h.fold.view[back.id] is None  # left, in its own view
     assert h.reason(back) == "status_expelled"
     assert [m[1] for m in h.fold.canonical()["members"] if m[0] == x] == [EXPELLED]  # actual: member
-    op2 = h.open(h.founders[1], "text", {})
+    op2 = h.open(h.founders[1], "text", {}, deps=[t.id, back.id])
     assert x not in h.fold.state.proposals[op2.id].electorate  # actual: x is an elector again
 
 
@@ -1315,6 +1323,52 @@ def test_an_equivocation_suspension_cannot_be_backdated_with_stale_deps() -> Non
     nxt = h.app(x)  # x's very next action, on current deps
     assert h.fold.state.sanctions[proof.id].until == h.time(nxt) + 90 * DAY_MS
     assert h.reason(nxt) == "suspended"
+
+
+@pytest.mark.xfail(strict=True, reason="rule: an equivocation suspension runs from the next action's co-op time, which its author picks")
+def test_an_equivocator_cannot_backdate_the_suspension_with_a_stale_next_action() -> None:
+    """Doc: "A suspension counts from the member's next action after the fork (its co-op time),
+    not from the (possibly stale) time of the forked actions." But the next action's co-op time
+    is as stale as its author makes it: x forks on month-old deps, then names only the kept fork
+    as the next action's deps, and the 7-day suspension ended three weeks before anyone saw the
+    fork. x's first action on current deps, a day after the fork appeared, is applied."""
+    h = Hist(charter_=charter(equivocation={"sanction": "suspend", "days": 7, "forgive": 0}))
+    x = h.person("x")
+    join = h.apply(x)
+    h.advance(30 * DAY_MS)
+    a, _, proof = h.equivocate(x, deps=[join.id])
+    stale = h.act(x, RIDE, {"n": 1}, deps=[a.id])
+    assert h.reason(stale) == "suspended"
+    now = h.advance(DAY_MS)[-1]
+    later = h.act(x, RIDE, {"n": 2}, deps=[now.id])
+    assert h.fold.state.sanctions[proof.id].until > h.time(later)  # actual: 24 days earlier
+    assert h.reason(later) == "suspended"  # actual: applied
+
+
+@pytest.mark.xfail(strict=True, reason="rule: a withheld action that sets an equivocation suspension's end changes other actions' views")
+def test_a_withheld_action_of_an_equivocator_does_not_undo_a_decision() -> None:
+    """Doc: "nothing that arrives late, however it sorts, changes what an action was judged on"
+    (only a late proof may). e forks (1-day suspension, no end until e's next action); three days
+    later F opens a proposal (e suspended, not an elector) and the whole electorate passes it. e
+    then publishes its next action, made on stale deps: it sorts before the opening and ends the
+    suspension in the past, so the opening's electorate gains e after the fact and the tally that
+    decided becomes wrong_outcome:open."""
+    h = Hist(founders=3, charter_=charter(equivocation={"sanction": "suspend", "days": 1, "forgive": 0}))
+    f0, f1, f2, e = h.founders
+    first = h.seen(e)
+    a, _, _ = h.equivocate(e, deps=[first.id])
+    held = h.make(e, RIDE, {"n": 1}, deps=[a.id])  # e's next action, withheld
+    h.advance(3 * DAY_MS, witnesses=[f0, f1, f2])
+    p = h.open(f0, "text", {})
+    assert e not in h.fold.state.proposals[p.id].electorate
+    for v in (f0, f1, f2):
+        h.vote(v, p, "yes")
+    t = h.tally(f0, p, "passed")
+    assert h.reason(t) is None
+    h.fold.add_items([held])
+    assert h.fold.graph.key(held.id) < h.fold.graph.key(p.id)
+    assert e not in h.fold.state.proposals[p.id].electorate  # actual: e is an elector now
+    assert h.reason(t) is None  # actual: wrong_outcome:open, and the proposal is open again
 
 
 def test_a_proof_about_a_stranger_changes_nothing_and_is_not_counted() -> None:
