@@ -468,7 +468,9 @@ class Oracle:
             return "self_federation"
         if ptype == "unfederate":
             # DOC GAP: "an agreement exists": the agreement in the state at the opening's place, and
-            # the opener has seen the decision that made it.
+            # the opener has seen the decision that made it (the fold's reading; it lets a late
+            # concurrent re-federation reject an opening after the fact, see
+            # test_an_unfederate_opening_is_judged_by_the_agreements_it_saw).
             fed = ev.federations.get(payload["coop"])
             if fed is None or not self.sees(x, fed[1]):
                 return "not_federated"

@@ -989,6 +989,40 @@ def test_federate_and_unfederate() -> None:
     assert h.fold.state.federations == {}
 
 
+@pytest.mark.xfail(strict=True, reason="fold: 'an agreement exists' is read from the state at the opening's place, not its view")
+def test_an_unfederate_opening_is_judged_by_the_agreements_it_saw() -> None:
+    """f3 saw the agreement (t1) and opens an unfederate proposal. Concurrently (f3 never saw it)
+    the co-op re-federated with new terms (t2); t2 arrives later and sorts before the opening.
+    "Nothing that arrives late, however it sorts, changes what an action was judged on": the
+    opening stays applied. The fold checks the agreement in the state at the opening's place (now
+    t2's, which the opening did not see) and rejects it as not_federated after the fact."""
+    h = Hist(founders=3)
+    f0, f1, f2, f3 = h.founders
+    y = h.person("y")
+    h.apply(y)
+    other = make_id("other coop")
+    _, t1 = h.decide("federate", {"coop": other, "terms": {"v": 1}}, voters=[*h.founders, y], hours=None)
+    base = h.tip
+    made: list[Item] = [h.make(f0, OPEN, {"type": "federate", "title": "t", "payload": {"coop": other, "terms": {"v": 2}}}, deps=[base])]
+    p2 = made[0]
+    for v in (f0, f1, f2):
+        made.append(h.make(v, VOTE, {"proposal": p2.id, "choice": "yes"}, deps=[made[-1].id]))
+    h.clock += 200 * HOUR_MS
+    for v in (f0, f1, f2):
+        made.append(h.make(v, SEEN, {}, deps=[made[-1].id], ts=h.clock))
+    t2 = h.make(f0, TALLY, {"proposal": p2.id, "outcome": "passed"}, deps=[made[-1].id])
+    side = [h.items[base]]
+    for i in range(15):  # y's actions, so that the opening sorts after t2
+        side.append(h.make(y, RIDE, {"n": i}, deps=[side[-1].id]))
+    u = h.make(f3, OPEN, {"type": "unfederate", "title": "u", "payload": {"coop": other}}, deps=[side[-1].id])
+    h.fold.add_items([*side[1:], u])
+    assert h.reason(u) is None
+    h.fold.add_items([*made, t2])
+    assert h.reason(t2) is None and h.fold.graph.key(t2.id) < h.fold.graph.key(u.id)
+    assert t1.id in closure(h.items, u.id) and t2.id not in closure(h.items, u.id)
+    assert h.reason(u) is None  # actual: not_federated
+
+
 # ---- tallies -----------------------------------------------------------------------------------
 
 
