@@ -41,14 +41,15 @@ from protocol.charter import (
     check_charter,
     check_governance_body,
 )
-from protocol.governance import DAY_MS, EQUIVOCATION, HOUR_MS, MEMBER, Fold, Item
+from protocol.governance import DAY_MS, EQUIVOCATION, MEMBER, MINUTE_MS, Fold, Item
 from protocol.keys import SigningKey
 
 TS0 = 1_700_000_000_000
 FOUNDER_KEY = SigningKey(hashlib.sha256(b"coopnet-test-governance-founder").digest())
 ALL_PERMS = ("propose", "vote", "tally", "sponsor", "*")
 RIDE = "ride.offer"
-WEEK_H = 168  # the window of a rule that does not say
+HOUR_MS = 60 * MINUTE_MS
+WEEK_MIN = 10_080  # the window of a rule that does not say, in minutes
 
 # ---- values --------------------------------------------------------------------------------------
 
@@ -84,10 +85,10 @@ def charter(
     return out  # type: ignore[no-any-return]
 
 
-def rule(quorum: int, threshold: str, hours: int | None = None) -> dict[str, Any]:
+def rule(quorum: int, threshold: str, minutes: int | None = None) -> dict[str, Any]:
     r: dict[str, Any] = {"quorum": quorum, "threshold": threshold}
-    if hours is not None:
-        r["hours"] = hours
+    if minutes is not None:
+        r["minutes"] = minutes
     return r
 
 
@@ -106,7 +107,8 @@ def genesis(
 def proof_item(a: Item, b: Item) -> Item:
     """The fold's view of an equivocation proof over ``a`` and ``b`` (``a`` the smaller id)."""
     assert a.id < b.id and a.author == b.author and a.seq == b.seq
-    return Item(domain.proof_id(a.id, b.id), a.author, a.seq, None, (a.id,), a.ts, EQUIVOCATION, {"a": a.id, "b": b.id})
+    body = {"a": a.id, "b": b.id, "parted": a.prev != b.prev}
+    return Item(domain.proof_id(a.id, b.id), a.author, a.seq, None, (a.id,), a.ts, EQUIVOCATION, body)
 
 
 # ---- a hand-written history ------------------------------------------------------------------------
@@ -232,9 +234,9 @@ class Hist:
         self.clock += ms
         return [self.act(w, SEEN, {}, ts=self.clock) for w in (self.witnesses if witnesses is None else witnesses)]
 
-    def close(self, hours: int = WEEK_H, witnesses: Sequence[bytes] | None = None) -> list[Item]:
-        """Let a window of ``hours`` opened just now close."""
-        return self.advance(hours * HOUR_MS + 1000, witnesses)
+    def close(self, minutes: int = WEEK_MIN, witnesses: Sequence[bytes] | None = None) -> list[Item]:
+        """Let a window of ``minutes`` opened just now close."""
+        return self.advance(minutes * MINUTE_MS + 1000, witnesses)
 
     def decide(
         self,
@@ -244,20 +246,20 @@ class Hist:
         voters: Sequence[bytes] | None = None,
         choice: str = "yes",
         claim: str = "passed",
-        hours: int | None = WEEK_H,
+        minutes: int | None = WEEK_MIN,
         opener: bytes | None = None,
         tallier: bytes | None = None,
     ) -> tuple[Item, Item]:
         """Open a proposal (by ``opener``, default the first voter), everyone in ``voters`` votes,
-        the window of ``hours`` closes (None: do not wait, the whole electorate voted) and a tally
+        the window of ``minutes`` closes (None: do not wait, the whole electorate voted) and a tally
         claims ``claim``, which the caller works out from the docs. Both must apply."""
         voters = list(self.founders if voters is None else voters)
         op = self.open(opener or voters[0], ptype, payload)
         assert self.reason(op) is None, self.reason(op)
         for v in voters:
             assert self.reason(self.vote(v, op, choice)) is None
-        if hours is not None:
-            self.close(hours)
+        if minutes is not None:
+            self.close(minutes)
         t = self.tally(tallier or voters[0], op, claim)
         assert self.reason(t) is None, self.reason(t)
         return op, t
@@ -318,10 +320,10 @@ MOVES = ("stale", "liar", "strangers", "ghosts", "missing", "sanctioned", "backd
 
 def random_charter(rng: random.Random) -> dict[str, Any]:
     thresholds = ("majority", "two_thirds", "consent")
-    hours = (6, 12, 24, 48, 48, None)
-    decisions: dict[str, Any] = {"default": rule(rng.choice((0, 25, 50, 50, 60)), rng.choice(thresholds), rng.choice(hours))}
+    minutes = (15, 360, 720, 1440, 2880, 2880, None)
+    decisions: dict[str, Any] = {"default": rule(rng.choice((0, 25, 50, 50, 60)), rng.choice(thresholds), rng.choice(minutes))}
     for t in rng.sample(PTYPES, rng.randint(0, 3)):
-        decisions[t] = rule(rng.choice((0, 34, 50, 75)), rng.choice(thresholds), rng.choice(hours))
+        decisions[t] = rule(rng.choice((0, 34, 50, 75)), rng.choice(thresholds), rng.choice(minutes))
     member = ["propose", "vote", "tally", "sponsor", "*"]
     if rng.random() < 0.2:
         member.remove(rng.choice(member))  # a member role without some permission

@@ -28,7 +28,7 @@ from protocol import codec
 from protocol.causal import EQUIVOCATION, Item
 from protocol.charter import APPLY, DEFAULT_CHARTER, GENESIS, LEAVE, OPEN, SEEN, SPONSOR, TALLY, VOTE
 
-HOUR = 3_600_000
+MINUTE = 60_000
 DAY = 86_400_000
 GOVERNANCE_PERMS = ("propose", "vote", "tally", "sponsor")
 
@@ -342,9 +342,15 @@ class Oracle:
         # DOC GAP: "the charter's equivocation sanction": the charter in force in the state at the
         # proof's place in the fold order (a proof has no view of its own).
         rule = ev.charters[-1][1]["equivocation"]
+        mine = [s for s in ev.sanctions.values() if s.member == it.author and s.clause == "equivocation"]
+        # "unless its two actions have different prevs (the branches parted lower down: the proof
+        # where they part counts) or an equivocation sanction of theirs with bound = s already
+        # exists (one fork, one answer)"
+        if it.body.get("parted") or any(s.bound == it.seq for s in mine):
+            return None
         if rule["sanction"] == "none":
             return None
-        before = sum(1 for s in ev.sanctions.values() if s.member == it.author and s.clause == "equivocation")
+        before = len(mine)
         kind = "warning" if before < rule.get("forgive", 0) else rule["sanction"]
         ev.sanctions[it.id] = Sanction(
             it.id,
@@ -476,7 +482,7 @@ class Oracle:
                 return "not_federated"
         rule = charter["decisions"].get(ptype, charter["decisions"]["default"])
         electorate = frozenset(k for k in ev.versions if self.standing(k, x, t) == "member")
-        closes = max(t, it.ts) + rule.get("hours", 168) * HOUR
+        closes = max(t, it.ts) + rule.get("minutes", 10_080) * MINUTE
         ev.proposals[x] = Proposal(x, it.author, it.seq, ptype, payload, electorate, rule["quorum"], rule["threshold"], closes)
         return None
 

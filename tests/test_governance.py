@@ -360,7 +360,7 @@ def test_two_disputes_that_depend_on_each_other_have_two_consistent_outcomes() -
     decide; W's block saw A1, so it is valid (and C2's claim right) only if A1 does not decide.
     Both {A1, C1} and {A2, C2} satisfy the rule; the fold (and the reference) take the one reached
     from "the first deciding tally in fold order decides", in every delivery order."""
-    decisions = {"default": rule(25, "majority"), "amend": rule(25, "consent", 48), "sanction": rule(25, "majority", 1)}
+    decisions = {"default": rule(25, "majority"), "amend": rule(25, "consent", 48 * 60), "sanction": rule(25, "majority", 60)}
     offences = {"misconduct": {"sanction": "suspend", "days": 30, "text": "x"}}
     h = Hist(founders=4, charter_=charter(decisions=decisions, offences=offences))
     f0, f1, f2, f3, f4 = h.founders
@@ -509,10 +509,10 @@ SIM_193 = [
 ]
 
 
-def sim_193(hours: int | None = None) -> History:
-    """The history above; ``hours``: the same actions in a co-op whose default rule closes its
-    window after that many hours (another genesis, the same item ids)."""
-    c = charter(decisions={"default": rule(50, "majority", hours)}) if hours is not None else None
+def sim_193(minutes: int | None = None) -> History:
+    """The history above; ``minutes``: the same actions in a co-op whose default rule closes its
+    window after that many minutes (another genesis, the same item ids)."""
+    c = charter(decisions={"default": rule(50, "majority", minutes)}) if minutes is not None else None
     g = genesis(charter_=c, ts=TS0)
     names: dict[Any, bytes] = {0: g.id, "F": FOUNDER_KEY.public_key, "X0": make_id("coop", 0), "X1": make_id("no-sanction", 9)}
     names.update({f"O{i}": make_id("sim-outsider", 193, i) for i in range(3)})
@@ -549,8 +549,8 @@ def test_the_old_failing_history_sim_193() -> None:
     """Issue #9, item 12, as a fixed test of the new checker: the fold agrees with the reference
     on every item and on the state, in every delivery order; the two concurrent tallies claiming
     passed and rejected are judged against the voting window now."""
-    for hours in (None, 1):
-        h = sim_193(hours)
+    for minutes in (None, 60):
+        h = sim_193(minutes)
         f = fold_all(h)
         o = oracle(h)
         assert differences(f, o) == []
@@ -559,7 +559,7 @@ def test_the_old_failing_history_sim_193() -> None:
             assert summary(fold_in(h.genesis, [[x] for x in causal_shuffle(h.items, rng)])) == summary(f)
         tallies = [it for it in h.items if it.kind == TALLY]
         (p,) = f.state.proposals.values()
-        if hours is None:
+        if minutes is None:
             # a week's window, but the whole electorate (4) had voted in both concurrent tallies'
             # views: both decide; the one that counted more of the vote (#21) wins; #29 saw it
             assert [f.result(t.id) for t in tallies] == [("applied", None), ("applied", None), ("rejected", "proposal_closed")]

@@ -32,7 +32,6 @@ from protocol.governance import (
     DAY_MS,
     EQUIVOCATION,
     EXPELLED,
-    HOUR_MS,
     LEFT,
     MEMBER,
     RULES,
@@ -46,9 +45,10 @@ from protocol.governance import (
 from protocol.keys import SigningKey
 from tests.gov_helpers import (
     ALL_PERMS,
+    HOUR_MS,
     RIDE,
     TS0,
-    WEEK_H,
+    WEEK_MIN,
     Hist,
     canon,
     charter,
@@ -61,7 +61,7 @@ from tests.gov_helpers import (
     summary,
 )
 
-WEEK = WEEK_H * HOUR_MS
+WEEK = WEEK_MIN * 60_000
 
 # ---- the rules, as a table -----------------------------------------------------------------------
 
@@ -527,15 +527,15 @@ def test_an_equivocation_proof_has_its_canonical_actions_clock() -> None:
 # ---- voting windows ------------------------------------------------------------------------------
 
 
-def test_the_window_closes_hours_of_co_op_time_after_the_opening() -> None:
-    c = charter(decisions={"default": rule(50, "majority", hours=24), "text": rule(50, "majority")})
+def test_the_window_closes_minutes_of_co_op_time_after_the_opening() -> None:
+    c = charter(decisions={"default": rule(50, "majority", minutes=1440), "text": rule(50, "majority")})
     h = Hist(charter_=c)
     f0, f1, _f2 = h.founders
     admit = h.open(f0, "federate", {"coop": make_id("other"), "terms": {}})
     text = h.open(f0, "text", {})
     props = h.fold.state.proposals
     assert props[admit.id].closes == max(h.time(admit), admit.ts) + 24 * HOUR_MS
-    assert props[text.id].closes == max(h.time(text), text.ts) + WEEK  # no hours: a week
+    assert props[text.id].closes == max(h.time(text), text.ts) + WEEK  # no minutes: a week
     backdated = h.open(f1, "text", {}, ts=TS0 - 5 * DAY_MS)
     assert h.fold.state.proposals[backdated.id].closes == h.time(backdated) + WEEK  # the co-op time when later
     ahead = h.open(f1, "text", {}, ts=TS0 + 3 * DAY_MS)
@@ -589,8 +589,8 @@ def test_an_amendment_governs_what_sees_it_and_open_proposals_keep_their_rule() 
     h = Hist()
     f0, f1, f2 = h.founders
     before = h.open(f0, "text", {})
-    new = charter(policy="vote", decisions={"default": rule(100, "consent", hours=1), "amend": rule(50, "two_thirds")})
-    _, amended = h.decide("amend", {"charter": new}, hours=None)
+    new = charter(policy="vote", decisions={"default": rule(100, "consent", minutes=60), "amend": rule(50, "two_thirds")})
+    _, amended = h.decide("amend", {"charter": new}, minutes=None)
     assert h.fold.state.charter == new
     after = h.open(f0, "text", {})
     props = h.fold.state.proposals
@@ -623,7 +623,7 @@ def test_an_amendment_between_a_sanction_proposal_and_its_tally_drops_a_removed_
     x = h.person("x")
     h.apply(x)
     op = h.open(h.founders[0], "sanction", {"member": x, "clause": "misconduct", "evidence": []})
-    h.decide("amend", {"charter": charter(offences={})}, voters=[*h.founders, x], hours=None)
+    h.decide("amend", {"charter": charter(offences={})}, voters=[*h.founders, x], minutes=None)
     for f in h.founders:
         h.vote(f, op, "yes")
     h.close()
@@ -644,10 +644,10 @@ def test_the_genesis_charter_and_founders() -> None:
     default = Hist(founders=0).fold.state.charter
     assert default["equivocation"] == {"days": 7, "forgive": 1, "sanction": "suspend"}  # a first fork: a warning
     assert default["membership"]["policy"] == "open"
-    assert {k: (r["quorum"], r["threshold"], r.get("hours", WEEK_H)) for k, r in default["decisions"].items()} == {
-        "default": (50, "majority", WEEK_H),
-        "amend": (50, "two_thirds", WEEK_H),
-        "sanction": (50, "two_thirds", WEEK_H),
+    assert {k: (r["quorum"], r["threshold"], r.get("minutes", WEEK_MIN)) for k, r in default["decisions"].items()} == {
+        "default": (50, "majority", WEEK_MIN),
+        "amend": (50, "two_thirds", WEEK_MIN),
+        "sanction": (50, "two_thirds", WEEK_MIN),
     }
     assert {k: (o["sanction"], o["days"]) for k, o in default["offences"].items()} == {"misconduct": ("suspend", 30)}
 
@@ -759,12 +759,12 @@ def test_a_passed_sanction_binds_from_the_tallys_view_of_the_member() -> None:
 
 
 def test_a_bound_vote_and_a_bound_opening_are_ignored_by_those_who_see_the_sanction() -> None:
-    h = Hist(charter_=charter(offences=OFFENCES, decisions={"default": rule(50, "majority"), "sanction": rule(50, "majority", hours=1)}))
+    h = Hist(charter_=charter(offences=OFFENCES, decisions={"default": rule(50, "majority"), "sanction": rule(50, "majority", minutes=60)}))
     f0, f1, f2 = h.founders
     x = h.person("x")
     join = h.apply(x)
     p = h.open(f0, "text", {})
-    h.decide("sanction", {"member": x, "clause": "fraud", "evidence": []}, voters=h.founders, hours=1)
+    h.decide("sanction", {"member": x, "clause": "fraud", "evidence": []}, voters=h.founders, minutes=60)
     assert h.fold.state.status(x) == EXPELLED
     v = h.make(x, VOTE, {"proposal": p.id, "choice": "block"}, deps=[p.id])  # stale deps: x a member in its view
     h.add(v)
@@ -953,14 +953,14 @@ def test_a_role_grant_enables_an_application_kind() -> None:
     h.apply(x)
     assert h.reason(h.app(x, "food.order")) is None
     assert h.reason(h.app(x, "ride.offer")) == "no_permission"
-    h.decide("role", {"member": x, "role": "driver", "grant": True}, voters=[*h.founders, x], hours=None)
+    h.decide("role", {"member": x, "role": "driver", "grant": True}, voters=[*h.founders, x], minutes=None)
     assert h.fold.state.members[x].roles == {"member", "driver"}
     assert h.reason(h.app(x, "ride.offer")) is None
     assert h.reason(h.app(x, "ride.request")) is None
     assert h.reason(h.app(x, "rides.offer")) == "no_permission"  # "ride.*" is a dotted prefix
     stale = h.act(x, "ride.offer", {"n": 1}, deps=[h.genesis.id])  # x's own chain holds the grant
     assert h.reason(stale) is None
-    h.decide("role", {"member": x, "role": "driver", "grant": False}, voters=[*h.founders, x], hours=None)
+    h.decide("role", {"member": x, "role": "driver", "grant": False}, voters=[*h.founders, x], minutes=None)
     assert h.reason(h.app(x, "ride.offer")) == "no_permission"
 
 
@@ -977,14 +977,14 @@ def test_federate_and_unfederate() -> None:
     other = make_id("other coop")
     terms = canon({"share": ["rides"], "until": 2030})
     assert h.reason(h.open(h.founders[0], "unfederate", {"coop": other})) == "not_federated"
-    _, t = h.decide("federate", {"coop": other, "terms": terms}, hours=None)
+    _, t = h.decide("federate", {"coop": other, "terms": terms}, minutes=None)
     assert h.fold.state.federations == {other: (terms, t.id)}
     new_terms = canon({"share": ["food"]})
-    _, t2 = h.decide("federate", {"coop": other, "terms": new_terms}, hours=None)
+    _, t2 = h.decide("federate", {"coop": other, "terms": new_terms}, minutes=None)
     assert h.fold.state.federations == {other: (new_terms, t2.id)}  # replaces earlier terms
-    h.decide("unfederate", {"coop": other}, hours=None)
+    h.decide("unfederate", {"coop": other}, minutes=None)
     assert h.fold.state.federations == {}
-    op, _ = h.decide("federate", {"coop": other, "terms": terms}, choice="no", claim="rejected", hours=None)
+    op, _ = h.decide("federate", {"coop": other, "terms": terms}, choice="no", claim="rejected", minutes=None)
     assert h.fold.state.proposals[op.id].status == "rejected"
     assert h.fold.state.federations == {}
 
@@ -1001,7 +1001,7 @@ def test_an_unfederate_opening_is_judged_by_the_agreements_it_saw() -> None:
     y = h.person("y")
     h.apply(y)
     other = make_id("other coop")
-    _, t1 = h.decide("federate", {"coop": other, "terms": {"v": 1}}, voters=[*h.founders, y], hours=None)
+    _, t1 = h.decide("federate", {"coop": other, "terms": {"v": 1}}, voters=[*h.founders, y], minutes=None)
     base = h.tip
     made: list[Item] = [h.make(f0, OPEN, {"type": "federate", "title": "t", "payload": {"coop": other, "terms": {"v": 2}}}, deps=[base])]
     p2 = made[0]
@@ -1119,7 +1119,7 @@ def dispute(quorum: int = 50) -> tuple[Hist, Item, Item, Item, list[Item]]:
     yes, yes, no; f3, f4 and f5, who saw only the proposal, let its one-hour window close. Tally
     `few` (by f5) counted F's vote alone: rejected, short of the quorum; tally `more` (by f4)
     counted all three: passed. Neither saw the other. Returns (h, p, few, more, the witnesses)."""
-    h = Hist(founders=5, charter_=charter(decisions={"default": rule(quorum, "majority", hours=1)}))
+    h = Hist(founders=5, charter_=charter(decisions={"default": rule(quorum, "majority", minutes=60)}))
     f0, f1, f2, f3, f4, f5 = h.founders
     p = h.open(f0, "text", {})
     v = [h.vote(f, p, c, deps=[p.id]) for f, c in ((f0, "yes"), (f1, "yes"), (f2, "no"))]
@@ -1189,7 +1189,7 @@ def test_a_sanction_cannot_validate_itself_through_acknowledgements() -> None:
     that way, once T1 decides, V's vote (beyond T1's view of V) is bound by T1's own expulsion, the
     electors' counts match T1, and T1 is final: T1 and T2 are both consistent outcomes. The fold
     compares the votes in view, bindings ignored (the reading the doc should state)."""
-    rules = {"default": rule(50, "majority"), "sanction": rule(50, "consent", hours=1)}
+    rules = {"default": rule(50, "majority"), "sanction": rule(50, "consent", minutes=60)}
     h = Hist(founders=4, charter_=charter(decisions=rules, offences=OFFENCES))
     f0, f1, f2, f3, v = h.founders
     s = h.open(f0, "sanction", {"member": v, "clause": "fraud", "evidence": []})
@@ -1215,7 +1215,7 @@ def test_a_member_cannot_unsee_a_decision_their_own_chain_has_seen() -> None:
     tally and vote that name only old deps still see it."""
     h = Hist()
     f1 = h.founders[1]
-    p, t = h.decide("text", {}, hours=None)
+    p, t = h.decide("text", {}, minutes=None)
     h.seen(f1)  # f1 has seen the decision
     stale_tally = h.tally(f1, p, "rejected", deps=[p.id])
     stale_vote = h.vote(f1, p, "no", deps=[p.id])
