@@ -721,14 +721,17 @@ class Fold:
 
     def add(self, actions: Iterable[Action] = (), proofs: Iterable[EquivocationProof] = (), forked: Iterable[Action] = ()) -> None:
         """Actions of the co-op's chains, equivocation proofs, and ``forked``: actions displaced
-        from their chain by an equivocation (ghosts). A proof brings its losing half as a ghost."""
+        from their chain by an equivocation (ghosts). A proof whose two actions share their prev
+        brings its larger-id half as a ghost; of a proof whose branches parted lower down, either
+        half may be the kept one (fork choice keeps the smallest id whose prev is kept), so only
+        ``forked`` says which is displaced."""
         items = [Item.of(a) for a in actions if a.coop == self.coop and a.id not in self.graph.items]
         ghosts = {a.id: Item.of(a) for a in forked if a.coop == self.coop and a.id not in self.graph.items}
         for p in proofs:
             if p.coop != self.coop or p.id in self.graph.items:
                 continue
             items.append(Item.of_proof(p))
-            if p.b.id not in self.graph.items:
+            if p.b.id not in self.graph.items and p.a.prev == p.b.prev:
                 ghosts.setdefault(p.b.id, Item.of(p.b))
         kept = {it.id for it in items}
         ghost_items = [g for i, g in ghosts.items() if i not in kept]

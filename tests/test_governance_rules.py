@@ -1540,6 +1540,36 @@ def test_signed_actions_and_proofs_through_fold_add() -> None:
     assert f.result(alien.id) == ("unknown", None)
 
 
+def test_a_parted_proof_folded_before_its_actions_does_not_displace_the_kept_one() -> None:
+    """Two devices go on after a fork: a, b at seq 2 (a the smaller id, kept), then a2 on a and b2
+    on b. Fork choice keeps a2 (its prev is kept) even when b2 has the smaller id, so the proof
+    (b2, a2) has its larger-id half kept. Fold.add must not take that half for a ghost when the
+    proof comes first (a node folds proofs it stored, or was sent, before the actions): the state
+    would depend on the order of arrival."""
+    k0, k2 = SigningKey(make_id("parted k0")), SigningKey(make_id("parted k2"))
+    g = genesis(key=k0)
+    join = sign_action(k2, coop=g.id, seq=1, prev=None, deps=[g.id], ts=TS0, kind=APPLY, body={})
+
+    def act(prev: Any, n: int, tag: str) -> Any:
+        return sign_action(k2, coop=g.id, seq=prev.seq + 1, prev=prev.id, deps=[g.id], ts=TS0 + n, kind=RIDE, body={"t": tag, "n": n})
+
+    for n in range(100):  # ids are hashes: find a history where the losing branch has the smaller id
+        a, b = sorted((act(join, n, "x"), act(join, n, "y")), key=lambda v: v.id)
+        a2, b2 = act(a, n, "a2"), act(b, n, "b2")
+        if b2.id < a2.id:
+            break
+    p1, p2 = make_proof(a, b), make_proof(a2, b2)
+    assert (p2.a.id, p2.b.id) == (b2.id, a2.id)
+    whole = Fold(g)
+    whole.add([join, a, a2], [p1, p2], forked=[b, b2])
+    proofs_first = Fold(g)
+    proofs_first.add([join, a], [p1, p2], forked=[b, b2])
+    proofs_first.add([a2])
+    assert whole.result(a2.id) == proofs_first.result(a2.id) == ("applied", None)
+    assert summary(proofs_first) == summary(whole)
+    assert whole.state.sanctions[p1.id].bound == 2 and p2.id not in whole.state.sanctions  # one fork, one answer
+
+
 def test_forked_actions_through_fold_add() -> None:
     _, g, actions, proofs = signed_coop()
     f = Fold(g)
