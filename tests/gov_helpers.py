@@ -362,6 +362,7 @@ class Agent:
     own: list[int] = field(default_factory=list)
     stranger: bool = False  # never applies
     frozen: bool = False  # its chain waits on a dep that never arrives
+    rival: Item | None = None  # a ghost at the seq of its next kept action: the two make a parted proof
 
 
 @dataclass
@@ -501,6 +502,10 @@ class Simulator:
         if ghost:
             self.ghosts.add(it.id)
         self.fold.add_items([it], ghosts={it.id} if ghost else set())
+        if not ghost and a.rival is not None and a.rival.seq == it.seq:
+            # the kept side's next action and the displaced device's: a proof whose prevs differ
+            self.push_proof(proof_item(*sorted((it, a.rival), key=lambda i: i.id)))
+            a.rival = None
 
     def push_proof(self, p: Item) -> None:
         self.index[p.id] = len(self.global_)
@@ -623,7 +628,8 @@ class Simulator:
             self.commit(a, other, ghost=True)
             if self.rng.random() < 0.3:  # the displaced device goes on once: a ghost too
                 kept_head, a.head = a.head, (other.seq, other.id)
-                self.commit(a, self.make(a, SEEN, {}, commit=False), ghost=True)
+                a.rival = self.make(a, SEEN, {}, commit=False)
+                self.commit(a, a.rival, ghost=True)
                 a.head = kept_head
         self.push_proof(proof_item(c, other))
         return c, other
