@@ -1179,6 +1179,66 @@ def test_a_final_decision_beats_a_better_informed_one() -> None:
     assert h.fold.acks(prop, h.fold.state.tallied[p.id]) == {few.id: 3, more.id: 2}
 
 
+def two_counts(votes1: dict[int, list[str]], sees1: dict[int, int], sees2: dict[int, int]) -> tuple[Hist, Item, Item, Item]:
+    """Seven electors (quorum 25%: two votes, and two acknowledgements for finality); founders
+    1..2 vote the choices given, each vote on the last; founders 3..5 close the one-hour window
+    having seen only the proposal; T1 (by founder 6) and T2 (by F) see, of each voter, the vote
+    at the index given. Returns (h, p, T1, T2), folded."""
+    h = Hist(founders=6, charter_=charter(decisions={"default": rule(25, "majority", 60)}))
+    fs = h.founders
+    p = h.open(fs[0], "text", {})
+    cast: dict[int, list[Item]] = {i: [] for i in votes1}
+    for i, choices in votes1.items():
+        for c in choices:
+            cast[i].append(h.act(fs[i], VOTE, {"proposal": p.id, "choice": c}, deps=[p.id]))
+    h.clock += 2 * HOUR_MS
+    w = [h.seen(fs[i], deps=[p.id], ts=h.clock).id for i in (3, 4, 5)]
+
+    def claim(sees: dict[int, int]) -> str:  # majority over the votes seen (quorum met: two of seven)
+        chosen = [votes1[i][k] for i, k in sees.items()]
+        return "passed" if chosen.count("yes") > chosen.count("no") else "rejected"
+
+    t1 = h.make(fs[6], TALLY, {"proposal": p.id, "outcome": claim(sees1)}, deps=[*w, *(cast[i][k].id for i, k in sees1.items())])
+    t2 = h.make(fs[0], TALLY, {"proposal": p.id, "outcome": claim(sees2)}, deps=[*w, *(cast[i][k].id for i, k in sees2.items())])
+    h.add(t1, t2)
+    assert (h.reason(t1), h.reason(t2)) == (None, None)
+    return h, p, t1, t2
+
+
+def test_between_equal_counts_the_one_that_counted_more_recent_votes_decides() -> None:
+    """Rank: (electors counted, sum of the seqs of the votes counted). f1 voted yes then no; both
+    tallies count two electors; T2 saw f1's later vote."""
+    h, p, t1, t2 = two_counts({1: ["yes", "no"], 2: ["yes"]}, {1: 0, 2: 0}, {1: 1, 2: 0})
+    assert (t1.body["outcome"], t2.body["outcome"]) == ("passed", "rejected")  # 2 yes; 1 yes 1 no
+    assert h.fold.ranks[t1.id][0] == h.fold.ranks[t2.id][0] == 2
+    assert h.fold.ranks[t2.id][1] == h.fold.ranks[t1.id][1] + 1
+    assert h.fold.is_final(h.fold.state.proposals[p.id]) == (1, 2)
+    assert h.fold.state.proposals[p.id].decided_by == t2.id
+
+
+def test_between_equal_ranks_the_tally_that_sorts_first_decides() -> None:
+    """f1 voted yes then no, f2 no then yes: T1 counted f1's no and f2's no, T2 f1's yes and f2's
+    yes; both rank (2, 3)."""
+    h, p, t1, t2 = two_counts({1: ["yes", "no"], 2: ["no", "yes"]}, {1: 1, 2: 0}, {1: 0, 2: 1})
+    assert h.fold.ranks[t1.id] == h.fold.ranks[t2.id]
+    assert {t1.body["outcome"], t2.body["outcome"]} == {"passed", "rejected"}
+    first = min((t1, t2), key=lambda t: h.fold.graph.key(t.id))
+    assert h.fold.state.proposals[p.id].decided_by == first.id
+    both = [h.items[i] for i in h.items if i != h.genesis.id]
+    assert summary(fold_in(h.genesis, [[x] for x in reversed(both)])) == summary(h.fold)
+
+
+def test_finality_needs_at_least_one_acknowledgement() -> None:
+    """max(1, ceil(quorum x E / 100)): a quorum of 0 still needs one elector."""
+    h = Hist(charter_=charter(decisions={"default": rule(0, "majority", 60)}))
+    p = h.open(h.founders[0], "text", {})
+    h.vote(h.founders[1], p, "yes")
+    h.close(60)
+    t = h.tally(h.founders[2], p, "passed")
+    assert h.fold.is_final(h.fold.state.proposals[p.id]) == (1, 1)  # its author's own tally
+    assert h.fold.acks(h.fold.state.proposals[p.id], (t.id,)) == {t.id: 1}
+
+
 def test_a_sanction_cannot_validate_itself_through_acknowledgements() -> None:
     """V votes "block" on their own expulsion (consent). Tally T1 did not see that vote and says
     passed; T2 saw it and says rejected; then every elector sees both and V's vote. The electors
