@@ -903,6 +903,42 @@ def test_lifting_a_suspension_ends_it_for_what_sees_the_lift() -> None:
     assert h.reason(h.app(x, deps=[join.id])) is None  # x's own chain holds the lift
 
 
+@pytest.mark.xfail(
+    strict=True, reason="fold: a sanction records one lift (the first in fold order); seeing a concurrent one does not count"
+)
+def test_a_lift_applies_to_what_saw_it_whatever_concurrent_lift_sorts_first() -> None:
+    """Doc: "A lift applies to the member's actions that have seen it." Two groups lift x's
+    suspension concurrently (lift 1 by founders 0-3, lift 2 by founders 4-7); x acts after seeing
+    lift 2, and is applied. Lift 1 arrives later and sorts first: the sanction records it as its
+    lift, and x's action, which saw only lift 2, becomes suspended after the fact."""
+    h = Hist(founders=7, charter_=charter(decisions={"default": rule(50, "majority", 60), "sanction": rule(50, "two_thirds")}))
+    fs = h.founders
+    x = h.person("x")
+    h.apply(x)
+    s, _ = h.decide("sanction", {"member": x, "clause": "misconduct", "evidence": []}, voters=fs)
+    base = h.tip
+
+    def lift_line(group: list[bytes], longer: int) -> tuple[list[Item], Item]:
+        made = [h.make(group[0], OPEN, {"type": "lift", "title": "lift", "payload": {"sanction": s.id}}, deps=[base])]
+        for v in group:
+            made.append(h.make(v, VOTE, {"proposal": made[0].id, "choice": "yes"}, deps=[made[-1].id]))
+        ts = h.clock + 2 * HOUR_MS
+        for v in [*group[:3], *[group[3]] * longer]:  # the window closes; `longer` makes the line taller
+            made.append(h.make(v, SEEN, {}, deps=[made[-1].id], ts=ts))
+        made.append(h.make(group[3], TALLY, {"proposal": made[0].id, "outcome": "passed"}, deps=[made[-1].id]))
+        return made, made[-1]
+
+    one, lift1 = lift_line(fs[0:4], 0)
+    two, lift2 = lift_line(fs[4:8], 2)
+    h.fold.add_items(two)
+    y = h.make(x, RIDE, {"n": 1}, deps=[lift2.id])
+    h.fold.add_items([y])
+    assert h.reason(y) is None
+    h.fold.add_items(one)
+    assert h.reason(lift1) is None and h.fold.graph.key(lift1.id) < h.fold.graph.key(lift2.id)
+    assert h.reason(y) is None  # actual: suspended
+
+
 def test_a_member_expelled_twice_stays_expelled_until_both_are_lifted() -> None:
     h = Hist(charter_=charter(offences=OFFENCES))
     x = h.person("x")
