@@ -85,6 +85,12 @@ def charter(
     return out  # type: ignore[no-any-return]
 
 
+OFFENCES = {  # a suspension and an expulsion, for charters that sanction
+    "misconduct": {"sanction": "suspend", "days": 30, "text": "Acting against the charter"},
+    "fraud": {"sanction": "expel", "days": 0, "text": "Fraud"},
+}
+
+
 def rule(quorum: int, threshold: str, minutes: int | None = None) -> dict[str, Any]:
     r: dict[str, Any] = {"quorum": quorum, "threshold": threshold}
     if minutes is not None:

@@ -1,6 +1,7 @@
 """protocol/governance.py against docs/GOVERNANCE.md, over simulated and adversarial histories.
 
-Three layers (the rule-by-rule unit tests are in test_governance_rules.py):
+Three layers (the rule-by-rule unit tests are in test_governance_rules.py and
+test_governance_decisions.py):
 
 * **a reference implementation** (tests/gov_oracle.py, written from "The rules, precisely"
   alone: explicit causal pasts, the clock from its definition, disputes settled by a plain
