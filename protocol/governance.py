@@ -127,8 +127,13 @@ class Sanction:
     evidence: tuple[bytes, ...]
     imposed_by: bytes  # the deciding tally, or the proof
     bound: int  # the member's actions with a higher seq are judged under this sanction
-    lifted_by: bytes | None = None
+    lifted_by: bytes | None = None  # the first lift in fold order (what the state shows)
     pending_days: int | None = None  # an equivocation suspension waiting for the member's next action
+    lifts: tuple[bytes, ...] = ()  # every lift, fold order: an action that saw any of them is not bound
+    started_by: bytes | None = None  # the action whose co-op time started an equivocation suspension
+
+    def lifted_in(self, seen: Callable[[bytes | None], bool]) -> bool:
+        return any(seen(x) for x in self.lifts)
 
     def copy(self) -> Sanction:
         return replace(self)
@@ -166,6 +171,8 @@ class State:
     proposals: dict[bytes, Proposal] = field(default_factory=dict)
     sanctions: dict[bytes, Sanction] = field(default_factory=dict)
     federations: dict[bytes, tuple[Any, bytes]] = field(default_factory=dict)  # coop -> (terms, deciding tally)
+    # coop -> every federation decision about it, fold order: (deciding tally, federated after it)
+    fed_log: dict[bytes, tuple[tuple[bytes, bool], ...]] = field(default_factory=dict)
     sanctioned: dict[bytes, list[bytes]] = field(default_factory=dict)  # member -> sanction ids (an index)
     pos: int = 0  # items folded so far (the position in the fold order)
     clock: int = 0  # the latest co-op time among the items folded so far
@@ -184,6 +191,7 @@ class State:
         self.epoch = next(_EPOCHS)
         s.sanctions = {k: x.copy() for k, x in self.sanctions.items()}
         s.federations = dict(self.federations)
+        s.fed_log = dict(self.fed_log)
         s.sanctioned = {k: list(v) for k, v in self.sanctioned.items()}
         s.pos, s.clock, s.charter_by, s.charters = self.pos, self.clock, self.charter_by, self.charters
         s.tallied = dict(self.tallied)
@@ -365,7 +373,7 @@ def _open(s: State, c: Ctx) -> str | None:
     ptype, payload, author = b["type"], b["payload"], it.author
     charter = f.charter_seen(seen)
     x = s.sanctions.get(payload["sanction"]) if ptype == "lift" else None
-    if x is not None and (not seen(x.imposed_by) or seen(x.lifted_by)):
+    if x is not None and (not seen(x.imposed_by) or x.lifted_in(seen)):
         x = None
     appeal = x is not None and x.member == author
     standing = f.standing_seen(author, seen, c.time)
@@ -387,7 +395,7 @@ def _open(s: State, c: Ctx) -> str | None:
         return "unknown_role"
     if ptype == "federate" and payload["coop"] == s.coop:
         return "self_federation"
-    if ptype == "unfederate" and (payload["coop"] not in s.federations or not seen(s.federations[payload["coop"]][1])):
+    if ptype == "unfederate" and not _federated_seen(s, payload["coop"], seen):
         return "not_federated"
     rule = charter["decisions"].get(ptype, charter["decisions"]["default"])
     electorate = frozenset(k for k in s.members if f.standing_seen(k, seen, c.time) == MEMBER)
@@ -411,17 +419,26 @@ def _open(s: State, c: Ctx) -> str | None:
     return None
 
 
+def _federated_seen(s: State, coop: bytes, seen: Seen) -> bool:
+    """Whether the latest federation decision about ``coop`` that ``seen`` covers federated it."""
+    for by, present in reversed(s.fed_log.get(coop, ())):
+        if seen(by):
+            return present
+    return False
+
+
 def _status(m: Member | None) -> str:
     return m.status if m is not None else NONE
 
 
 def _about(s: State, c: Ctx) -> tuple[Proposal | None, str | None]:
     """The proposal a vote or tally names, or the reason it cannot be acted on."""
-    p = s.proposals.get(c.item.body["proposal"])
+    pid = c.item.body["proposal"]
+    p = s.proposals.get(pid)
+    if not c.seen(pid) and (p is not None or pid in c.fold.graph.height):
+        return None, "proposal_not_in_deps"  # an opening it had not seen, wherever that sorts
     if p is None:
         return None, "unknown_proposal"
-    if not c.seen(p.id):
-        return None, "proposal_not_in_deps"
     if c.fold.bound_seen(p.author, p.seq, c.seen) and not _is_appeal(s, p.author, p.type, p.payload):
         return None, "proposal_void"
     if any(c.seen(x) for x in s.tallied.get(p.id, ())):
@@ -544,7 +561,11 @@ def _sanction(
 
 def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
     x = s.sanctions.get(p.payload["sanction"])
-    if x is None or x.lifted_by is not None:
+    if x is None:
+        return
+    # Every lift is recorded: one the member's action saw frees it, whichever sorts first.
+    x.lifts = (*x.lifts, c.item.id)
+    if x.lifted_by is not None:
         return
     x.lifted_by = c.item.id
     still_expelled = any(s.sanctions[i].kind == "expel" and s.sanctions[i].lifted_by is None for i in s.sanctioned.get(x.member, ()))
@@ -553,11 +574,15 @@ def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
 
 
 def _pass_federate(s: State, p: Proposal, c: Ctx) -> None:
-    s.federations[p.payload["coop"]] = (p.payload["terms"], c.item.id)
+    coop = p.payload["coop"]
+    s.federations[coop] = (p.payload["terms"], c.item.id)
+    s.fed_log[coop] = (*s.fed_log.get(coop, ()), (c.item.id, True))
 
 
 def _pass_unfederate(s: State, p: Proposal, c: Ctx) -> None:
-    s.federations.pop(p.payload["coop"], None)
+    coop = p.payload["coop"]
+    s.federations.pop(coop, None)
+    s.fed_log[coop] = (*s.fed_log.get(coop, ()), (c.item.id, False))
 
 
 def _pass_role(s: State, p: Proposal, c: Ctx) -> None:
@@ -885,7 +910,7 @@ class Fold:
         for i in s.sanctioned[it.author]:
             x = s.sanctions[i]
             if x.pending_days is not None and it.seq > x.bound:
-                x.until, x.pending_days = t + x.pending_days * DAY_MS, None
+                x.until, x.pending_days, x.started_by = t + x.pending_days * DAY_MS, None, it.id
 
     # ---- reading a view ----------------------------------------------------------------------
 
@@ -893,9 +918,17 @@ class Fold:
         """``who``'s latest version whose cause the view has seen and that the view does not know
         to rest on sponsorships made under a sanction."""
         m = self.state.members.get(who)
-        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, seen))):
+        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, seen)) or self._bound_apply(who, m, seen)):
             m = m.prev
         return m
+
+    def _bound_apply(self, who: bytes, m: Member, seen: Seen | None) -> bool:
+        """Whether version ``m`` was made by ``who``'s own application under a sanction binding it
+        (as far as ``seen`` knows of sanctions; None: all of them): its effect never happens."""
+        if who not in self.state.sanctioned:
+            return False
+        it = self.graph.items.get(m.since)
+        return it is not None and it.author == who and it.kind == APPLY and self.bound_seen(who, it.seq, seen)
 
     def _short_of_sponsors(self, m: Member, seen: Seen | None) -> bool:
         if not self.state.sanctioned:
@@ -916,9 +949,11 @@ class Fold:
         s = self.state
         for i in s.sanctioned.get(who, ()):
             x = s.sanctions[i]
-            if x.kind != "suspend" or not seen(x.imposed_by) or seen(x.lifted_by):
+            if x.kind != "suspend" or not seen(x.imposed_by) or x.lifted_in(seen):
                 continue
-            if x.until is None or t < x.until:
+            # An equivocation suspension this view has not seen start is in force: the action that
+            # started it may have arrived late and sort anywhere before.
+            if x.until is None or t < x.until or not seen(x.started_by or x.imposed_by):
                 return True
         return False
 
@@ -946,9 +981,9 @@ class Fold:
             x = s.sanctions[i]
             if x.kind not in BINDING or seq <= x.bound or (seen is not None and not seen(x.imposed_by)):
                 continue
-            if x.lifted_by is not None:
+            if x.lifts:
                 own = own or Seen(self, self.graph.items[x_id])
-                if own(x.lifted_by):
+                if x.lifted_in(own):
                     continue
             if x.kind == "expel" or x.until is None or self.clock.get(x_id, 0) < x.until:
                 return True
@@ -963,7 +998,7 @@ class Fold:
         for i in s.sanctioned[it.author]:
             x = s.sanctions[i]
             if x.kind in BINDING and it.seq > x.bound and action_id in g.height:
-                if x.lifted_by is not None and Seen(self, it)(x.lifted_by):
+                if x.lifts and x.lifted_in(Seen(self, it)):
                     continue
                 if x.kind == "expel" or x.until is None or self.clock.get(action_id, 0) < x.until:
                     return x
@@ -1128,9 +1163,9 @@ class Fold:
             e = s.sanctions[i]
             if e.kind != "expel" or seq <= e.bound:
                 continue
-            if e.lifted_by is not None:
+            if e.lifts:
                 own = own or Seen(self, self.graph.items[x])
-                if own(e.lifted_by):
+                if e.lifted_in(own):
                     continue
             return True
         return False
@@ -1152,7 +1187,7 @@ class Fold:
 
     def _standing_in_state(self, who: bytes, seen: Seen, t: int) -> str:
         m = self.state.members.get(who)
-        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, None))):
+        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, None)) or self._bound_apply(who, m, None)):
             m = m.prev
         if m is None:
             return NONE
@@ -1163,7 +1198,7 @@ class Fold:
     def member_final(self, who: bytes) -> Member | None:
         """``who``'s latest version in the state, skipping admissions that rest on bound sponsorships."""
         m = self.state.members.get(who)
-        while m is not None and m.needed and self._short_of_sponsors(m, None):
+        while m is not None and ((m.needed and self._short_of_sponsors(m, None)) or self._bound_apply(who, m, None)):
             m = m.prev
         return m
 
