@@ -6,8 +6,10 @@ with nothing changed. In-process nodes (real aiohttp on 127.0.0.1, SQLite in tmp
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
 from tests.conftest import OPEN_ADMISSION, TEST_LIMITS, NodeFactory
 from tests.test_admin import Admin_
+from tests.test_cli import Cli, clean_env
+from tests.test_crash import NodeProcess, free_port
 
 TS = 1_700_000_000_000
 MSGPACK = "application/msgpack"
@@ -467,3 +471,67 @@ async def test_bodies_that_are_not_json_objects_change_nothing(start_node: NodeF
         async with http.post(admin.url + A + path, data=b"author=x", headers={**auth, "Content-Type": "text/plain"}) as r:
             assert (r.status, (await r.json())["error"]) == (415, "unsupported_media_type")
     await unchanged(node, admin)
+
+
+# ---- coopnet admin, against a real node process --------------------------------------------------
+
+
+async def _post(url: str, actions: list[Action]) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http:
+        return await submit(http, url, actions)
+
+
+def test_admin_commands_for_admission_against_a_running_node(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path / "data", free_port())
+    node.init()
+    config = node.data_dir / "coopnet.toml"
+    text = config.read_text()
+    assert 'unknown_authors = "store"' in text
+    config.write_text(text.replace('unknown_authors = "store"', 'unknown_authors = "hold"', 1))
+    cli = Cli(clean_env(tmp_path), tmp_path)
+    d = ["--data-dir", str(node.data_dir)]
+    founder, stranger, alice = Signer("founder"), Signer("stranger"), Signer("alice")
+    g = founder.found("Valley Food Hub")
+    node.start()
+    try:
+        applied = alice.apply(g.id)
+        status, doc = asyncio.run(_post(node.url, [g, stranger.act(g.id), applied, alice.act(g.id, seq=4)]))
+        assert status == 200 and [r["status"] for r in doc["results"]] == ["accepted", "held", "accepted", "pending"]
+
+        held = json.loads(cli.ok("--json", "admin", "held", "list", *d))
+        assert held["total"] == 1 and held["held"][0]["author"] == stranger.text
+        readable_held, readable_pending, readable_usage = cli.many(
+            ("admin", "held", "list", *d), ("admin", "pending", "list", *d), ("admin", "usage", *d)
+        )
+        assert readable_held.returncode == 0 and "unknown author" in readable_held.stdout and "offer.produce" in readable_held.stdout
+        assert readable_pending.returncode == 0 and "expires" in readable_pending.stdout and "waiting for seq 2" in readable_pending.stdout
+        assert readable_usage.returncode == 0 and "Valley Food Hub" in readable_usage.stdout and "quota" in readable_usage.stdout
+        pending = json.loads(cli.ok("--json", "admin", "pending", "list", *d))
+        assert pending["pending"][0]["expires_at_ms"] == pending["pending"][0]["received_at_ms"] + pending["pending_seconds"] * 1000
+
+        assert cli.run("admin", "held", "purge", *d).returncode == 2  # says nothing about what to purge
+        assert json.loads(cli.ok("--json", "admin", "held", "purge", "--author", stranger.text, *d)) == {"purged": 1}
+
+        blocked = json.loads(cli.ok("--json", "admin", "authors", "block", alice.text, "--reason", "spam", *d))
+        assert blocked["changed"] is True and blocked["dropped"] == {"held": 0, "pending": 1}
+        refused = alice.act(g.id)
+        status, doc = asyncio.run(_post(node.url, [refused]))
+        assert (status, doc["error"]) == (403, "blocked")
+        listing = cli.ok("admin", "authors", "list", *d)
+        assert alice.text in listing and "spam" in listing and "every co-op" in listing
+        assert json.loads(cli.ok("--json", "admin", "authors", "unblock", alice.text, *d))["changed"] is True
+        status, doc = asyncio.run(_post(node.url, [refused]))
+        assert status == 200 and doc["results"][0]["status"] == "accepted"
+
+        usage = json.loads(cli.ok("--json", "admin", "usage", *d))
+        assert usage["node"]["stored_bytes"] == sum(len(a.raw) for a in (g, applied, refused))
+        assert usage["coops"][0]["name"] == "Valley Food Hub"
+
+        bad = cli.run("--json", "admin", "authors", "block", "node_nope", *d)
+        assert bad.returncode == 1 and json.loads(bad.stdout)["error"] == "bad_id"
+        bad = cli.run("--json", "admin", "held", "list", "--coop", "coop_nope", *d)
+        assert bad.returncode == 1 and json.loads(bad.stdout)["error"] == "bad_id"
+    finally:
+        assert node.terminate() == 0
+    log = node.log_path.read_text()
+    assert "admin held.purge" in log and "admin authors.block" in log and "admin authors.unblock" in log
