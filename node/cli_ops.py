@@ -58,6 +58,14 @@ def _config(c: Ctx, data_dir: Path | None) -> Config:
         _fail("bad_config", str(e), c.as_json)
 
 
+def _plain(text: Any) -> str:
+    """``text`` as it is, not as rich markup: names, kinds, reasons, URLs and errors come from
+    others (a stranger names a co-op ``[/]``, and an unescaped print of it raises MarkupError)."""
+    from rich.markup import escape  # only readable output loads rich
+
+    return escape(str(text))
+
+
 def _duration(seconds: int | None) -> str:
     """A span for people: ``45 s``, ``12 min``, ``3 h 20 min``, ``2 d 4 h``; None is ``never``."""
     if seconds is None:
@@ -126,11 +134,19 @@ def admin_peers_list(c: Ctx, data_dir: Path | None) -> None:
     def readable(o: dict[str, Any]) -> None:
         t = Table("peer", "url", "origin", "state", "failures", "score", "last error")
         for p in o["peers"]:
-            t.add_row(p["id"], p["url"], p["origin"], p["state"], str(p["failures"]), str(p["score"]), p["last_error"] or "")
+            t.add_row(
+                p["id"],
+                _plain(p["url"]),
+                _plain(p["origin"]),
+                p["state"],
+                str(p["failures"]),
+                str(p["score"]),
+                _plain(p["last_error"] or ""),
+            )
         console.print(t if o["peers"] else "no peers")
         for b in o["blocked"]:
             since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(b["blocked_at_ms"] / 1000))
-            console.print(f"[red]blocked[/] {b['id']} since {since} UTC: {b['reason']}")
+            console.print(f"[red]blocked[/] {b['id']} since {since} UTC: {_plain(b['reason'])}")
 
     _out(doc, c.as_json, readable)
 
@@ -181,7 +197,7 @@ def admin_pending_list(c: Ctx, coop_text: str | None, author: str | None, limit:
                 str(r["seq"]),
                 _duration(r["age_s"]),
                 _duration(r["expires_in_s"]),
-                r["reason"],
+                _plain(r["reason"]),
             )
         console.print(t if o["pending"] else "nothing pending")
         expiry = f"each dropped {_duration(o['pending_seconds'])} after it came" if o["pending_seconds"] else "they never expire"
@@ -231,12 +247,12 @@ def admin_held_list(c: Ctx, coop_text: str | None, author: str | None, limit: in
         columns = ["action", "co-op", "author", "seq", "kind", "size", "age", "expires in"]
         t = Table(*columns, *(["reason"] if len(reasons) > 1 else []))
         for r in o["held"]:
-            row = [r["id"], r["coop"][:20] + "…", r["author"], str(r["seq"]), r["kind"], _size(r["size"])]
+            row = [r["id"], r["coop"][:20] + "…", r["author"], str(r["seq"]), _plain(r["kind"]), _size(r["size"])]
             row += [_duration(r["age_s"]), _duration(r["expires_in_s"])]
-            t.add_row(*row, *([r["reason"]] if len(reasons) > 1 else []))
+            t.add_row(*row, *([_plain(r["reason"])] if len(reasons) > 1 else []))
         console.print(t if o["held"] else "nothing held")
         if len(reasons) == 1:
-            console.print(f"why: {reasons.pop()}")
+            console.print(f"why: {_plain(reasons.pop())}")
         console.print(
             f"{o['total']} held in all (at most {o['max_quarantine']}; {o['quarantine_per_coop']} per co-op, "
             f"{o['quarantine_per_author']} per author in a co-op; each dropped {_duration(o['quarantine_seconds'])} after it came)"
@@ -284,7 +300,7 @@ def admin_authors_list(c: Ctx, data_dir: Path | None) -> None:
         t = Table("author", "where", "since (UTC)", "reason")
         for b in o["blocked"]:
             since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(b["since_ms"] / 1000))
-            t.add_row(b["author"], b["coop"] or "every co-op", since, b["reason"])
+            t.add_row(b["author"], b["coop"] or "every co-op", since, _plain(b["reason"]))
         console.print(t if o["blocked"] else "no author is blocked")
 
     _out(doc, c.as_json, readable)
@@ -307,9 +323,9 @@ def admin_authors_block(c: Ctx, author: str, coop_text: str | None, reason: str,
     def readable(o: dict[str, Any]) -> None:
         where = o["coop"] or "every co-op"
         if o["changed"]:
-            console.print(f"blocked {o['author']} in {where}: {o['reason']}")
+            console.print(f"blocked {o['author']} in {where}: {_plain(o['reason'])}")
         else:
-            console.print(f"{o['author']} was blocked in {where} already (reason now: {o['reason']})")
+            console.print(f"{o['author']} was blocked in {where} already (reason now: {_plain(o['reason'])})")
         if o["dropped"]["held"] or o["dropped"]["pending"]:
             console.print(f"  dropped {o['dropped']['held']} held and {o['dropped']['pending']} pending actions of theirs")
 
@@ -367,7 +383,7 @@ def admin_usage(c: Ctx, limit: int, top: int, data_dir: Path | None) -> None:
             for r in o["coops"]:
                 t.add_row(
                     r["coop"][:20] + "…",
-                    r["name"],
+                    _plain(r["name"]),
                     str(r["actions"]),
                     _size(r["stored_bytes"]),
                     _share(r["stored_bytes"], r["quota_bytes"]),
@@ -381,7 +397,7 @@ def admin_usage(c: Ctx, limit: int, top: int, data_dir: Path | None) -> None:
                 for r in o["coops"]:
                     for a in r["top_authors"]:
                         t.add_row(
-                            r["name"] or r["coop"][:20] + "…",
+                            _plain(r["name"]) or r["coop"][:20] + "…",
                             a["author"],
                             _size(a["stored_bytes"]),
                             _share(a["stored_bytes"], a["quota_bytes"]),
@@ -417,7 +433,7 @@ def backup(c: Ctx, data_dir: Path | None, out: Path, force: bool) -> None:
     _out(
         doc,
         c.as_json,
-        lambda o: console.print(f"Backed up {o['actions']} actions to [bold]{o['out']}[/] ({_size(o['bytes'])}, integrity ok)"),
+        lambda o: console.print(f"Backed up {o['actions']} actions to [bold]{_plain(o['out'])}[/] ({_size(o['bytes'])}, integrity ok)"),
     )
 
 
@@ -448,10 +464,10 @@ def restore_cmd(c: Ctx, data_dir: Path | None, source: Path) -> None:
 
     def readable(o: dict[str, Any]) -> None:
         console.print(
-            f"Restored [bold]{o['database']}[/] from {o['from']}: {o['actions']} actions in {o['coops']} co-ops, schema v{o['schema']}"
+            f"Restored [bold]{_plain(o['database'])}[/] from {_plain(o['from'])}: {o['actions']} actions in {o['coops']} co-ops, schema v{o['schema']}"
         )
         if o["kept_aside"]:
-            console.print(f"  the store it replaced is kept at {o['kept_aside']}")
+            console.print(f"  the store it replaced is kept at {_plain(o['kept_aside'])}")
         console.print("  Start the node; it catches up with its peers on what happened since the backup.")
 
     _out(doc, c.as_json, readable)
@@ -490,8 +506,8 @@ def export_cmd(c: Ctx, coop_text: str, out: Path, force: bool, data_dir: Path | 
         doc,
         c.as_json,
         lambda o: console.print(
-            f"Exported [bold]{o['name']}[/] ({o['coop']}): {o['actions']} actions, {o['proofs']} proofs\n"
-            f"  to {o['out']} ({_size(o['bytes'])}), sha256 {o['sha256']}"
+            f"Exported [bold]{_plain(o['name'])}[/] ({o['coop']}): {o['actions']} actions, {o['proofs']} proofs\n"
+            f"  to {_plain(o['out'])} ({_size(o['bytes'])}), sha256 {o['sha256']}"
         ),
     )
 
@@ -525,7 +541,7 @@ def verify_cmd(c: Ctx, file: Path) -> None:
         _archive_doc(file, summary, genesis),
         c.as_json,
         lambda o: console.print(
-            f"[green]valid[/] archive of [bold]{o['name']}[/] ({o['coop']}): {o['actions']} actions by {o['authors']} members, "
+            f"[green]valid[/] archive of [bold]{_plain(o['name'])}[/] ({o['coop']}): {o['actions']} actions by {o['authors']} members, "
             f"{o['proofs']} proofs\n  sha256 {o['sha256']}"
         ),
     )
@@ -565,7 +581,7 @@ def import_cmd(c: Ctx, file: Path, data_dir: Path | None) -> None:
             f"{s['rejected']} refused; {o['proofs_new']} new proofs of {o['proofs']}"
         )
         if not o["in_scope"]:
-            console.print("[yellow]this node's [federation] replicate list does not name this co-op: peers will not get it from here[/]")
+            console.print("[yellow]this node's \\[federation] replicate list does not name this co-op: peers will not get it from here[/]")
 
     if done.statuses.get("rejected"):
         _fail("rejected", f"the store refused {done.statuses['rejected']} actions: {dict(done.rejected)}", c.as_json, doc)
@@ -625,7 +641,8 @@ def federation_new(
 
     def readable(o: dict[str, Any]) -> None:
         console.print(
-            f"Wrote [bold]{o['file']}[/]: federation {o['name']} ({'open' if o['open'] else 'closed'}), first peer {o['peers'][0]['url']}"
+            f"Wrote [bold]{_plain(o['file'])}[/]: federation {_plain(o['name'])} ({'open' if o['open'] else 'closed'}), "
+            f"first peer {_plain(o['peers'][0]['url'])}"
         )
         if "127.0.0.1" in o["peers"][0]["url"] or "localhost" in o["peers"][0]["url"]:
             console.print("[yellow]that URL is loopback: only nodes on this machine can reach it (give --url)[/]")
@@ -649,7 +666,11 @@ def federation_add_peer(c: Ctx, file: Path, url: str, node_id: str) -> None:
         _fail("bad_peer", str(e), c.as_json)
     write_atomically(file, text)
     doc = {"file": str(file), "name": fed.name, "peers": [{"url": p.url, "id": p.node_id} for p in fed.peers]}
-    _out(doc, c.as_json, lambda o: console.print(f"{o['file']}: {len(o['peers'])} bootstrap peers (added {fed.peers[-1].url})"))
+    _out(
+        doc,
+        c.as_json,
+        lambda o: console.print(f"{_plain(o['file'])}: {len(o['peers'])} bootstrap peers (added {_plain(fed.peers[-1].url)})"),
+    )
 
 
 # ---- the node key ----------------------------------------------------------------------------------
@@ -687,7 +708,9 @@ def rotate_node_key(c: Ctx, data_dir: Path | None) -> None:
     def readable(o: dict[str, Any]) -> None:
         console.print(f"New node id [bold]{o['node_id']}[/]" + (f" (was {o['old_node_id']})" if o["old_node_id"] else ""))
         if o["old_key"]:
-            console.print(f"  the old key is kept at {o['old_key']}: delete it once peers know the new id")
-        console.print("  Closed federations: every peer must list the new id (coopnet federation add-peer, their [[federation.peers]]).")
+            console.print(f"  the old key is kept at {_plain(o['old_key'])}: delete it once peers know the new id")
+        console.print(
+            "  Closed federations: every peer must list the new id (coopnet federation add-peer, their \\[\\[federation.peers]])."
+        )
 
     _out(doc, c.as_json, readable)

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from node.admin import ADMIN_PREFIX
+from node.config import Federation
 from node.node import Node, init_data_dir
 from protocol import Action, SigningKey, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id
@@ -26,6 +27,7 @@ from tests.conftest import OPEN_ADMISSION, TEST_LIMITS, NodeFactory
 from tests.test_admin import Admin_
 from tests.test_cli import Cli, clean_env
 from tests.test_crash import NodeProcess, free_port
+from tests.test_ops_cli import acli
 
 TS = 1_700_000_000_000
 MSGPACK = "application/msgpack"
@@ -535,3 +537,26 @@ def test_admin_commands_for_admission_against_a_running_node(tmp_path: Path) -> 
         assert node.terminate() == 0
     log = node.log_path.read_text()
     assert "admin held.purge" in log and "admin authors.block" in log and "admin authors.unblock" in log
+
+
+async def test_names_others_chose_are_printed_as_written_not_as_markup(start_node: NodeFactory, tmp_path: Path) -> None:
+    """A co-op's name is a stranger's text: ``coopnet admin usage`` and ``coopnet verify`` of their
+    archive print it as it is (an unescaped ``[/]`` made rich raise MarkupError, a traceback)."""
+    node = await start_node()
+    name = "Evil [/] [bold]Co-op[/bold] [link=http://x.example]here"
+    g = Signer("evil").found(name)
+    async with aiohttp.ClientSession() as http:
+        assert await statuses(http, node.url, [g]) == ["accepted"]
+    d = ["--data-dir", str(node.config.data_dir)]
+    usage = await acli("admin", "usage", *d, cwd=tmp_path)
+    assert usage.returncode == 0 and "Traceback" not in usage.stderr, usage.stderr
+    assert name in usage.stdout
+    archive = tmp_path / "evil.coop"
+    exported = await acli("export", "--coop", coop_text(g.id), "--out", str(archive), *d, cwd=tmp_path)
+    assert exported.returncode == 0 and name in exported.stdout, (exported.stdout, exported.stderr)
+    verified = await acli("verify", str(archive), cwd=tmp_path)
+    assert verified.returncode == 0 and name in verified.stdout, (verified.stdout, verified.stderr)
+    # And the hint about [federation] keeps its brackets.
+    other = init_data_dir(tmp_path / "other", port=0, federation=Federation(replicate=(coop_text(b"\x01" * 32),)))
+    imported = await acli("import", str(archive), "--data-dir", str(other.data_dir), cwd=tmp_path)
+    assert imported.returncode == 0 and "[federation] replicate list does not name this co-op" in imported.stdout, imported.stdout
