@@ -1,8 +1,8 @@
 """The admin API's admission endpoints (node/admission_admin.py) against real nodes: the
 quarantine listed with reasons and expiry and purged, authors blocked and unblocked (at once, and
-across a restart), usage against the quotas, the token on every route, and bad requests refused
-with nothing changed. In-process nodes (real aiohttp on 127.0.0.1, SQLite in tmp_path); the
-``coopnet admin`` commands run against one real ``coopnet run`` process at the end."""
+across a restart, from clients and from peers), usage against the quotas, the token on every
+route, and bad requests refused with nothing changed. In-process nodes (real aiohttp on 127.0.0.1,
+SQLite in tmp_path); the ``coopnet admin`` commands run against one real ``coopnet run`` process."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from protocol import Action, SigningKey, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
 from tests.conftest import OPEN_ADMISSION, TEST_LIMITS, NodeFactory
+from tests.fed_helpers import Cluster, assert_honest_peers_unpunished, get_text, metric, wait_converged, wait_until
 from tests.test_admin import Admin_
 from tests.test_cli import Cli, clean_env
 from tests.test_crash import NodeProcess, free_port
@@ -560,3 +561,35 @@ async def test_names_others_chose_are_printed_as_written_not_as_markup(start_nod
     other = init_data_dir(tmp_path / "other", port=0, federation=Federation(replicate=(coop_text(b"\x01" * 32),)))
     imported = await acli("import", str(archive), "--data-dir", str(other.data_dir), cwd=tmp_path)
     assert imported.returncode == 0 and "[federation] replicate list does not name this co-op" in imported.stdout, imported.stdout
+
+
+async def test_a_block_refuses_the_authors_actions_from_peers_too_and_peers_bring_them_after_the_unblock(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    cluster = Cluster(tmp_path / "cluster")
+    try:
+        a, b = cluster.add(2)
+        cluster.mesh()
+        await cluster.start_all()
+        founder, alice = Signer("founder"), Signer("alice")
+        g = founder.found("Valley")
+        hers = [alice.act(g.id) for _ in range(3)]
+        assert await statuses(http, a.url, [g]) == ["accepted"]
+        await wait_converged([a.running, b.running], [g.id], within=20)
+        await Admin_(http, a.running).ok("POST", f"{A}/authors/block", json={"author": alice.text, "reason": "spam"})
+
+        assert await statuses(http, b.url, hers) == ["accepted"] * 3  # B does not block her
+
+        async def refused_on_a() -> bool:
+            await cluster.run_rounds()
+            return (metric(await get_text(http, a.url + "/metrics"), "coopnet_actions_rejected_total", code="blocked") or 0) >= 3
+
+        await wait_until(refused_on_a, within=20, what="A refusing alice's actions from B")
+        assert not await a.running.store.known_ids([x.id for x in hers])
+        assert_honest_peers_unpunished([a.running, b.running])  # relaying a blocked author is no offence
+
+        await Admin_(http, a.running).ok("POST", f"{A}/authors/unblock", json={"author": alice.text})
+        await wait_converged([a.running, b.running], [g.id], within=30)
+        assert await a.running.store.known_ids([x.id for x in hers]) == {x.id for x in hers}
+    finally:
+        await cluster.close()
