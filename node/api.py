@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
+import os
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -28,12 +29,16 @@ from . import __version__, views
 from .admission import ClientAdmission, limited_response, read_limit_middleware
 from .config import Limits
 from .governance import Governance
+from .http import OFFLOAD_MIN_BYTES, BadParam, JsonError, int_param, parse_json
 from .ingest import Ingestor, Source
 from .metrics import CONTENT_TYPE, Metrics
 from .statuses import MISSING_STATUS, REJECT_STATUS, status_for
 from .store import IngestResult, Store, StoreError
 
 log = logging.getLogger("coopnet.api")
+
+DISK_CHECK_INTERVAL_S = 1.0  # /readyz looks at free disk space at most this often
+Offload = Callable[..., Awaitable[Any]]  # runs a function off the event loop (node.http.HttpServer.offload)
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 JSON_TYPE = "application/json"
@@ -88,6 +93,8 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
         if e.status < 400:
             raise
         return _error_response(e.status, _HTTP_CODES.get(e.status, "http_error"), e.reason or "error")
+    except ConnectionError:
+        raise  # the client went away: nothing to answer; node/http.py counts it
     except StoreError as e:
         log.error("store unavailable: %s", e)
         return _error_response(status_for("unavailable"), "unavailable", f"the store could not complete the request: {e}")
@@ -123,6 +130,8 @@ class Api:
         peers_view: Callable[[], list[dict[str, Any]]] | None = None,
         governance: Governance | None = None,
         admission: ClientAdmission | None = None,
+        *,
+        offload: Offload | None = None,
     ) -> None:
         self.store = store
         self.ingestor = ingestor
@@ -135,6 +144,8 @@ class Api:
         self.peers_view = peers_view
         self.governance = governance
         self.admission = admission
+        self.offload = offload  # runs large decodes off the event loop; None: inline
+        self._disk_checked: tuple[float, int] = (float("-inf"), 0)  # (monotonic time, free bytes)
 
     def app(self) -> web.Application:
         middlewares = [error_middleware]
@@ -144,6 +155,7 @@ class Api:
         app.add_routes(
             [
                 web.get("/healthz", self.healthz),
+                web.get("/readyz", self.readyz),
                 web.get("/metrics", self.metrics_text),
                 web.get("/api/v1/node", self.node_info),
                 web.get("/api/v1/peers", self.peers),
@@ -169,21 +181,44 @@ class Api:
         ctype = request.content_type
         if ctype not in MSGPACK_TYPES and ctype != JSON_TYPE:
             raise ApiError("unsupported_media_type", f"send {JSON_TYPE} or application/msgpack, not {ctype or 'nothing'}")
-        data = await request.read()
+        data = await request.read()  # already read, within the body budget and timeout (node/http.py)
         if not data:
             raise ApiError("malformed", "empty request body")
         if ctype in MSGPACK_TYPES:
-            return decode_submission(data, max_actions=self.limits.max_batch_actions)
+            decode: Callable[[bytes], Submission] = self._msgpack_submission
+        else:
+            decode = self._json_submission
+        if self.offload is not None and len(data) >= OFFLOAD_MIN_BYTES:
+            return await self.offload(decode, data)
+        return decode(data)
+
+    def _msgpack_submission(self, data: bytes) -> Submission:
+        return decode_submission(data, max_actions=self.limits.max_batch_actions)
+
+    def _json_submission(self, data: bytes) -> Submission:
+        """The JSON form: shape and count checked before any item is decoded from base64."""
+        max_actions = self.limits.max_batch_actions
         try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ApiError("malformed", f"body is not JSON: {e}") from None
-        if isinstance(doc, dict):
-            if isinstance(doc.get("actions"), list):
-                doc["actions"] = [_unbase64(x, f"actions[{i}]") for i, x in enumerate(doc["actions"])]
-            if "action" in doc:
-                doc["action"] = _unbase64(doc["action"], "action")
-        return check_submission(doc, self.limits.max_batch_actions)
+            # The values of {"actions": [...]}: one per action and the array itself.
+            doc = parse_json(data, max_depth=self.limits.max_json_depth, max_values=max_actions + 1)
+        except JsonError as e:
+            raise ApiError(e.code, e.message) from None
+        if not isinstance(doc, dict) or len(doc) != 1 or not doc.keys() <= {"action", "actions"}:
+            raise ApiError("bad_schema", 'body must be {"actions": [...]} or {"action": ...}')
+        single = "action" in doc
+        items = [doc["action"]] if single else doc["actions"]
+        if not isinstance(items, list):
+            raise ApiError("bad_schema", '"actions" must be an array')
+        if not items:
+            raise ApiError("bad_schema", '"actions" is empty')
+        if len(items) > max_actions:
+            raise ApiError("too_large", f"{len(items)} actions exceeds the batch limit of {max_actions}")
+        for i, x in enumerate(items):
+            if not isinstance(x, str):
+                raise ApiError("bad_schema", f"{'action' if single else f'actions[{i}]'} must be the base64 text of an action's bytes")
+        raws = [_unbase64(x, "action" if single else f"actions[{i}]") for i, x in enumerate(items)]
+        del doc, items
+        return check_submission({"action": raws[0]} if single else {"actions": raws}, max_actions)
 
     async def post_actions(self, request: web.Request) -> web.Response:
         gate = self.admission
@@ -211,11 +246,49 @@ class Api:
     # ---- reading -----------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        ok = await self.store.writable()
-        body: dict[str, Any] = {"ok": ok, "store": "writable" if ok else "not writable"}
+        """Alive: the process answers. From memory only; never touches the store."""
+        body: dict[str, Any] = {"ok": True, "status": "alive"}
         if self.status_extra is not None:
             body["peers_reachable"] = self.status_extra().get("peers_reachable", 0)
-        return web.json_response(body, status=200 if ok else 503)
+        return web.json_response(body)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Ready: the node can take writes now. Free disk space above ``min_free_disk_bytes`` and a
+        live, unstuck store writer; read from memory and one statvfs, never through the writer's
+        connection, so a poller cannot get in the way of a commit."""
+        lim = self.limits
+        h = self.store.health()
+        free = self._free_disk()
+        reasons = []
+        if not h.open:
+            reasons.append("the store is closed")
+        elif not h.writer_alive:
+            reasons.append("the store's writer task has stopped")
+        elif h.commit_running_s > lim.writer_stall_timeout:
+            reasons.append(f"a commit has been running for {h.commit_running_s:.0f} s")
+        if free < lim.min_free_disk_bytes:
+            reasons.append(f"{free} bytes free on the data directory's filesystem, below min_free_disk_bytes ({lim.min_free_disk_bytes})")
+        body = {
+            "ready": not reasons,
+            "reasons": reasons,
+            "store": {"open": h.open, "writer_alive": h.writer_alive, "commit_running_s": round(h.commit_running_s, 3), "queued": h.queued},
+            "disk": {"free_bytes": free, "min_free_bytes": lim.min_free_disk_bytes},
+        }
+        return web.json_response(body, status=200 if not reasons else 503)
+
+    def _free_disk(self) -> int:
+        """Free bytes for this process on the store's filesystem; looked up at most every
+        DISK_CHECK_INTERVAL_S, so a tight poller costs nothing."""
+        now = time.monotonic()
+        checked, free = self._disk_checked
+        if now - checked >= DISK_CHECK_INTERVAL_S:
+            try:
+                st = os.statvfs(self.store.path.parent)
+                free = st.f_bavail * st.f_frsize
+            except OSError:
+                free = 0  # a filesystem that cannot say: not ready to promise writes on it
+            self._disk_checked = (now, free)
+        return free
 
     async def peers(self, request: web.Request) -> web.Response:
         return respond(request, {"peers": self.peers_view() if self.peers_view is not None else []})
@@ -356,9 +429,7 @@ def _unbase64(v: Any, where: str) -> bytes:
 
 
 def _int_param(q: Any, name: str, default: int, lo: int, hi: int) -> int:
-    raw = q.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
-        raise ApiError("bad_request", f"query parameter {name} must be an integer from {lo} to {hi}, got {raw[:40]!r}")
-    return int(raw)
+    try:
+        return int_param(q, name, default, lo, hi)
+    except BadParam as e:
+        raise ApiError("bad_request", str(e)) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import click
 
 from protocol import ProtocolError, sign_genesis
 from protocol.ids import IdKind, format_id, parse_id
+from protocol.peer import parse_origin
 
 from .client import DEFAULT_URL, Client, ClientError
 from .config import CONFIG_NAME, DEFAULT_ADMIN_LISTEN, ConfigError, load_config, load_federation_file
@@ -36,12 +38,24 @@ class _Console:
         self._options = options
         self._console: Any = None
 
-    def __getattr__(self, name: str) -> Any:
+    def get(self) -> Any:
+        """The rich Console itself, made now if it was not yet."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+    # Python looks special methods up on the type, never through __getattr__, and rich uses a
+    # console as a context manager (Live.stop, Live.refresh): forward them explicitly.
+    def __enter__(self) -> Any:
+        return self.get().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.get().__exit__(*exc)
 
 
 def Table(*columns: str, **options: Any) -> Any:
@@ -143,8 +157,11 @@ def init(c: Ctx, data_dir: Path | None, listen: str, join: Path | None, advertis
     host, _, port = listen.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
-    if advertise_url and not advertise_url.startswith(("http://", "https://")):
-        raise click.BadParameter("expected an http:// or https:// URL", param_hint="--advertise-url")
+    if advertise_url:
+        try:
+            parse_origin(advertise_url.removesuffix("/"))
+        except ValueError as e:  # checked before anything is written: the config would not load
+            raise click.BadParameter(str(e), param_hint="--advertise-url") from None
     problem = advertise_problem(host, int(port), advertise_url)
     if problem is not None:
         raise click.BadParameter(problem, param_hint="--listen")
@@ -204,9 +221,9 @@ def run(c: Ctx, data_dir: Path | None, config_file: Path | None) -> None:
     interactive = sys.stderr.isatty() and cfg.log_format == "text"  # JSON logs stay one object per line
     setup_logging(cfg.log_level, cfg.log_format, err_console if interactive else None)
     try:
-        asyncio.run(serve(cfg, err_console if interactive else None))
-    except (KeyFileError, OSError, StoreError) as e:
-        _fail("cannot_start", str(e), c.as_json)
+        asyncio.run(serve(cfg, err_console.get() if interactive else None))
+    except (KeyFileError, OSError, StoreError, sqlite3.Error) as e:
+        _fail("cannot_start", str(e) if isinstance(e, (OSError, KeyFileError)) else f"{e} (data directory {cfg.data_dir})", c.as_json)
 
 
 @main.command()

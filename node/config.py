@@ -18,6 +18,7 @@ from typing import Any
 
 from protocol.ids import IdKind, parse_id
 from protocol.limits import DEFAULT_ACTION_LIMITS
+from protocol.peer import parse_origin
 
 CONFIG_NAME = "coopnet.toml"
 DEFAULT_HOST = "127.0.0.1"
@@ -49,6 +50,21 @@ class Limits:
     max_group: int = 4096  # actions committed in one SQLite transaction
     verify_workers: int = 2  # processes validating large batches; 0 validates in the event loop
     max_clock_skew_ms: int = 600_000  # actions stamped further ahead of this node's clock are refused (held back by peers)
+    # The HTTP surface (node/http.py): what a stranger's connections may cost.
+    max_connections: int = 2048  # open HTTP connections; lowered to fit the open-file limit
+    idle_timeout: float = 30.0  # seconds a keep-alive connection may wait for its next request
+    header_timeout: float = 10.0  # seconds to send a complete request head
+    body_timeout: float = 30.0  # seconds to send a request body
+    max_header_bytes: int = 8190  # one request line or header line
+    max_headers: int = 128  # header lines in one request
+    max_head_bytes: int = 32 * 1024  # a whole request head: request line and every header
+    max_body_bytes_in_flight: int = 32 * 1024 * 1024  # request bodies being read or decoded, node-wide
+    body_budget_wait: float = 1.0  # seconds a body waits for room in that budget before 503 busy
+    max_json_depth: int = 32  # containers nested in a JSON body
+    log_repeat_interval: float = 10.0  # seconds between two log lines of one kind; the rest are counted
+    # Readiness (GET /readyz): the node says it cannot take writes before it fails them.
+    min_free_disk_bytes: int = 128 * 1024 * 1024  # free space on the data directory's filesystem
+    writer_stall_timeout: float = 30.0  # seconds one group commit may run before the writer counts as stuck
 
 
 FOUNDING_POLICIES = ("open", "invite", "closed")
@@ -107,6 +123,14 @@ class Federation:
     fetch_batch: int = 2000  # actions asked for in one fetch during catch-up
     refuse_seconds: float = 60.0  # how long a misbehaving peer is refused
     rate_limit: float = 50.0  # peer requests per second allowed from one peer (burst 2x)
+    request_rate: float = 20.0  # peer requests per second this node sends to one peer (burst 2x)
+    introductions: int = 4  # new nodes one peer may introduce per introduction_window
+    introduction_window: float = 300.0  # seconds
+    max_candidates: int = 64  # introduced nodes waiting to prove their key
+    max_per_introducer: int = 8  # learned peers introduced by any one node
+    max_per_network: int = 8  # learned peers in one /24 (IPv4), /48 (IPv6) or domain
+    max_claims: int = 8  # co-ops new to this node, from one peer's list, checked per round
+    forget_after: float = 7 * 24 * 3600.0  # seconds a learned peer may stay unreachable
     fault_hooks: bool = False  # cluster testing only: enables POST /_test/partition
 
 
@@ -234,7 +258,7 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
         if mode not in ("full", "normal"):
             raise ConfigError(f"{name}: store.synchronous must be 'full' or 'normal', got {store['synchronous']!r}")
         cfg = replace(cfg, synchronous=mode)
-    lim = {k: _expect(f"{name}: limits.{k}", v, int, minimum=0 if k == "verify_workers" else 1) for k, v in limits_t.items()}
+    lim = {k: _limit(f"{name}: limits.{k}", k, v) for k, v in limits_t.items()}
     limits = Limits(**lim)
     if limits.max_action_bytes > DEFAULT_ACTION_LIMITS.max_action_bytes:
         raise ConfigError(
@@ -242,6 +266,8 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
         )
     if limits.max_request_bytes < limits.max_action_bytes:
         raise ConfigError(f"{name}: limits.max_request_bytes must be at least limits.max_action_bytes")
+    if limits.max_body_bytes_in_flight < limits.max_request_bytes:
+        raise ConfigError(f"{name}: limits.max_body_bytes_in_flight must be at least limits.max_request_bytes")
     cfg = replace(
         cfg,
         limits=limits,
@@ -282,8 +308,37 @@ def parse_admission(t: dict[str, Any], where: str) -> Admission:
     return Admission(**kw)
 
 
-_FED_FLOATS = {"anti_entropy_interval", "request_timeout", "refuse_seconds", "rate_limit"}
-_FED_INTS = {"fanout", "max_peers", "fetch_batch"}
+_LIMIT_FLOATS = {f.name for f in fields(Limits) if isinstance(f.default, float)}
+
+
+def _limit(where: str, key: str, value: Any) -> Any:
+    if key in _LIMIT_FLOATS:  # seconds: any positive number
+        if type(value) not in (int, float) or value <= 0:
+            raise ConfigError(f"{where}: expected a positive number of seconds, got {value!r}")
+        return float(value)
+    return _expect(where, value, int, minimum=0 if key == "verify_workers" else 1)
+
+
+_FED_FLOATS = {
+    "anti_entropy_interval",
+    "request_timeout",
+    "refuse_seconds",
+    "rate_limit",
+    "request_rate",
+    "introduction_window",
+    "forget_after",
+}
+_FED_INTS = {"fanout", "max_peers", "fetch_batch", "introductions", "max_candidates", "max_per_introducer", "max_per_network", "max_claims"}
+
+
+def _origin(where: str, url: str) -> str:
+    """A peer or advertised URL: an origin (scheme://host:port); one trailing slash is dropped."""
+    url = url[:-1] if url.endswith("/") and not url.endswith("//") else url
+    try:
+        parse_origin(url)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return url
 
 
 def parse_federation(t: dict[str, Any], where: str) -> Federation:
@@ -298,9 +353,7 @@ def parse_federation(t: dict[str, Any], where: str) -> Federation:
             kw[key] = _expect(f"{where}.{key}", t[key], bool)
     if "advertise_url" in t:
         url = _expect(f"{where}.advertise_url", t["advertise_url"], str)
-        if url and not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}.advertise_url must start with http:// or https://, got {url!r}")
-        kw["advertise_url"] = url.rstrip("/")
+        kw["advertise_url"] = _origin(f"{where}.advertise_url", url) if url else ""
     for key in _FED_INTS:
         if key in t:
             kw[key] = _expect(f"{where}.{key}", t[key], int, minimum=1 if key != "fanout" else 0)
@@ -335,15 +388,13 @@ def parse_federation(t: dict[str, Any], where: str) -> Federation:
             if not isinstance(p, dict):
                 raise ConfigError(f"{w}: expected a table with url and id")
             _check_keys(w, p, {"url", "id"})
-            url = _expect(f"{w}.url", p.get("url"), str)
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{w}.url must start with http:// or https://, got {url!r}")
+            url = _origin(f"{w}.url", _expect(f"{w}.url", p.get("url"), str))
             node_id = _expect(f"{w}.id", p.get("id"), str)
             try:
                 parse_id(IdKind.NODE, node_id)
             except ValueError as e:
                 raise ConfigError(f"{w}.id: {e}") from None
-            out.append(PeerAddress(url.rstrip("/"), node_id))
+            out.append(PeerAddress(url, node_id))
         kw["peers"] = tuple(out)
     return Federation(**kw)
 
@@ -408,6 +459,14 @@ def render_federation(fed: Federation, advertise_url: str = "") -> str:
         f"fetch_batch = {fed.fetch_batch}",
         f"refuse_seconds = {fed.refuse_seconds!r}",
         f"rate_limit = {fed.rate_limit!r}",
+        f"request_rate = {fed.request_rate!r}           # requests/s this node sends to one peer; keep below the peers' rate_limit",
+        f"introductions = {fed.introductions}              # new nodes one peer may introduce per introduction_window",
+        f"introduction_window = {fed.introduction_window!r}",
+        f"max_candidates = {fed.max_candidates}            # introduced nodes waiting to prove their key",
+        f"max_per_introducer = {fed.max_per_introducer}          # learned peers introduced by any one node",
+        f"max_per_network = {fed.max_per_network}             # learned peers in one /24, /48 or domain",
+        f"max_claims = {fed.max_claims}                  # co-ops new to this node checked per round, from one peer's list",
+        f"forget_after = {fed.forget_after!r}        # seconds a learned peer may stay unreachable before it is dropped",
     ]
     if fed.fault_hooks:
         lines.append("fault_hooks = true   # testing only")

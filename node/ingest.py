@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
+import signal
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -50,13 +51,13 @@ INLINE_VALIDATION_MAX = 32  # smaller submissions are validated in the event loo
 WORKER_PART = 250  # actions sent to a verify worker at a time
 
 # What no honest node sends (it validates before it forwards): the peer layer penalises these.
+# Not unsupported_version: an honest node of a later protocol version forwards what it validated.
 INTRINSIC = frozenset(
     {
         RejectCode.MALFORMED,
         RejectCode.NOT_CANONICAL,
         RejectCode.TOO_LARGE,
         RejectCode.BAD_SCHEMA,
-        RejectCode.UNSUPPORTED_VERSION,
         RejectCode.BAD_BODY,
         RejectCode.BAD_ID,
     }
@@ -185,7 +186,11 @@ class Ingestor:
             # small (spawn would re-run the whole coopnet command, CLI and all, in every worker).
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["protocol"])
-            self._pool = ProcessPoolExecutor(self.limits.verify_workers, mp_context=ctx)
+            # Workers ignore SIGINT: Ctrl-C on a terminal reaches the whole foreground process
+            # group, and the node, not each worker, decides how to stop (it shuts the pool down).
+            self._pool = ProcessPoolExecutor(
+                self.limits.verify_workers, mp_context=ctx, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
+            )
         return self._pool
 
     def warm(self) -> None:

@@ -33,6 +33,19 @@ class Metrics:
         self.reconciliations = Counter("coopnet_reconciliations", "Anti-entropy reconciliations, by outcome", ["outcome"], registry=r)
         self.catchup_lag = Gauge("coopnet_catchup_lag_actions", "Actions known to exist at peers and not yet held here", registry=r)
         self.peers_reachable = Gauge("coopnet_peers_reachable", "Peers whose last request succeeded", registry=r)
+        self.http_connections = Gauge("coopnet_http_connections", "Open HTTP connections", registry=r)
+        self.http_connections_closed = Counter(
+            "coopnet_http_connections_closed",
+            "HTTP connections the node closed itself, by reason (evicted, refused, header_timeout, body_timeout, send_timeout)",
+            ["reason"],
+            registry=r,
+        )
+        self.http_bad_requests = Counter(
+            "coopnet_http_bad_requests", "Requests the HTTP parser refused, by error code", ["code"], registry=r
+        )
+        self.http_accept_errors = Counter("coopnet_http_accept_errors", "accept() failures, by errno (EMFILE...)", ["errno"], registry=r)
+        self.http_body_bytes_in_flight = Gauge("coopnet_http_body_bytes_in_flight", "Request body bytes reserved in the budget", registry=r)
+        self.http_busy = Counter("coopnet_http_busy", "Requests answered 503 busy: no room in the request body budget", registry=r)
         self.peer_score = Gauge("coopnet_peer_score", "Behaviour score of each peer (refused below the threshold)", ["peer"], registry=r)
 
     def render(self) -> bytes:

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import random
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,6 +31,7 @@ from .config import CONFIG_NAME, Config, ConfigError, Federation, load_config, r
 from .gossip import Gossip, Scope, node_record
 from .gov_api import GovApi
 from .governance import Governance
+from .http import HttpServer, install_repeat_filter, raise_open_files_limit
 from .ingest import Ingestor
 from .keyfile import read_key_file, write_key_file
 from .metrics import Metrics
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("coopnet.node")
 
 URL_FILE = "coopnet.url"  # written on start: where this node listens (useful with port 0)
+PROGRESS_BAR_MIN_ACTIONS = 1000  # a catch-up this large draws a progress bar on a terminal
+PROGRESS_BAR_POLL_S = 0.1  # how often the bar looks at the catch-up's progress
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (CPython's default: 700)
 
 
@@ -75,6 +79,16 @@ def init_data_dir(
     kw = {} if admin_listen is None else {"admin_listen": admin_listen}
     cfg_path.write_text(render_config(host, port, log_level, federation, advertise_url, **kw))
     return load_config(cfg_path, env={})
+
+
+def check_writable(data_dir: Path) -> None:
+    """Raise OSError naming the directory if the node could not write there (read-only mount,
+    wrong owner): said plainly at start, not as SQLite's "unable to open database file"."""
+    try:
+        with tempfile.TemporaryFile(dir=data_dir, prefix=".coopnet-write-check-"):
+            pass
+    except OSError as e:
+        raise OSError(e.errno, f"data directory {data_dir} is not writable ({e.strerror})") from None
 
 
 class Node:
@@ -109,6 +123,7 @@ class Node:
         self._gov_task: asyncio.Task[None] | None = None
         self._checks: asyncio.Task[None] | None = None
         self._expiry_task: asyncio.Task[None] | None = None
+        self.http: HttpServer | None = None
 
     @classmethod
     async def start(cls, config: Config, *, clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None) -> Node:
@@ -123,6 +138,7 @@ class Node:
     @classmethod
     async def _start(cls, config: Config, lock: DataDirLock, clock_ms: Callable[[], int], rng: random.Random) -> Node:
         key = read_key_file(config.key_path, "node")
+        check_writable(config.data_dir)
         token = ensure_token(config.data_dir) if config.admin.enabled else None
         fed = config.federation
         metrics = Metrics()
@@ -154,7 +170,7 @@ class Node:
         except BaseException:
             await store.close()
             raise
-        client = PeerClient(key, clock_ms, metrics, fed.request_timeout)
+        client = PeerClient(key, clock_ms, metrics, fed.request_timeout, fed.request_rate)
         where: dict[str, str] = {}  # the advertised URL is known once the socket is bound
 
         def record() -> bytes:
@@ -186,10 +202,24 @@ class Node:
             clock_ms=clock_ms,
             rng=rng,
         )
-        governance = Governance(store, scope)
+        governance = Governance(store, scope, clock_ms)
+        gossip.missing_deps = governance.missing_deps
+        peer_api.consents = governance.consents
+        http = HttpServer(config.limits, metrics)
         admission = ClientAdmission(config.admission, clock_ms, metrics)
         api = Api(
-            store, ingestor, key.public_key, config.limits, clock_ms(), clock_ms, metrics, gossip.status, book.view, governance, admission
+            store,
+            ingestor,
+            key.public_key,
+            config.limits,
+            clock_ms(),
+            clock_ms,
+            metrics,
+            gossip.status,
+            book.view,
+            governance,
+            admission,
+            offload=http.offload,
         )
         app = api.app()
         app.add_routes(peer_api.routes())
@@ -197,9 +227,10 @@ class Node:
         # Other parts of the node add their admin endpoints here: admin.add_routes(x.routes()).
         admin = AdminApi(token or "", NodeAdmin(store, book, clock_ms).routes())
         admin.add_routes(AdmissionAdmin(store, config.admission, clock_ms).routes())
-        runner = admin_runner = None
+        runner = http.runner(app)
+        admin_runner: web.AppRunner | None = None
+        http.start()
         try:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
             await site.start()
@@ -208,24 +239,28 @@ class Node:
                 admin_runner = web.AppRunner(admin.app(), access_log=None, handle_signals=False)
                 await admin_runner.setup()
                 await web.TCPSite(admin_runner, config.admin.host, config.admin.port, reuse_address=True).start()
+            host, port = runner.addresses[0][:2]
+            url = f"http://{host}:{port}"
+            where["url"] = fed.advertise_url or url
+            (config.data_dir / URL_FILE).write_text(url + "\n")
+            admin_url = None
+            if admin_runner is not None:
+                admin_host, admin_port = admin_runner.addresses[0][:2]
+                admin_url = f"http://[{admin_host}]:{admin_port}" if ":" in admin_host else f"http://{admin_host}:{admin_port}"
+                (config.data_dir / ADMIN_URL_FILE).write_text(admin_url + "\n")
         except BaseException:
+            # Whatever failed (a read-only data directory fails here, after the bind), release
+            # the ports and the store's threads, or the process would linger holding the port.
             for r in (admin_runner, runner):
                 if r is not None:
                     await r.cleanup()
+            await http.close()
             ingestor.close()
             await store.close()
             raise
-        host, port = runner.addresses[0][:2]
-        url = f"http://{host}:{port}"
-        where["url"] = fed.advertise_url or url
-        (config.data_dir / URL_FILE).write_text(url + "\n")
-        admin_url = None
-        if admin_runner is not None:
-            admin_host, admin_port = admin_runner.addresses[0][:2]
-            admin_url = f"http://[{admin_host}]:{admin_port}" if ":" in admin_host else f"http://{admin_host}:{admin_port}"
-            (config.data_dir / ADMIN_URL_FILE).write_text(admin_url + "\n")
+        if admin_url is not None:
             log.info("admin API on %s (coopnet admin ..., token in %s)", admin_url, config.data_dir / TOKEN_FILE)
-            if not ipaddress.ip_address(admin_host).is_loopback:
+            if not ipaddress.ip_address(admin_runner.addresses[0][0]).is_loopback:  # type: ignore[union-attr]
                 log.warning("the admin API listens on %s, not on loopback: only its token protects it", admin_url)
         if fed.peers or fed.open:
             ingestor.warm()
@@ -253,6 +288,7 @@ class Node:
         )
         node._gov_task = gov_task
         node._expiry_task = expiry_task
+        node.http = http
         if fed.peers:
             node._checks = asyncio.create_task(_warn_loopback(where["url"], [p.url for p in fed.peers]), name="exposure-check")
         return node
@@ -270,6 +306,8 @@ class Node:
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         await self.runner.cleanup()
+        if self.http is not None:
+            await self.http.close()
         self.ingestor.close()
         await self.store.close()
         if self.lock is not None:
@@ -287,7 +325,13 @@ async def _warn_loopback(advertised: str, peer_urls: list[str]) -> None:
 async def serve(config: Config, console: Console | None = None) -> None:
     """Run a node until SIGINT or SIGTERM. With a console (an interactive terminal), catch-up
     shows as a progress bar; otherwise the gossip layer logs progress lines."""
+    before, after = raise_open_files_limit()
+    if after != before:
+        log.info("open files limit raised from %d to %d", before, after)
+    repeat_filter = install_repeat_filter(config.limits.log_repeat_interval)
     node = await Node.start(config)
+    assert node.http is not None
+    node.http.filter = repeat_filter
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -297,11 +341,13 @@ async def serve(config: Config, console: Console | None = None) -> None:
     try:
         await stop.wait()
     finally:
-        if bar is not None:
-            bar.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bar
-        await node.stop()
+        try:
+            if bar is not None:
+                bar.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bar
+        finally:  # the terminal is a nicety: whatever it raised, the node still stops
+            await node.stop()
 
 
 def tune_gc() -> None:
@@ -327,7 +373,7 @@ async def _progress_bar(node: Node, console: Console) -> None:
     try:
         while True:
             p = node.gossip.progress
-            if p.active and p.total >= 1000:
+            if p.active and p.total >= PROGRESS_BAR_MIN_ACTIONS:
                 if progress is None:
                     progress = Progress(
                         TextColumn("catch-up"),
@@ -337,14 +383,22 @@ async def _progress_bar(node: Node, console: Console) -> None:
                         TimeRemainingColumn(),
                         console=console,
                     )
+                    task = progress.add_task("catch-up", total=p.total, completed=p.done)
                     progress.start()
-                    task = progress.add_task("catch-up", total=p.total)
                 assert task is not None
                 progress.update(task, total=p.total, completed=p.done)
             elif progress is not None:
+                if task is not None:  # drawn once more, complete, as it goes
+                    progress.update(task, total=p.total, completed=p.done)
                 progress.stop()
                 progress, task = None, None
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(PROGRESS_BAR_POLL_S)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        # A terminal that cannot be drawn on must not take the node down: say so once, stop drawing.
+        log.warning("catch-up progress bar failed; progress is still logged", exc_info=True)
     finally:
         if progress is not None:
-            progress.stop()
+            with contextlib.suppress(Exception):
+                progress.stop()

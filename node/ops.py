@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.ids import IdKind, parse_id
+from protocol.peer import parse_origin
 
 from .config import ConfigError, Federation, PeerAddress, load_federation_file, parse_federation
 
@@ -192,7 +193,12 @@ def check_origin(url: str) -> str:
     if unspecified(parts.hostname):
         raise ValueError(f"{url!r}: {parts.hostname} is no address a peer can call")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    origin = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    try:
+        parse_origin(origin)  # the protocol's own rule (10.2), which configs and records are held to
+    except ValueError as e:
+        raise ValueError(f"{url!r}: {e}") from None
+    return origin
 
 
 def _toml_str(s: str) -> str:

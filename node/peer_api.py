@@ -1,16 +1,20 @@
 """The peer HTTP API (``/peer/v1/...``): what other nodes may ask of this one.
 
 Every request goes through, in order: authentication (protocol.peer: signed by the sending
-node's key for this node, within the time window), admission (listed, or the federation is open;
-not refused for misbehaviour), the replay memory (never the same signed request twice; checked
-only for admitted senders, so others cannot fill it), then the sender's rate limit. Bodies are
-msgpack; errors are JSON ``{"error", "message"}`` like the client API.
+node's key for this node, within the time window, and not before this process started: the
+replay memory lives in RAM, so a request captured before a restart must be stale after it),
+admission (listed, or the federation is open; not refused for misbehaviour), the replay memory
+(never the same signed request twice; checked only for admitted senders, so others cannot fill
+it), then the sender's rate limit (429 with ``Retry-After``; an offence only for a sender that
+keeps sending well past it). Bodies are msgpack; errors are JSON ``{"error", "message"}`` like
+the client API.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -33,7 +37,7 @@ from protocol.messages import (
     encode_fetch_reply,
     encode_reconcile_reply,
 )
-from protocol.peer import AuthCode, PeerAuthError, ReplayGuard, authenticate_request, decode_node_record
+from protocol.peer import AuthCode, BadRecordSignature, PeerAuthError, ReplayGuard, authenticate_request, decode_node_record
 from protocol.reconcile import respond
 
 from .config import Federation, Limits
@@ -51,8 +55,9 @@ __all__ = ["FORGED", "INTRINSIC", "Intake", "PeerApi"]
 Intake = Checked  # what a peer sent, verified and judged at the door, not yet stored (``PeerApi.prepare``)
 
 
-def _err(code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status_for(code))
+def _err(code: str, message: str, *, retry_after: float | None = None) -> web.Response:
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return web.json_response({"error": code, "message": message}, status=status_for(code), headers=headers)
 
 
 def _ok(body: bytes) -> web.Response:
@@ -88,6 +93,10 @@ class PeerApi:
         self.my_record = my_record
         self.guard = ReplayGuard()
         self.rate = TokenBucket(federation.rate_limit, clock_ms)
+        # Nothing signed before this moment is accepted: the replay memory starts empty here.
+        self.started_ms = clock_ms()
+        # What a co-op decided to federate with (its fold here); set once governance exists.
+        self.consents: Callable[[bytes], Awaitable[frozenset[bytes]]] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         routes = [
@@ -106,7 +115,13 @@ class PeerApi:
         now = self.clock_ms()
         try:
             sender, sig, ts = authenticate_request(
-                request.headers, method=request.method, path=request.path_qs, body=body, receiver=self.node_id, now=now
+                request.headers,
+                method=request.method,
+                path=request.path_qs,
+                body=body,
+                receiver=self.node_id,
+                now=now,
+                not_before=self.started_ms,
             )
         except PeerAuthError as e:
             self.metrics.gossip_requests.labels("unauthenticated", "in", kind, e.code.value).inc()
@@ -129,10 +144,13 @@ class PeerApi:
             if e.code is AuthCode.RATE_LIMITED:
                 self.book.penalize(sender, "rate_limited")
             return _err(e.code, e.message)
-        if not self.rate.take(sender):
-            self.book.penalize(sender, "rate_limited")
+        verdict = self.rate.check(sender)
+        if not verdict.ok:
+            # A sender that waits as told is never penalised for the few requests it had in flight.
+            if verdict.excessive:
+                self.book.penalize(sender, "rate_limited")
             self.metrics.gossip_requests.labels(label, "in", kind, "rate_limited").inc()
-            return _err(AuthCode.RATE_LIMITED, f"more than {self.federation.rate_limit:g} requests/s")
+            return _err(AuthCode.RATE_LIMITED, f"more than {self.federation.rate_limit:g} requests/s", retry_after=verdict.retry_after)
         self.metrics.gossip_requests.labels(label, "in", kind, "ok").inc()
         return sender, body
 
@@ -208,7 +226,26 @@ class PeerApi:
             return _err(e.code, e.message)
         if not self.in_scope(msg.coop):
             return _err(RejectCode.OUT_OF_SCOPE, f"this node does not replicate {format_id(IdKind.COOP, msg.coop)}")
+        if not await self.may_serve(sender, msg.coop):
+            return _err(
+                RejectCode.OUT_OF_SCOPE,
+                f"co-op {format_id(IdKind.COOP, msg.coop)} has not decided to federate with a co-op your node replicates",
+            )
         return msg
+
+    async def may_serve(self, sender: bytes, coop: bytes) -> bool:
+        """A co-op's actions go to a node that replicates it by its operator's choice (its record
+        lists it, or every co-op), or, for a node of another co-op, only if this co-op decided to
+        federate with that co-op (its fold here says so). A sender whose record has not arrived yet
+        is served: records come within one announce interval."""
+        peer = self.book.peers.get(sender)
+        record = peer.record if peer is not None else None
+        if record is None or record.all_coops or coop in record.coops:
+            return True
+        if self.consents is None:
+            return False
+        partners = await self.consents(coop)
+        return bool(partners and partners & set(record.coops))
 
     async def reconcile(self, request: web.Request) -> web.Response:
         req = await self._coop_message(request, "reconcile", decode_reconcile_request)
@@ -230,6 +267,11 @@ class PeerApi:
             kept.append(p)
             size += len(p)
         actions, more = await self.store.segments(req.coop, req.wants, max_actions=FETCH_MAX_ACTIONS, max_bytes=FETCH_MAX_BYTES - size)
+        if req.ids and len(actions) < FETCH_MAX_ACTIONS:
+            # Asked by id: deps a fold waits for (an action kept aside by an equivocation, which no
+            # chain segment holds). What is not here is skipped.
+            room = FETCH_MAX_BYTES - size - sum(len(a) for a in actions)
+            actions += (await self.store.raw_by_ids(req.coop, req.ids, max_bytes=room))[: FETCH_MAX_ACTIONS - len(actions)]
         return _ok(encode_fetch_reply(FetchReply(tuple(actions), tuple(kept), more or len(kept) < len(proofs))))
 
     async def announce(self, request: web.Request) -> web.Response:
@@ -240,20 +282,33 @@ class PeerApi:
         try:
             msg = decode_announce(body)
             record = decode_node_record(msg.record)
-        except (ProtocolError, ValueError) as e:
+        except (ProtocolError, BadRecordSignature) as e:  # what no honest node sends
             self.book.penalize(sender, "bad_message")
+            return _err(RejectCode.BAD_SCHEMA, f"announce: {e}")
+        except ValueError as e:  # a record against the rules: a misconfigured or older node, not an attack
             return _err(RejectCode.BAD_SCHEMA, f"announce: {e}")
         if record.node != sender:
             self.book.penalize(sender, "bad_message")
             return _err(RejectCode.BAD_SCHEMA, "an announce carries the sender's own record")
-        self.book.learn(record)
+        self.book.introduce(record, sender)
         for data in msg.peers:
             try:
-                self.book.learn(decode_node_record(data))
-            except (ProtocolError, ValueError):
+                self.book.introduce(decode_node_record(data), sender)
+            except BadRecordSignature:
                 self.book.penalize(sender, "bad_message")
-        known = [p.record.encode() for p in self.book.peers.values() if p.record is not None and p.node_id != sender]
-        return _ok(encode_announce(Announce(self.my_record(), tuple(known[:MAX_ANNOUNCED_PEERS]))))
+            except ValueError:
+                pass  # not learned; honest nodes may hold records an older or newer version refuses
+        return _ok(encode_announce(Announce(self.my_record(), self.known_records(exclude=sender))))
+
+    def known_records(self, exclude: bytes | None = None) -> tuple[bytes, ...]:
+        """The records this node passes on: its peers that proved their URL and are not refused."""
+        now = self.clock_ms()
+        known = [
+            p.record.encode()
+            for p in self.book.peers.values()
+            if p.record is not None and p.url == p.record.url and p.node_id != exclude and p.refused_until_ms <= now
+        ]
+        return tuple(known[:MAX_ANNOUNCED_PEERS])
 
     async def coops(self, request: web.Request) -> web.Response:
         auth = await self._authenticate(request, "coops")

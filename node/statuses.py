@@ -64,6 +64,12 @@ HTTP_STATUS: dict[str, int] = {
     "unsupported_media_type": 415,
     "internal": 500,
     "unavailable": 503,  # the store could not commit
+    # The HTTP surface itself (node/http.py, PROTOCOL.md 9.1.1): before any route sees the request.
+    "bad_http": 400,  # the request line or a header is malformed
+    "bad_url": 400,  # the request target is not valid
+    "timeout": 408,  # the body did not arrive within body_timeout
+    "header_too_large": 431,  # a header line or the whole head is too long
+    "busy": 503,  # no room for the body in the budget, or every connection is busy (Retry-After)
     "partitioned": 503,  # testing only: a fault hook pretends the caller is unreachable
 }
 

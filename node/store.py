@@ -45,6 +45,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -265,6 +266,17 @@ class ProofRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WriterHealth:
+    """What readiness needs to know about the writer (``Store.health``)."""
+
+    open: bool
+    writer_alive: bool
+    commit_running_s: float  # how long the group commit now running has taken; 0 between commits
+    queued: int  # submissions waiting for the next group
+    groups_committed: int
+
+
+@dataclass(frozen=True, slots=True)
 class PendingRow:
     id: bytes
     coop: bytes
@@ -409,6 +421,7 @@ class Store:
         self._closed = False
         self.groups_committed = 0
         self.actions_committed = 0
+        self._group_started: float | None = None  # monotonic time the running group commit began
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -501,10 +514,14 @@ class Store:
                     continue
                 jobs.append(job)
                 size += len(job.actions) + len(job.proofs)
-            if jobs:
-                await self._run_group(jobs)
-            for job in calls:
-                await self._run_call(job)
+            self._group_started = time.monotonic()  # readiness: a group or call that never ends is a stuck writer
+            try:
+                if jobs:
+                    await self._run_group(jobs)
+                for job in calls:
+                    await self._run_call(job)
+            finally:
+                self._group_started = None
 
     async def _run_group(self, jobs: list[_Job]) -> None:
         try:
@@ -1013,6 +1030,21 @@ class Store:
         rows = await self._all("SELECT id, raw, received_at FROM forks WHERE coop = ? ORDER BY author, seq, id", (coop,))
         return [StoredAction(None, r[1], "forked", r[2]) for r in rows if r[0] not in known]
 
+    async def raw_by_ids(self, coop: bytes, ids: Sequence[bytes], *, max_bytes: int) -> list[bytes]:
+        """The wire bytes of the actions of ``coop`` among ``ids`` this node holds, in its chains,
+        kept aside by an equivocation or pending, at most ``max_bytes`` in all (at least one)."""
+        out: list[bytes] = []
+        size = 0
+        for chunk in _chunks(list(dict.fromkeys(ids)), 250):
+            marks = ",".join("?" * len(chunk))
+            for table in ("actions", "forks", "pending"):
+                for (raw,) in await self._all(f"SELECT raw FROM {table} WHERE coop = ? AND id IN ({marks})", [coop, *chunk]):
+                    if out and size + len(raw) > max_bytes:
+                        return out
+                    out.append(raw)
+                    size += len(raw)
+        return out
+
     async def coops_of(self, ids: Sequence[bytes]) -> dict[bytes, bytes]:
         """The co-op of each of ``ids`` that this node holds (stored, pending or displaced)."""
         out: dict[bytes, bytes] = {}
@@ -1120,14 +1152,23 @@ class Store:
         rows = await self._all("PRAGMA integrity_check")
         return "; ".join(r[0] for r in rows)
 
+    def health(self) -> WriterHealth:
+        """The writer's state, from memory: never touches a connection, so asking cannot get in
+        the way of a commit (a probe transaction on the writer's connection did: 503s for posts)."""
+        task = self._writer_task
+        started = self._group_started
+        return WriterHealth(
+            open=not self._closed,
+            writer_alive=task is not None and not task.done(),
+            commit_running_s=time.monotonic() - started if started is not None else 0.0,
+            queued=self._queue.qsize(),
+            groups_committed=self.groups_committed,
+        )
+
     async def writable(self) -> bool:
-        """True if the writer can start a write transaction right now."""
-        try:
-            await self._w.execute("BEGIN IMMEDIATE")
-            await self._w.execute("ROLLBACK")
-        except Exception:
-            return False
-        return True
+        """True if the store is open and its writer task is alive (see ``health``)."""
+        h = self.health()
+        return h.open and h.writer_alive
 
 
 async def _configure(conn: aiosqlite.Connection, synchronous: str) -> None:
@@ -1633,6 +1674,15 @@ class _GroupPlan:
             flags.append(pid not in known and pid not in seen)
             seen.add(pid)
         self.new_proof_ids = set(ids) - known
+        # A received proof's larger half, when both share a prev, lost its seq for good: keep it
+        # aside (its envelope: proofs carry no bodies) unless held, so that what others built on
+        # it links to it here too, and goes aside in turn instead of being refused.
+        losers = {p.b.id: p.b for p, _ in proofs if p.a.prev == p.b.prev and p.b.id not in self.new_aside}
+        if losers:
+            held: set[bytes] = set()
+            for table in ("actions", "forks", "pending"):
+                held |= {r[0] for r in await _rows_in(w, f"SELECT id FROM {table} WHERE (id)", [(i,) for i in losers])}
+            self.new_aside.update((i, a) for i, a in losers.items() if i not in held)
         return flags
 
     async def write(self, w: aiosqlite.Connection, now: int) -> None:

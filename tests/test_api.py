@@ -276,7 +276,9 @@ async def test_node_info_counts_and_healthz(world: World) -> None:
     assert info["limits"]["max_batch_actions"] == TEST_LIMITS["max_batch_actions"]
     assert info["limits"]["max_request_bytes"] == TEST_LIMITS["max_request_bytes"]
     health = await world.client.get("/healthz")
-    assert health.status == 200 and health.json == {"ok": True, "store": "writable", "peers_reachable": 0}
+    assert health.status == 200 and health.json == {"ok": True, "status": "alive", "peers_reachable": 0}
+    ready = await world.client.get("/readyz")
+    assert ready.status == 200 and ready.json["ready"] is True and ready.json["reasons"] == []
 
 
 # ---- results per action ----------------------------------------------------------------------

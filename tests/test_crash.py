@@ -172,8 +172,9 @@ def _group_alive(pgid: int) -> list[int]:
 class NodeProcess:
     """``coopnet run`` in its own session (so its process group holds it and its workers)."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, **popen: Any) -> None:
         self.data_dir = data_dir
+        self.popen = popen  # Popen arguments that replace the defaults (a preexec_fn; a terminal as stdio)
         self.port = port
         self.url = f"http://{HOST}:{port}"
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
@@ -209,13 +210,12 @@ class NodeProcess:
         self._log = self.log_path.open("ab")
         self._log.write(f"==== start {self.starts} ====\n".encode())
         self._log.flush()
+        defaults: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": self._log, "stderr": subprocess.STDOUT}
         self.proc = subprocess.Popen(
             [str(COOPNET), "run", "--data-dir", str(self.data_dir)],
             env=_child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
             start_new_session=True,
+            **{**defaults, **self.popen},
         )
         deadline = time.monotonic() + START_TIMEOUT
         while True:

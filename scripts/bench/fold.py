@@ -89,7 +89,7 @@ VOTES_PER_LAYER = 0.8  # how fast one proposal's voters turn up
 REVOTE_SHARE = 0.08  # voters who change their vote later
 MISBEHAVE_SHARE = 0.004  # spontaneous actions the co-op's rules reject
 LATE_BACK = (1_000, 10_000, 50_000)
-TARGET_FRESH_S = 60.0
+TARGET_FRESH_S = 10.0  # issue #9: 100,000 actions folded from scratch in under 10 s
 PROFILE_TOP = 14
 
 APP_KINDS = ("ride.offer", "ride.request", "ride.confirm", "order.place", "order.cancel", "delivery.slot", "message.post")
@@ -892,7 +892,7 @@ def report(fig: dict[str, Any], out: TextIO) -> None:
     t = fig["targets"]
     say(
         out,
-        f"target 1, a fresh fold of {h['items']:,} actions well under a minute: {'holds' if t['fresh_under_minute'] else 'MISSED'}"
+        f"target 1, a fresh fold of {h['items']:,} actions in under {TARGET_FRESH_S:.0f} s: {'holds' if t['fresh_under_minute'] else 'MISSED'}"
         f" ({a['seconds']:.1f} s wall, {a['cpu_s']:.1f} s CPU)",
     )
     worst = max((x["beyond_the_late_part"] for x in fig.get("late", [])), default=0)
