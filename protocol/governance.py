@@ -681,6 +681,7 @@ class Fold:
         self.refolded = 0  # items re-applied because of late arrivals (for benchmarks)
         self._back_to: int | None = None
         self._final: tuple[int, dict[bytes, str | None], bytes, int, int] | None = None  # cached final results
+        self._tips: tuple[int, list[bytes]] | None = None
         body = genesis.body_value()
         body = body if isinstance(body, dict) else {}
         charter = body.get("charter") or codec.decode(codec.encode(DEFAULT_CHARTER))
@@ -721,14 +722,17 @@ class Fold:
 
     def add(self, actions: Iterable[Action] = (), proofs: Iterable[EquivocationProof] = (), forked: Iterable[Action] = ()) -> None:
         """Actions of the co-op's chains, equivocation proofs, and ``forked``: actions displaced
-        from their chain by an equivocation (ghosts). A proof brings its losing half as a ghost."""
+        from their chain by an equivocation (ghosts). A proof whose two actions share their prev
+        brings its larger-id half as a ghost; of a proof whose branches parted lower down, either
+        half may be the kept one (fork choice keeps the smallest id whose prev is kept), so only
+        ``forked`` says which is displaced."""
         items = [Item.of(a) for a in actions if a.coop == self.coop and a.id not in self.graph.items]
         ghosts = {a.id: Item.of(a) for a in forked if a.coop == self.coop and a.id not in self.graph.items}
         for p in proofs:
             if p.coop != self.coop or p.id in self.graph.items:
                 continue
             items.append(Item.of_proof(p))
-            if p.b.id not in self.graph.items:
+            if p.b.id not in self.graph.items and p.a.prev == p.b.prev:
                 ghosts.setdefault(p.b.id, Item.of(p.b))
         kept = {it.id for it in items}
         ghost_items = [g for i, g in ghosts.items() if i not in kept]
@@ -784,7 +788,7 @@ class Fold:
 
     def _apply(self, it: Item) -> None:
         s, g = self.state, self.graph
-        parents = it.parents
+        parents = it.parents or (self.coop,)  # the genesis is in every causal past
         if it.id == self.coop:
             t, merged = it.ts, ()
         else:
@@ -849,7 +853,7 @@ class Fold:
         if reason is not None:
             return reason, False
         # A witness of the co-op clock: after it, its author is a member in good standing in its view.
-        after = self.member_seen(it.author, seen) if kind in (APPLY, LEAVE) else me
+        after = self.member_seen(it.author, seen) if kind in (APPLY, LEAVE, TALLY) else me
         return None, after is not None and after.status == MEMBER and not self.suspended_seen(it.author, seen, t)
 
     def _equivocation(self, s: State, it: Item) -> str | None:
@@ -1091,14 +1095,15 @@ class Fold:
             for seq, x in g.chain.get(who, {}).items():
                 it = g.items[x]
                 if results.get(x, "") is None and not self._exempt(it) and self.bound_seen(who, seq, None):
-                    expelled = any(s.sanctions[i].kind == "expel" and seq > s.sanctions[i].bound for i in ids)
-                    results[x] = "status_expelled" if expelled else SUSPENDED
+                    results[x] = "status_expelled" if self._expels(ids, seq, x) else SUSPENDED
         for who in self._void_admissions():
             for x in g.chain.get(who, {}).values():
                 it = g.items[x]
                 if results.get(x, "") is None and it.kind not in _UNBOUND and it.kind != APPLY:
                     standing = self._standing_in_state(who, Seen(self, it), self.clock[x])
-                    if standing != MEMBER and rule_for(it.kind).who == _MEMBERS:
+                    # an opening needs a member in good standing too, unless it is an appeal
+                    members_only = rule_for(it.kind).who == _MEMBERS or (it.kind == OPEN and not self._exempt(it))
+                    if standing != MEMBER and members_only:
                         results[x] = SUSPENDED if standing == SUSPENDED else f"status_{standing}"
         h = hashlib.sha256(RESULTS_TAG)
         counted = rejected = 0
@@ -1114,6 +1119,21 @@ class Fold:
             h.update(b"\x00")
         self._final = (self._version, results, h.digest(), counted, rejected)
         return results, self._final[2], counted, rejected
+
+    def _expels(self, ids: list[bytes], seq: int, x: bytes) -> bool:
+        """Whether an expulsion among sanctions ``ids`` binds the action ``x`` at ``seq``: beyond its
+        bound, and ``x`` has not seen its lift (a lifted expulsion does not bind what saw the lift)."""
+        s, own = self.state, None
+        for i in ids:
+            e = s.sanctions[i]
+            if e.kind != "expel" or seq <= e.bound:
+                continue
+            if e.lifted_by is not None:
+                own = own or Seen(self, self.graph.items[x])
+                if own(e.lifted_by):
+                    continue
+            return True
+        return False
 
     def _void_admissions(self) -> list[bytes]:
         """Members whose latest admission by sponsorship rests on sponsorships a sanction binds."""
@@ -1235,17 +1255,19 @@ class Fold:
         """Applied actions no other applied action builds on, latest first: what a member who has
         seen everything here names as deps. Actions of strangers, of sanctioned members, ghosts
         and rejected actions are never offered."""
-        results = self.results
-        g = self.graph
-        referenced: set[bytes] = set()
-        tips: list[bytes] = []
-        for _, _, x in reversed(g.order):
-            if x in g.ghosts or results.get(x, "") is not None or g.items[x].kind == EQUIVOCATION:
-                continue
-            if x not in referenced:
-                tips.append(x)
-            referenced.update(g.items[x].parents)
-        return tips[:limit]
+        if self._tips is None or self._tips[0] != self._version:
+            results = self.results
+            g = self.graph
+            referenced: set[bytes] = set()
+            tips: list[bytes] = []
+            for _, _, x in reversed(g.order):
+                if x in g.ghosts or results.get(x, "") is not None or g.items[x].kind == EQUIVOCATION:
+                    continue
+                if x not in referenced:
+                    tips.append(x)
+                referenced.update(g.items[x].parents)
+            self._tips = (self._version, tips)
+        return self._tips[1][:limit]
 
     def preview(self, proposal_id: bytes, parents: Iterable[bytes]) -> tuple[str, dict[str, int], bool]:
         """What a tally of ``proposal_id`` with these parents (all folded) would have to claim:
