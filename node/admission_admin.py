@@ -134,6 +134,7 @@ class AdmissionAdmin:
         done = await self.store.block_author(coop, author, reason)
         who, where = _member(author), ("every co-op" if coop is None else _coop(coop))
         fields = {"author": who, "coop": None if coop is None else _coop(coop), "reason": reason}
+        changed = done.added or done.reason_was != reason
         if done.added:
             audit(
                 "authors.block",
@@ -142,13 +143,11 @@ class AdmissionAdmin:
                 dropped_pending=done.pending,
                 **fields,
             )
-        elif done.reason_was != reason or done.held or done.pending:
+        elif changed or done.held or done.pending:
             audit(
                 "authors.block", f"author {who} was blocked in {where} already; reason now: {reason}", reason_was=done.reason_was, **fields
             )
-        return web.json_response(
-            {**fields, "blocked": True, "changed": done.added, "dropped": {"held": done.held, "pending": done.pending}}
-        )
+        return web.json_response({**fields, "blocked": True, "changed": changed, "dropped": {"held": done.held, "pending": done.pending}})
 
     async def unblock(self, request: web.Request) -> web.Response:
         _, author, coop = await self._author_and_coop(request, ("author", "coop"))

@@ -244,6 +244,11 @@ async def test_a_blocked_author_is_refused_at_once_still_after_a_restart_and_tak
         again = await admin.ok("POST", f"{A}/authors/block", json={"author": alice.text, "reason": "spam"})
         assert again["changed"] is False
         [first, second] = audits(caplog, "authors.block")
+        # A new reason is a change: kept, answered and logged.
+        renamed = await admin.ok("POST", f"{A}/authors/block", json={"author": alice.text, "reason": "spam, again"})
+        assert renamed["changed"] is True and renamed["reason"] == "spam, again"
+        assert "reason now: spam, again" in audits(caplog, "authors.block")[-1].getMessage()
+        assert (await admin.ok("POST", f"{A}/authors/block", json={"author": alice.text, "reason": "spam"}))["changed"] is True
         assert first.levelno == logging.WARNING and "blocked author " + alice.text in first.getMessage() and "spam" in first.getMessage()
         assert "dropped 0 held and 1 pending" in first.getMessage() and second.coop == coop_text(g.id)  # type: ignore[attr-defined]
     finally:
