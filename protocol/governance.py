@@ -21,10 +21,12 @@ node hears what first (docs/GOVERNANCE.md, "Threat model"). Five ideas carry the
    tally is never bound): that keeps the rules free of cycles (two concurrent sanctions on each
    other's tallier both hold, as in p2panda), and an honest tally sees every sanction decided
    before it.
-3. **Time is the co-op's, not the signer's.** ``clock(X)`` is the third latest timestamp among
-   distinct members in good standing whose applied actions are in X's causal past (fewer
-   witnesses: the oldest of them), never lower than its parents' clocks. One key, or two, cannot
-   move it; strangers and sanctioned members are not witnesses; stale deps only make it older.
+3. **Time is the co-op's, not the signer's.** ``clock(X)`` is the second latest timestamp among
+   distinct members in good standing whose applied actions are in X's causal past (one witness:
+   its stamp), never lower than its parents' clocks. One key cannot move it; strangers and
+   sanctioned members are not witnesses; stale deps only make it older. Two, not more: a co-op
+   whose clock needed three active members would stop deciding whenever only two of its members
+   act (a small co-op on holiday), and one key still cannot move it.
    Suspensions end, voting windows close and tallies decide by it. Where a signer's own stamp can
    only hurt the signer (a vote stamped after the window closes), the stamp counts too.
 4. **Decisions stay decided.** A proposal has a voting window; a vote after it is late. A tally
@@ -88,7 +90,7 @@ __all__ = [
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
-CLOCK_WITNESSES = 3  # distinct members whose stamps it takes to move the co-op clock
+CLOCK_WITNESSES = 2  # distinct members whose stamps it takes to move the co-op clock
 WITNESS_LIST = CLOCK_WITNESSES + 1
 SNAPSHOT_EVERY = 2000
 RECENT_EVERY = 256  # how stale the snapshot kept at the tip may get

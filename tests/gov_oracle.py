@@ -26,6 +26,7 @@ from typing import Any
 
 from protocol import codec
 from protocol.causal import EQUIVOCATION, Item
+from protocol.governance import CLOCK_WITNESSES
 from protocol.charter import APPLY, DEFAULT_CHARTER, GENESIS, LEAVE, OPEN, SEEN, SPONSOR, TALLY, VOTE
 
 MINUTE = 60_000
@@ -233,7 +234,7 @@ class Oracle:
         if not latest:
             return base
         w = sorted(((t, a) for a, t in latest.items()), reverse=True)
-        return max(base, w[min(3, len(w)) - 1][0])
+        return max(base, w[min(CLOCK_WITNESSES, len(w)) - 1][0])
 
     # ---- views ---------------------------------------------------------------------------------
 
