@@ -26,8 +26,8 @@ from typing import Any
 
 from protocol import codec
 from protocol.causal import EQUIVOCATION, Item
-from protocol.governance import CLOCK_WITNESSES
 from protocol.charter import APPLY, DEFAULT_CHARTER, GENESIS, LEAVE, OPEN, SEEN, SPONSOR, TALLY, VOTE
+from protocol.governance import CLOCK_WITNESSES
 
 MINUTE = 60_000
 DAY = 86_400_000

@@ -456,7 +456,7 @@ def test_one_far_future_stamp_does_not_move_the_clock() -> None:
 
 
 def test_a_suspended_members_action_on_stale_deps_is_a_witness_as_its_view_has_it() -> None:
-    """"Co-op time" counts an action applied in its own view: a suspended member's action on
+    """ "Co-op time" counts an action applied in its own view: a suspended member's action on
     deps that leave out the suspension (applied in its view, rejected in the state) is a
     witness. Judging witnesses by the state would let a late sanction move the clock of actions
     already judged. Bounded: one key is one of the two witnesses it takes, and nodes refuse stamps beyond
