@@ -24,7 +24,7 @@ from protocol import Action, SigningKey, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
 from tests.conftest import OPEN_ADMISSION, TEST_LIMITS, NodeFactory
-from tests.fed_helpers import Cluster, assert_honest_peers_unpunished, get_text, metric, wait_converged
+from tests.fed_helpers import Cluster, assert_honest_peers_unpunished, get_text, metric, wait_converged, wait_until
 from tests.test_admin import Admin_
 from tests.test_cli import Cli, clean_env
 from tests.test_crash import NodeProcess, free_port
@@ -585,10 +585,27 @@ async def test_a_block_refuses_the_authors_actions_from_peers_too_and_peers_brin
 
         assert await statuses(http, b.url, hers) == ["accepted"] * 3  # B does not block her
 
-        for _ in range(3):  # A reconciles with B, but does not even fetch a blocked author's actions
+        async def counts() -> tuple[int, int]:
+            text = await get_text(http, a.url + "/metrics")
+            rounds = sum(int(metric(text, "coopnet_reconciliations_total", outcome=o) or 0) for o in ("differ", "in_sync"))
+            return rounds, int(metric(text, "coopnet_actions_rejected_total", code="blocked") or 0)
+
+        async def refused_on_a() -> bool:  # B relays (pushes) what it accepted: refused at A's door
             await cluster.run_rounds()
+            return (await counts())[1] >= 3
+
+        await wait_until(refused_on_a, within=20, what="A refusing alice's actions from B")
+        first, refused = await counts()
+
+        async def three_rounds() -> bool:
+            await cluster.run_rounds()
+            return (await counts())[0] >= first + 3
+
+        # A goes on reconciling with B (which has what A lacks), but does not fetch a blocked
+        # author's actions: they would be signature-checked only to be refused, every round
+        await wait_until(three_rounds, within=20, what="three more reconciliations on A")
         assert not await a.running.store.known_ids([x.id for x in hers])
-        assert not metric(await get_text(http, a.url + "/metrics"), "coopnet_actions_rejected_total", code="blocked")
+        assert (await counts())[1] == refused
         assert_honest_peers_unpunished([a.running, b.running])  # relaying a blocked author is no offence
 
         await Admin_(http, a.running).ok("POST", f"{A}/authors/unblock", json={"author": alice.text})
