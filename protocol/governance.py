@@ -935,8 +935,25 @@ class Fold:
     def _short_of_sponsors(self, m: Member, seen: Seen | None) -> bool:
         if not self.state.sanctioned:
             return False
-        good = sum(1 for x, q in m.sponsors if not self.bound_seen(x, q, seen))
+        good = sum(1 for x, q in m.sponsors if not self._void_sponsorship(x, q, seen))
         return good < m.needed
+
+    def _void_sponsorship(self, who: bytes, seq: int, seen: Seen | None) -> bool:
+        """Whether ``who``'s sponsorship at ``seq`` is void as far as ``seen`` knows (None: the
+        state): bound by a sanction, or made on a membership that is itself void (an admission
+        resting on void sponsorships, or a bound application), so that an expelled member cannot
+        admit someone through a proxy they admitted. Admissions only rest on earlier ones: the
+        recursion ends."""
+        if self.bound_seen(who, seq, seen):
+            return True
+        y = self.graph.chain.get(who, {}).get(seq)
+        if y is None:
+            return False
+        at = Seen(self, self.graph.items[y])
+        v = self.state.members.get(who)
+        while v is not None and not at(v.since):
+            v = v.prev
+        return v is not None and ((v.needed > 0 and self._short_of_sponsors(v, seen)) or self._bound_apply(who, v, seen))
 
     def standing_seen(self, who: bytes, seen: Seen, t: int) -> str:
         """MEMBER (in good standing), SUSPENDED, or the status, from what ``seen`` covers."""
@@ -1034,11 +1051,27 @@ class Fold:
         if pinned is None and p.status != "open":
             if result != p.status:
                 self.disputed.add(p.id)
+            elif result == "passed" and p.type == "sanction":
+                self._harden(s, p, c)
             return
         p = s.own(p.id)
         p.status, p.decided_by, p.frontier = result, c.item.id, None
         if result == "passed":
             _EFFECTS[p.type](s, p, c)
+
+    def _harden(self, s: State, p: Proposal, c: Ctx) -> None:
+        """A second tally that also passes a sanction: the sanction binds from the lower of the two
+        bounds and a suspension ends at the later end. Otherwise the sanctioned member could tally
+        their own sanction on stale deps (a valid count) and, sorting first, set its bound past
+        actions they signed meanwhile, or its end earlier."""
+        x = s.sanctions.get(p.id)
+        if x is None or x.imposed_by != p.decided_by:
+            return
+        x.bound = min(x.bound, self.graph.frontier(c.item.id).get(x.member, 0))
+        if x.kind == "suspend" and x.until is not None:
+            offence = self.charter_seen(c.seen)["offences"].get(x.clause)
+            if offence is not None:
+                x.until = max(x.until, c.time + offence["days"] * DAY_MS)
 
     def _settle(self) -> bool:
         """At the tip: for each disputed proposal, the decision the whole set gives it. If that is
@@ -1205,7 +1238,7 @@ class Fold:
         return m
 
     def sponsors_final(self, m: Member) -> list[bytes]:
-        return [x for x, q in m.sponsors if not self.bound_seen(x, q, None)]
+        return [x for x, q in m.sponsors if not self._void_sponsorship(x, q, None)]
 
     def suspended(self, who: bytes, t: int) -> bool:
         """Whether a suspension of ``who`` in the state is in force at co-op time ``t``."""

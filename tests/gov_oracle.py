@@ -286,8 +286,21 @@ class Oracle:
     def _voided(self, v: Version, knower: bytes | None) -> bool:
         if not v.needed:
             return False
-        good = sum(1 for s, q in v.sponsors if self.bound(s, q, knower) is None)
+        good = sum(1 for s, q in v.sponsors if not self.void_sponsorship(s, q, knower))
         return good < v.needed
+
+    def void_sponsorship(self, who: bytes, seq: int, knower: bytes | None) -> bool:
+        """Bound, or made on a membership that is void as far as ``knower`` knows: the version of
+        the sponsor that the sponsorship saw rests on void sponsorships or a bound application."""
+        if self.bound(who, seq, knower) is not None:
+            return True
+        y = self.chain.get(who, {}).get(seq)
+        if y is None:
+            return False
+        for v in reversed(self._ev.versions.get(who, [])):
+            if self.sees(y, v.since):
+                return self._voided(v, knower) or self._void_apply(v, knower)
+        return False
 
     def _void_apply(self, v: Version, knower: bytes | None) -> bool:
         """The doc: an application beyond a sanction's bound is rejected and its effects never happen."""
@@ -527,6 +540,16 @@ class Oracle:
             p.status, p.decided_by = result, x
             if result == "passed":
                 self._effect(ev, p, it)
+        elif pin is None and p.status == result == "passed" and p.type == "sanction":
+            # another tally passing the same sanction: the lower bound, the later end
+            s = ev.sanctions.get(pid)
+            if s is not None and s.imposed_by == p.decided_by:
+                s.bound = min(
+                    s.bound, max((self.items[y].seq for y in self.past[x] if self.kept(y) and self.items[y].author == s.member), default=0)
+                )
+                offence = self.charter_of(x)["offences"].get(s.clause)
+                if s.kind == "suspend" and s.until is not None and offence is not None:
+                    s.until = max(s.until, t + offence["days"] * DAY)
         return None
 
     def count(self, p: Proposal, x: bytes, *, binding: bool = True) -> list[tuple[bytes, int, str, bytes]]:
@@ -683,7 +706,7 @@ class Oracle:
         for who, vs in ev.versions.items():
             for v in reversed(vs):
                 if not self._voided(v, None) and not self._void_apply(v, None):
-                    sponsors = tuple(sorted(s for s, q in v.sponsors if self.bound(s, q, None) is None))
+                    sponsors = tuple(sorted(s for s, q in v.sponsors if not self.void_sponsorship(s, q, None)))
                     self.members[who] = (v.status, tuple(sorted(v.roles)), sponsors)
                     break
 

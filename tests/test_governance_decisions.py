@@ -121,6 +121,59 @@ def test_an_expelled_sponsor_admits_nobody() -> None:
     assert h.reason(v) == "status_applicant"
 
 
+def test_an_expelled_sponsor_admits_nobody_through_a_proxy() -> None:
+    """x, expelled, sponsors y on stale deps (void); y, a member in its own view, sponsors z. z's
+    admission rests on y's sponsorship, made on a void membership: void too, in the state and in
+    every view that sees the expulsion. Otherwise x admits z through y."""
+    h = Hist(charter_=charter(policy="sponsored", sponsors=1, offences=OFFENCES))
+    x, y, z = h.person("x"), h.person("y"), h.person("z")
+    join = h.apply(x)
+    h.sponsor(h.founders[0], x)
+    y_join, z_join = h.apply(y), h.apply(z)
+    h.decide("sanction", {"member": x, "clause": "fraud", "evidence": []}, voters=h.founders)
+    by_x = h.make(x, SPONSOR, {"member": y}, deps=[y_join.id, join.id])
+    by_y = h.make(y, SPONSOR, {"member": z}, deps=[by_x.id, z_join.id])
+    z_act = h.make(z, RIDE, {"n": 1}, deps=[by_y.id])
+    h.add(by_x, by_y, z_act)
+    assert [h.fold.view[i.id] for i in (by_x, by_y, z_act)] == [None, None, None]  # each valid as it saw things
+    assert [h.reason(i) for i in (by_x, by_y, z_act)] == ["status_expelled", "status_applicant", "status_applicant"]
+    assert h.fold.state.members[z].status == MEMBER and h.fold.member_final(z).status == APPLICANT
+    assert [m for m in h.fold.canonical()["members"] if m[0] in (y, z)] == sorted([[y, APPLICANT, [], []], [z, APPLICANT, [], []]])
+    v = h.vote(z, h.open(h.founders[1], "text", {}), "yes")  # whoever sees the expulsion sees z as an applicant
+    assert h.reason(v) == "status_applicant"
+
+
+def test_a_sanctioned_member_who_tallies_their_own_sanction_on_stale_deps_moves_neither_bound_nor_end() -> None:
+    """The suspension passes; f0's tally, five days after the close, has seen x's application
+    only. x, who never showed having seen it, signs three actions on its own chain and then a
+    tally of its own sanction that also passes (a valid count), on deps low enough to sort first:
+    it decides, with x's whole chain in its past and the close's co-op time. The later tally
+    passing the same sanction keeps the lower bound and the later end, so x's stale actions are
+    bound and the suspension is not shortened."""
+    h = Hist(charter_=charter(offences=OFFENCES))
+    x = h.person("x")
+    join = h.apply(x)
+    op = h.open(h.founders[0], "sanction", {"member": x, "clause": "misconduct", "evidence": []})
+    for f in h.founders:
+        h.vote(f, op, "yes")
+    h.close()
+    base = h.tip
+    h.advance(5 * DAY_MS)
+    honest = h.tally(h.founders[0], op, "passed")
+    stale = [h.make(x, RIDE, {"n": 0}, deps=[join.id])]
+    for i in (1, 2):
+        stale.append(h.make(x, RIDE, {"n": i}, deps=[stale[-1].id]))
+    own = h.make(x, TALLY, {"proposal": op.id, "outcome": "passed"}, deps=[base, stale[-1].id])
+    h.add(*stale, own)
+    assert h.fold.view[own.id] is None and h.reason(honest) is None
+    assert h.fold.graph.key(own.id) < h.fold.graph.key(honest.id) and h.time(own) < h.time(honest)
+    sanction = h.fold.state.sanctions[op.id]
+    assert sanction.imposed_by == own.id  # the first in fold order decides ...
+    assert sanction.bound == join.seq  # ... but binds from the lower bound ...
+    assert sanction.until == h.time(honest) + 30 * DAY_MS  # ... and ends at the later end
+    assert [h.reason(i) for i in stale] == ["suspended"] * 3
+
+
 def test_what_a_member_admitted_by_a_bound_sponsorship_does_is_judged_by_the_status_that_remains() -> None:
     """Doc, "Results in the state": an applied action whose author's membership rests on an
     admission voided by bound sponsorships is rejected with the status that remains. y was
