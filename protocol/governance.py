@@ -1111,13 +1111,15 @@ class Fold:
     def acks(self, p: Proposal, deciders: tuple[bytes, ...]) -> dict[bytes, int]:
         """For each deciding tally, the electors who acknowledged it: an elector acknowledges the
         best decision among those their first action that saw any of them saw, provided it counted
-        every vote that action had seen (a count that left out a vote its reader knew of is not
-        acknowledged)."""
+        a vote of every elector whose vote that action had seen (a count that left out an elector
+        its reader knew had voted is not acknowledged; a re-vote made around the decision, which it
+        could not count, does not spoil it: otherwise one voter could flip an early decision by
+        re-voting on stale deps before the others acknowledge it)."""
         g = self.graph
         hp = g.height[p.id]
         out: dict[bytes, int] = {}
         order_rank = {t: (self.ranks.get(t, (0, 0)), -g.position(t)) for t in deciders}
-        tally_frontiers = {t: g.frontier_since(t, hp) for t in deciders}
+        tally_electors = {t: {m for m, _ in count_votes(p, g.frontier_since(t, hp))[1]} for t in deciders}
         for e in sorted(p.electorate):
             chain = g.chain.get(e)
             if not chain:
@@ -1134,8 +1136,8 @@ class Fold:
                 continue
             x = chain[seqs[lo]]
             fx = g.frontier_since(x, hp)
-            mine = set(count_votes(p, fx)[1])
-            complete = [t for t in deciders if g.reaches(x, t) and set(count_votes(p, tally_frontiers[t])[1]) == mine]
+            mine = {m for m, _ in count_votes(p, fx)[1]}
+            complete = [t for t in deciders if g.reaches(x, t) and tally_electors[t] == mine]
             if complete:
                 best = max(complete, key=lambda t: order_rank[t])
                 out[best] = out.get(best, 0) + 1

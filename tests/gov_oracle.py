@@ -631,7 +631,8 @@ class Oracle:
 
     def acks(self, p: Proposal, deciders: list[bytes]) -> dict[bytes, int]:
         """Electors acknowledging each deciding tally: their first chain action that sees any of them
-        sees it, and would count exactly the votes it counted; the best such by (rank, fold order)."""
+        sees it, and would count a vote of exactly the electors it counted (a re-vote it did not count
+        does not spoil it); the best such by (rank, fold order)."""
         out: dict[bytes, int] = {}
         for e in sorted(p.electorate):
             first = next(
@@ -641,15 +642,13 @@ class Oracle:
             if first is None:
                 continue
             if "acks_in_view" in self.readings:
-                mine = frozenset((v[0], v[1]) for v in self.count(p, first, binding=False))
+                mine = frozenset(v[0] for v in self.count(p, first, binding=False))
                 complete = [
-                    d
-                    for d in deciders
-                    if d in self.past[first] and frozenset((v[0], v[1]) for v in self.count(p, d, binding=False)) == mine
+                    d for d in deciders if d in self.past[first] and frozenset(v[0] for v in self.count(p, d, binding=False)) == mine
                 ]
             else:
-                mine = frozenset((v[0], v[1]) for v in self.count(p, first))
-                complete = [d for d in deciders if self.sees(first, d) and self._ev.counted[d] == mine]
+                mine = frozenset(v[0] for v in self.count(p, first))
+                complete = [d for d in deciders if self.sees(first, d) and frozenset(e for e, _ in self._ev.counted[d]) == mine]
             if complete:
                 best = max(complete, key=lambda d: (self._ev.rank[d], -self.pos[d]))
                 out[best] = out.get(best, 0) + 1

@@ -551,6 +551,34 @@ def test_between_equal_ranks_the_tally_that_sorts_first_decides() -> None:
     assert summary(fold_in(h.genesis, [[x] for x in reversed(both)])) == summary(h.fold)
 
 
+def test_a_re_vote_around_an_early_decision_does_not_stop_its_acknowledgement() -> None:
+    """All five electors vote (3 yes, 2 no) and f0's tally decides at once. f1, who voted yes,
+    re-votes no on deps that leave the tally out (the window is still open) and tallies its own
+    count: rejected, as many electors and a later vote, so it outranks. f2, f3 and f4 name both
+    the decision and the re-vote (honest clients name the tips): the decision counted a vote of
+    every elector they knew had voted, so they acknowledge it; with f0 that is a quorum, and it
+    stands. (Were a count of the re-vote needed, one voter could flip any early decision by
+    re-voting before the others acknowledge it.)"""
+    h = Hist(founders=4, charter_=charter(decisions={"default": rule(50, "majority", 60)}))
+    f0, f1, f2, f3, f4 = h.founders
+    p = h.open(f0, "text", {})
+    votes = [h.vote(f, p, c, deps=[p.id]) for f, c in ((f0, "yes"), (f1, "yes"), (f2, "yes"), (f3, "no"), (f4, "no"))]
+    decided = h.tally(f0, p, "passed", deps=[x.id for x in votes])
+    flip = h.make(f1, VOTE, {"proposal": p.id, "choice": "no"}, deps=[x.id for x in votes])
+    h.add(flip)
+    acks = [h.make(f, RIDE, {"n": 1}, deps=[decided.id, flip.id]) for f in (f2, f3, f4)]
+    h.add(*acks)
+    overturn = h.make(f1, TALLY, {"proposal": p.id, "outcome": "rejected"}, deps=[flip.id])
+    h.add(overturn)
+    assert [h.reason(x) for x in (decided, flip, overturn)] == [None, None, None]
+    assert h.fold.ranks[overturn.id] > h.fold.ranks[decided.id]
+    prop = h.fold.state.proposals[p.id]
+    assert (prop.status, prop.decided_by) == ("passed", decided.id)
+    assert h.fold.is_final(prop) == (4, 3)
+    every = [h.items[i] for i in h.items if i != h.genesis.id]
+    assert summary(fold_in(h.genesis, [[x] for x in reversed(every)])) == summary(h.fold)
+
+
 def test_finality_needs_at_least_one_acknowledgement() -> None:
     """max(1, ceil(quorum x E / 100)): a quorum of 0 still needs one elector."""
     h = Hist(charter_=charter(decisions={"default": rule(0, "majority", 60)}))
