@@ -202,38 +202,44 @@ class Net:
             assert r["status"] in ("accepted", "pending", "known") or r.get("code") == "chain_conflict", body
         return list(body["results"])
 
-    async def deliver(self, d: Delivery, order: str, *, unheld: Iterable[Action] = ()) -> None:
+    async def deliver(self, d: Delivery, order: str, *, unheld: Iterable[Action] = ()) -> dict[bytes, dict[str, Any]]:
         """Post ``d`` in ``order`` (see the module docstring); return once every node holds it all
-        (but ``unheld``).
+        (but ``unheld``). Returns what the node each action was posted to answered, by id.
         A co-op's genesis goes first, to every node: a node takes a co-op's actions only once it
         holds its genesis."""
+        answers: dict[bytes, dict[str, Any]] = {}
+
+        async def post(i: int, a: Action) -> None:
+            answers[a.id] = (await self.post(i, a))[0]
+
         geneses = [a for a in d.all if a.is_genesis]
         for a in geneses:
             for i in range(3):
-                await self.post(i, a)
+                await post(i, a)
         d = Delivery(*([a for a in part if not a.is_genesis] for part in (d.prefix, d.side_a, d.side_b, d.suffix)))
         if order == "partition":
             for n, a in enumerate(d.prefix):
-                await self.post(n % 3, a)
+                await post(n % 3, a)
             await self.everywhere(*d.prefix, held=HELD)
             await self.partition([{0, 1}, {2}])
             try:
                 for n, a in enumerate(d.side_a):
-                    await self.post(n % 2, a)
+                    await post(n % 2, a)
                 for a in d.side_b:
-                    await self.post(2, a)
+                    await post(2, a)
                 await self.everywhere(*d.side_a, nodes=(0, 1), held=HELD)
                 await self.everywhere(*d.side_b, nodes=(2,), held=HELD)
             finally:
                 await self.partition([{0, 1, 2}])
             for n, a in enumerate(d.suffix):
-                await self.post(n % 3, a)
+                await post(n % 3, a)
         else:
             seq = d.all if order == "forward" else d.all[::-1]
             for n, a in enumerate(seq):
-                await self.post(n % 3, a)
+                await post(n % 3, a)
         skip = {a.id for a in unheld}  # actions the test expects some nodes never to hold
         await self.everywhere(*geneses, *(a for a in d.all if a.id not in skip), held=HELD)
+        return answers
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -330,6 +336,25 @@ class Net:
             block = [format_id(IdKind.NODE, self.nodes[j].node_id) for g in groups if i not in g for j in g]
             async with self.http.post(node.url + "/_test/partition", json={"block": block}) as r:
                 assert r.status == 200
+
+    @asynccontextmanager
+    async def cut_off(self, i: int) -> AsyncIterator[None]:
+        """Node ``i`` alone on one side of a partition for the duration; healed on the way out."""
+        await self.partition([{i}, {0, 1, 2} - {i}])
+        try:
+            yield
+        finally:
+            await self.partition([{0, 1, 2}])
+
+    @asynccontextmanager
+    async def cli_node(self, order: str) -> AsyncIterator[int]:
+        """The node a command-line test talks to in ``order``: node 0 (forward), node 1
+        (reversed), or node 2 cut off from the others until the block ends (partition)."""
+        if order != "partition":
+            yield 0 if order == "forward" else 1
+            return
+        async with self.cut_off(2):
+            yield 2
 
     # ---- the command line ------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ a test stamps the far future on purpose; the nodes accept stamps up to twenty ye
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from .attack_helpers import (
     Net,
     act_text,
     charter,
+    coop_text,
     three_nodes,
     wall_ms,
 )
@@ -350,3 +352,58 @@ async def test_4_an_honest_member_who_built_on_the_equivocators_next_action_is_j
     judged = await net.results(coop, b_note, b_tally, b_more, b_after)
     assert all(r in ("applied", "rejected") for r, _ in judged), judged
     assert judged[0] == judged[2] == judged[3] == ("applied", None)
+
+
+# ---- 6. an honest member who posts through two nodes during a partition ------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_6_an_honest_double_post_under_the_default_charter_is_a_warning(net: Net, order: str) -> None:
+    """M's phone and laptop each sign M's next action and post it through a different node (in
+    the partition, one on each side: both answered ``accepted``). The default charter answers a
+    first equivocation with a recorded warning: M stays in good standing and acts on."""
+    A, M = Member("A"), Member("M")
+    g = A.found("Default Charter Co-op", None, [M])
+    coop = g.id
+    joined = M.note(coop, [g], ts=T0 + SECOND)
+    laptop, phone = M.fork(coop, "ride.offer", [{"slot": "Sat 10:00"}, {"slot": "Sat 10:00", "device": "phone"}], [joined], ts=T0 + 2 * SECOND)
+    answers = await net.deliver(Delivery([g, joined], [laptop], [phone]), order, unheld=[phone])
+    if order == "partition":
+        assert answers[laptop.id]["status"] == answers[phone.id]["status"] == "accepted"
+    await net.same_state(coop, proofs=1)
+    nxt = M.note(coop, [laptop], ts=T0 + 3 * SECOND)
+    await net.deliver(Delivery([nxt]), order)
+    await net.same_state(coop, proofs=1)
+    assert await net.results(coop, laptop, nxt) == [("applied", None)] * 2
+    for i in range(3):
+        [x] = await net.sanctions(i, coop)
+        assert (x["member"], x["kind"], x["clause"], x["active"]) == (M.id, "warning", "equivocation", False)
+        assert (await net.members(i, coop))[M.id]["in_good_standing"] is True
+        assert (await net.state(i, coop))["sanctions_active"] == 0
+
+
+# ---- 10. the CLI exits non-zero when the co-op's rules reject an action ---------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_10_the_cli_exits_1_and_says_why_in_plain_words(net: Net, order: str) -> None:
+    h = Suspension()
+    P = Member("P")
+    await net.deliver(Delivery(h.prefix), order)
+    await net.same_state(h.coop)
+    coop = coop_text(h.coop)
+    keys = {m.name: str(m.key_file(net.home)) for m in (h.Z, h.S, P)}
+    async with net.cli_node(order) as i:
+        stranger = await net.cli(i, "post", "--coop", coop, "--kind", "ride.offer", "--key", keys["Z"])
+        suspended = await net.cli(i, "--json", "post", "--coop", coop, "--kind", "ride.offer", "--key", keys["S"])
+        joined = await net.cli_json(i, "member", "apply", "--coop", coop, "--key", keys["P"])
+    code, out, _ = stranger
+    assert code == 1, stranger
+    assert "you are not a member of this co-op (apply first)" in out and "status_none" in out
+    code, out, _ = suspended
+    assert code == 1, suspended
+    doc = json.loads(out)
+    assert doc["fold"]["result"] == "rejected" and doc["fold"]["reason"] == "suspended"
+    assert "you are suspended" in doc["fold"]["explanation"]
+    assert joined["fold"]["result"] == "applied"
+    await net.same_state(h.coop)
