@@ -202,9 +202,12 @@ class Net:
             assert r["status"] in ("accepted", "pending", "known") or r.get("code") == "chain_conflict", body
         return list(body["results"])
 
-    async def deliver(self, d: Delivery, order: str, *, unheld: Iterable[Action] = ()) -> dict[bytes, dict[str, Any]]:
+    async def deliver(
+        self, d: Delivery, order: str, *, unheld: Iterable[Action] = (), via: Sequence[int] = (0, 1, 2)
+    ) -> dict[bytes, dict[str, Any]]:
         """Post ``d`` in ``order`` (see the module docstring); return once every node holds it all
-        (but ``unheld``). Returns what the node each action was posted to answered, by id.
+        (but ``unheld``); ``via``: the nodes the forward and reversed orders post to. Returns what
+        the node each action was posted to answered, by id.
         A co-op's genesis goes first, to every node: a node takes a co-op's actions only once it
         holds its genesis."""
         answers: dict[bytes, dict[str, Any]] = {}
@@ -236,7 +239,7 @@ class Net:
         else:
             seq = d.all if order == "forward" else d.all[::-1]
             for n, a in enumerate(seq):
-                await post(n % 3, a)
+                await post(via[n % len(via)], a)
         skip = {a.id for a in unheld}  # actions the test expects some nodes never to hold
         await self.everywhere(*geneses, *(a for a in d.all if a.id not in skip), held=HELD)
         return answers
@@ -300,6 +303,12 @@ class Net:
     async def preview(self, i: int, coop: bytes, p: Action, parents: Iterable[Action | bytes]) -> dict[str, Any]:
         deps = ",".join(act_text(x) for x in parents)
         return dict(await self.get(i, self.coop_path(coop, f"/proposals/{act_text(p)}/preview"), deps=deps))
+
+    async def action(self, i: int, aid: str) -> dict[str, Any]:
+        return dict(await self.get(i, f"/api/v1/actions/{aid}"))
+
+    async def height(self, i: int, coop: bytes) -> int:
+        return int((await self.state(i, coop))["height"])
 
     async def same_state(
         self, coop: bytes, nodes: Sequence[int] = (0, 1, 2), *, proofs: int | None = None, within: float = DEADLINE_S

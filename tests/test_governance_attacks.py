@@ -354,6 +354,49 @@ async def test_4_an_honest_member_who_built_on_the_equivocators_next_action_is_j
     assert judged[0] == judged[2] == judged[3] == ("applied", None)
 
 
+# ---- 5. one stray dependency freezes nothing ----------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_5_a_stray_dependency_is_refused_at_the_door_and_freezes_nothing(net: Net, order: str) -> None:
+    FX, FY, M, Z, N = (Member(x) for x in ("FX", "FY", "M", "Z", "N"))
+    gx = FX.found("Co-op X", charter(), [])
+    px = FX.open(gx.id, "text", {}, [gx], ts=T0 + SECOND, title="A proposal of X")
+    gy = FY.found("Co-op Y", charter(), [M])
+    y = gy.id
+    m_note = M.note(y, [gy], ts=T0 + SECOND)
+    stranger = Z.note(y, [gy], ts=T0 + 2 * SECOND)  # a key Y never admitted: stored, rejected, never a tip
+    await net.deliver(Delivery([gx, px, gy, m_note], [], [stranger]), order)
+    await net.same_state(y)
+    yt, height = coop_text(y), await net.height(0, y)
+    keys = {m.name: str(m.key_file(net.home)) for m in (FY, Z, N)}
+    # At the door: a vote in Y naming X's proposal, signed without the CLI.
+    signed = FY.vote(y, px, "yes", ts=T0 + 3 * SECOND)
+    for i in range(3):
+        status, body = await net.submit(i, signed, single=True)
+        assert (status, body["error"]) == (422, "foreign_dep"), body
+    async with net.cli_node(order) as i:
+        wrong_coop = await net.cli(i, "proposal", "vote", act_text(px), "yes", "--coop", yt, "--key", keys["FY"])
+        stray = await net.cli(i, "post", "--coop", yt, "--kind", "ride.offer", "--dep", act_text(px), "--key", keys["Z"])
+        for code, out, err in (wrong_coop, stray):
+            assert code == 1 and "Traceback" not in err, (code, out, err)
+        assert "foreign_dep" in stray[2] and "another co-op" in stray[2], stray
+        assert "not_found" in wrong_coop[2] or "foreign_dep" in wrong_coop[2], wrong_coop
+        # Nothing of that was stored: the founder, a member and a newcomer act as before.
+        opened = await net.cli_json(i, "proposal", "open", "--coop", yt, "--title", "Summer market", "--key", keys["FY"])
+        posted = await net.cli_json(i, "post", "--coop", yt, "--kind", "ride.offer", "--key", keys["FY"])
+        joined = await net.cli_json(i, "member", "apply", "--coop", yt, "--key", keys["N"])
+    await net.same_state(y)
+    for doc in (opened, posted, joined):
+        assert doc["status"] == "accepted" and doc["fold"]["result"] == "applied", doc
+    assert await net.height(0, y) == height + 3
+    members = await net.members(0, y)
+    for doc in (opened, posted):
+        for dep in (await net.action(0, doc["id"]))["deps"]:
+            author = (await net.action(0, dep))["author"]
+            assert author in members and members[author]["in_good_standing"], (dep, author)
+            assert dep != act_text(stranger)
+
 # ---- 6. an honest member who posts through two nodes during a partition ------------------------
 
 
@@ -407,3 +450,66 @@ async def test_10_the_cli_exits_1_and_says_why_in_plain_words(net: Net, order: s
     assert "you are suspended" in doc["fold"]["explanation"]
     assert joined["fold"]["result"] == "applied"
     await net.same_state(h.coop)
+
+
+# ---- 8. a CLI-opened proposal's electorate is the whole membership ---------------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_8_a_cli_opened_proposal_has_every_member_in_its_electorate(net: Net, order: str) -> None:
+    """24 members join an open co-op through nodes 1 and 2 (some post afterwards, so their latest
+    actions differ); the founder opens a proposal with the CLI: all 25 are electors."""
+    F = Member("F")
+    g = F.found("Big Co-op", charter(), [])
+    coop = g.id
+    joins = [Member(f"J{n}") for n in range(24)]
+    applied = [m.apply(coop, [g], ts=T0 + SECOND) for m in joins]
+    more = {n: joins[n].note(coop, [applied[(n + 1) % 24]], ts=T0 + 2 * SECOND) for n in range(0, 24, 3)}
+    sides = [[*applied[k : k + 12], *(a for n, a in more.items() if k <= n < k + 12)] for k in (0, 12)]
+    await net.deliver(Delivery([g], *sides), order, via=(1, 2))
+    await net.same_state(coop)
+    keys = {m.name: str(m.key_file(net.home)) for m in (F, joins[-1])}
+    async with net.cli_node(order) as i:
+        opened = await net.cli_json(i, "proposal", "open", "--coop", coop_text(coop), "--title", "Everyone", "--key", keys["F"])
+        voted = await net.cli_json(i, "proposal", "vote", opened["id"], "yes", "--coop", coop_text(coop), "--key", keys[joins[-1].name])
+    assert opened["fold"]["result"] == voted["fold"]["result"] == "applied"
+    await net.same_state(coop)
+    for i in range(3):
+        view = await net.get(i, net.coop_path(coop, f"/proposals/{opened['id']}"))
+        assert view["electorate"] == 25
+        assert sorted(view["electors"]) == sorted([F.id, *(m.id for m in joins)])
+
+
+# ---- 9. decided proposals: the CLI signs nothing, and late votes are told ---------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_9_after_a_decision_the_cli_signs_nothing_and_late_votes_are_told(net: Net, order: str) -> None:
+    A, B, C, D, E = (Member(x) for x in "ABCDE")
+    g = A.found("Decided Co-op", charter(quorum=50, minutes=5), [B, C, D, E])
+    coop = g.id
+    p = A.open(coop, "text", {}, [g], ts=T0 + SECOND)
+    votes = [m.vote(coop, p, "yes", ts=T0 + 2 * SECOND) for m in (A, B, C, D, E)]
+    decided = A.tally(coop, p, "passed", votes[1:], ts=T0 + 3 * SECOND)  # the whole electorate voted
+    unaware = D.vote(coop, p, "no", ts=T0 + 4 * SECOND)  # D changes their mind, not having seen the tally
+    aware = E.vote(coop, p, "no", [decided], ts=T0 + 4 * SECOND)
+    await net.deliver(Delivery([g, p, *votes], [decided, aware], [unaware]), order)
+    await net.same_state(coop)
+    assert await net.results(coop, decided, unaware, aware) == [("applied", None), ("applied", None), ("rejected", "proposal_closed")]
+    for i in range(3):
+        said = await net.result(i, coop, unaware)
+        assert said["proposal"] == {"status": "passed", "decided_by": act_text(decided), "counted": False}
+        assert (await net.proposal(i, coop, p))["votes"]["yes"] == 5
+
+    keys = {m.name: str(m.key_file(net.home)) for m in (B, C)}
+    ct, pt = coop_text(coop), act_text(p)
+    heads = await net.get(0, net.coop_path(coop, "/chains"))
+    async with net.cli_node(order) as i:
+        tally = await net.cli(i, "proposal", "tally", pt, "--coop", ct, "--key", keys["B"])
+        tally_json = await net.cli_json(i, "proposal", "tally", pt, "--coop", ct, "--key", keys["B"])
+        vote = await net.cli(i, "proposal", "vote", pt, "no", "--coop", ct, "--key", keys["C"])
+    assert tally[0] == 0 and "already decided" in tally[1] and "nothing to tally" in tally[1], tally
+    assert (tally_json["status"], tally_json["outcome"], tally_json["decided_by"]) == ("not_signed", "passed", act_text(decided))
+    assert vote[0] == 1 and "proposal_closed" in vote[2] and "already decided" in vote[2], vote
+    await net.same_state(coop)
+    assert await net.get(0, net.coop_path(coop, "/chains")) == heads  # nobody signed anything
