@@ -35,6 +35,7 @@ from node.node import Node, init_data_dir
 from protocol import Action, SigningKey, sign_action, sign_genesis
 from protocol.charter import DEFAULT_CHARTER
 from protocol.ids import IdKind, format_id
+from protocol.limits import DEFAULT_ACTION_LIMITS
 from protocol.messages import encode_submission
 
 from .fed_helpers import free_ports, wait_until
@@ -50,6 +51,7 @@ COOPNET = Path(sys.executable).parent / "coopnet"
 CLI_TIMEOUT_S = 60.0
 ORDERS = ("forward", "reversed", "partition")
 HELD = ("stored", "pending", "forked")
+MAX_DEPS = DEFAULT_ACTION_LIMITS.max_deps
 
 
 def charter(
@@ -80,6 +82,7 @@ class Member:
         self.name = name
         self.key = SigningKey(hashlib.sha256(b"coopnet-attack-member:" + name.encode()).digest())
         self.heads: dict[bytes, tuple[int, bytes | None]] = {}
+        self.rest: list[Action] = []
 
     def __repr__(self) -> str:
         return f"Member({self.name})"
@@ -109,6 +112,18 @@ class Member:
         )
         self.heads[coop] = (seq + 1, a.id)
         return a
+
+    def see(self, coop: bytes, actions: Sequence[Action], ts: int = T0) -> list[Action]:
+        """``member.seen`` actions naming ``actions`` 32 at a time (all but the last chunk), so that
+        this member's next action, naming the rest as deps, has seen them all (as the CLI does);
+        returns the seen actions and leaves the rest to name in ``self.rest``."""
+        out = []
+        rest = list(actions)
+        while len(rest) > MAX_DEPS:
+            out.append(self.act(coop, "member.seen", {}, rest[:MAX_DEPS], ts))
+            rest = rest[MAX_DEPS:]
+        self.rest = rest
+        return out
 
     def fork(self, coop: bytes, kind: str, bodies: Sequence[Any], deps: Iterable[Action] = (), ts: int = T0) -> list[Action]:
         """Two (or more) different actions at this member's next seq: an equivocation. The chain
@@ -203,10 +218,11 @@ class Net:
         return list(body["results"])
 
     async def deliver(
-        self, d: Delivery, order: str, *, unheld: Iterable[Action] = (), via: Sequence[int] = (0, 1, 2)
+        self, d: Delivery, order: str, *, unheld: Iterable[Action] = (), via: Sequence[int] = (0, 1, 2), batch: int = 1
     ) -> dict[bytes, dict[str, Any]]:
         """Post ``d`` in ``order`` (see the module docstring); return once every node holds it all
-        (but ``unheld``); ``via``: the nodes the forward and reversed orders post to. Returns what
+        (but ``unheld``); ``via``: the nodes the forward and reversed orders post to; ``batch``:
+        actions per request (one node takes each batch, in the same order). Returns what
         the node each action was posted to answered, by id.
         A co-op's genesis goes first, to every node: a node takes a co-op's actions only once it
         holds its genesis."""
@@ -215,31 +231,35 @@ class Net:
         async def post(i: int, a: Action) -> None:
             answers[a.id] = (await self.post(i, a))[0]
 
+        async def post_all(actions: list[Action], nodes: Sequence[int]) -> None:
+            if batch == 1:
+                for n, a in enumerate(actions):
+                    await post(nodes[n % len(nodes)], a)
+                return
+            for n, k in enumerate(range(0, len(actions), batch)):
+                chunk = actions[k : k + batch]
+                for a, r in zip(chunk, await self.post(nodes[n % len(nodes)], *chunk), strict=True):
+                    answers[a.id] = r
+
         geneses = [a for a in d.all if a.is_genesis]
         for a in geneses:
             for i in range(3):
                 await post(i, a)
         d = Delivery(*([a for a in part if not a.is_genesis] for part in (d.prefix, d.side_a, d.side_b, d.suffix)))
         if order == "partition":
-            for n, a in enumerate(d.prefix):
-                await post(n % 3, a)
+            await post_all(d.prefix, (0, 1, 2))
             await self.everywhere(*d.prefix, held=HELD)
             await self.partition([{0, 1}, {2}])
             try:
-                for n, a in enumerate(d.side_a):
-                    await post(n % 2, a)
-                for a in d.side_b:
-                    await post(2, a)
+                await post_all(d.side_a, (0, 1))
+                await post_all(d.side_b, (2,))
                 await self.everywhere(*d.side_a, nodes=(0, 1), held=HELD)
                 await self.everywhere(*d.side_b, nodes=(2,), held=HELD)
             finally:
                 await self.partition([{0, 1, 2}])
-            for n, a in enumerate(d.suffix):
-                await post(n % 3, a)
+            await post_all(d.suffix, (0, 1, 2))
         else:
-            seq = d.all if order == "forward" else d.all[::-1]
-            for n, a in enumerate(seq):
-                await post(via[n % len(via)], a)
+            await post_all(d.all if order == "forward" else d.all[::-1], via)
         skip = {a.id for a in unheld}  # actions the test expects some nodes never to hold
         await self.everywhere(*geneses, *(a for a in d.all if a.id not in skip), held=HELD)
         return answers
@@ -256,8 +276,15 @@ class Net:
             return str((await r.json())["status"]) if r.status == 200 else None
 
     async def everywhere(self, *actions: Action, nodes: Sequence[int] = (0, 1, 2), held: Sequence[str] = ("stored",)) -> None:
+        missing = [(i, a) for i in nodes for a in actions]
+
         async def check() -> bool:
-            return all([await self.status_of(i, a) in held for i in nodes for a in actions])
+            while missing:  # an action held once stays held: look only at what was missing
+                i, a = missing[-1]
+                if await self.status_of(i, a) not in held:
+                    return False
+                missing.pop()
+            return True
 
         await wait_until(check, within=DEADLINE_S, what=f"{len(actions)} actions on nodes {tuple(nodes)}")
 

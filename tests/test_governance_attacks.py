@@ -455,6 +455,74 @@ async def test_10_the_cli_exits_1_and_says_why_in_plain_words(net: Net, order: s
     await net.same_state(h.coop)
 
 
+# ---- 7. the CLI tallies any electorate ---------------------------------------------------------
+
+
+class Electorate:
+    """An open co-op of ``size`` members (the founder and ``size - 1`` who applied); the founder
+    opens a text proposal (quorum 50 %, majority, a one-minute window); ``choices[n]`` is member
+    n's vote (None: no vote). ``witnesses`` members who did not vote post an everyday action
+    stamped five minutes on, moving the co-op clock past the window."""
+
+    def __init__(self, name: str, size: int, choices: list[str | None], witnesses: int = 0) -> None:
+        self.F = Member(f"{name}-F")
+        self.members = [self.F, *(Member(f"{name}-{n}") for n in range(1, size))]
+        g = self.g = self.F.found(name, charter(quorum=50, minutes=1), [])
+        coop = self.coop = g.id
+        self.joins = [m.apply(coop, [g], ts=T0 + SECOND) for m in self.members[1:]]
+        self.seen = self.F.see(coop, self.joins, ts=T0 + 2 * SECOND)  # the electorate is whom the opener has seen
+        self.p = self.F.open(coop, "text", {}, self.F.rest, ts=T0 + 2 * SECOND)
+        self.votes = [m.vote(coop, self.p, c, ts=T0 + 3 * SECOND) for m, c in zip(self.members, choices, strict=True) if c]
+        silent = [m for m, c in zip(self.members, choices, strict=True) if not c]
+        self.later = [m.note(coop, [self.p], ts=T0 + 5 * MINUTE) for m in silent[:witnesses]]
+
+    def delivery(self) -> Delivery:
+        half = len(self.votes) // 2
+        return Delivery([self.g, *self.joins, *self.seen, self.p], self.votes[:half], self.votes[half:], self.later)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_7_the_cli_tallies_every_vote_of_a_large_electorate(net: Net, order: str) -> None:
+    tie = Electorate("Tie Co-op", 40, ["yes"] * 20 + ["no"] * 20)
+    big = Electorate("Big Co-op", 70, ["yes"] * 40 + [None] * 30, witnesses=3)
+    for h in (tie, big):
+        await net.deliver(h.delivery(), order)
+        await net.same_state(h.coop)
+    keys = {h.F.name: str(h.F.key_file(net.home)) for h in (tie, big)}
+    async with net.cli_node(order) as i:
+        docs = [
+            await net.cli_json(i, "proposal", "tally", act_text(h.p), "--coop", coop_text(h.coop), "--key", keys[h.F.name])
+            for h in (tie, big)
+        ]
+    assert (docs[0]["outcome"], docs[0]["votes"]) == ("rejected", {"yes": 20, "no": 20, "abstain": 0, "block": 0})
+    assert (docs[1]["outcome"], docs[1]["votes"], docs[1]["window_closed"]) == (
+        "passed",
+        {"yes": 40, "no": 0, "abstain": 0, "block": 0},
+        True,
+    )
+    for h, doc, status in ((tie, docs[0], "rejected"), (big, docs[1], "passed")):
+        assert doc["fold"]["result"] == "applied", doc
+        await net.same_state(h.coop)
+        for i in range(3):
+            view = await net.proposal(i, h.coop, h.p)
+            assert (view["status"], view["decided_by"]) == (status, doc["id"])
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_7_the_cli_tally_sees_more_voters_than_a_page_of_tips(net: Net, order: str) -> None:
+    """1,030 electors all vote (520 yes, 510 no): the whole electorate has voted, so a tally that
+    has seen every vote decides at once, passed. The node offers at most 1,024 tips a request."""
+    h = Electorate("Huge Co-op", 1030, ["yes"] * 520 + ["no"] * 510)
+    await net.deliver(h.delivery(), order, batch=500)
+    await net.same_state(h.coop)
+    key = str(h.F.key_file(net.home))
+    async with net.cli_node(order) as i:
+        doc = await net.cli_json(i, "proposal", "tally", act_text(h.p), "--coop", coop_text(h.coop), "--key", key)
+    assert (doc["outcome"], doc["votes"]) == ("passed", {"yes": 520, "no": 510, "abstain": 0, "block": 0}), doc
+    assert doc["fold"]["result"] == "applied"
+    await net.same_state(h.coop)
+
+
 # ---- 8. a CLI-opened proposal's electorate is the whole membership ---------------------------------
 
 
