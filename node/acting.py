@@ -7,7 +7,9 @@ of a stranger, a rejected or deferred action, nor an action of another co-op, so
 action can never freeze what others build. An action names at most 32 deps; when there are more
 tips than fit (a large co-op, or a tally of thousands of voters), the client first posts
 ``member.seen`` actions, each naming 32 of them: the member's chain then carries that knowledge,
-and the final action sees all of it through its ``prev``.
+and the final action sees all of it through its ``prev``. The node offers at most ``ALL_TIPS``
+tips a request; while a page comes back full, the client covers the whole page and asks again (its
+``member.seen`` actions now build on those tips, so the next page holds the rest).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .client import Client, ClientError
 
 MAX_DEPS = DEFAULT_ACTION_LIMITS.max_deps
 SEEN_BATCH = 200  # member.seen actions posted per request
-ALL_TIPS = 1024
+ALL_TIPS = 1024  # tips asked for in one request (the node's most, gov_api.MAX_TIPS)
+MAX_TIP_PAGES = 1000  # bound on full pages of tips covered before acting (about a million tips)
 
 
 def now_ms() -> int:
@@ -85,13 +88,13 @@ class Actor:
             raise ActingError(e.code, e.message, {"results": e.body.get("results", [])}) from None
         return list(resp["results"])
 
-    def cover(self, deps: list[bytes]) -> tuple[int, bytes | None, list[bytes]]:
-        """Post ``member.seen`` actions until what is left of ``deps`` fits one action; returns the
-        chain's new (seq, head) and the deps left to name."""
+    def cover(self, deps: list[bytes], *, whole: bool = False) -> tuple[int, bytes | None, list[bytes]]:
+        """Post ``member.seen`` actions until what is left of ``deps`` fits one action (``whole``:
+        until nothing is left); returns the chain's new (seq, head) and the deps left to name."""
         seq, head = self.head()
         deps = [d for d in dict.fromkeys(deps) if d != head]
         pending: list[Action] = []
-        while len(deps) > MAX_DEPS:
+        while len(deps) > MAX_DEPS or (whole and deps):
             chunk, deps = deps[:MAX_DEPS], deps[MAX_DEPS:]
             a = self._sign(seq + 1, head, SEEN, {}, chunk)
             pending.append(a)
@@ -121,8 +124,17 @@ class Actor:
         whose author cannot post ``member.seen`` yet). ``body`` may be a function of the final (seq, prev,
         deps), for a tally whose claim depends on exactly what it will have seen. Returns what the
         node said, with the co-op's verdict."""
-        wanted = list(extra) + self.tips(ALL_TIPS if see_all else MAX_DEPS)
+        tips = self.tips(ALL_TIPS if see_all else MAX_DEPS)
+        wanted = list(extra) + tips
         if see_all:
+            for _ in range(MAX_TIP_PAGES):
+                if len(tips) < ALL_TIPS:
+                    break
+                # A full page: there may be more tips than one request returns. Having seen this
+                # page, the member's chain builds on it, so the next page holds what is left.
+                self.cover(wanted, whole=True)
+                tips = self.tips(ALL_TIPS)
+                wanted = tips
             seq, head, deps = self.cover(wanted)
         else:
             seq, head = self.head()

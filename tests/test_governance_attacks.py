@@ -508,6 +508,7 @@ async def test_7_the_cli_tallies_every_vote_of_a_large_electorate(net: Net, orde
             assert (view["status"], view["decided_by"]) == (status, doc["id"])
 
 
+@pytest.mark.slow  # about 15 s an order: 2,100 actions
 @pytest.mark.parametrize("order", ORDERS)
 async def test_7_the_cli_tally_sees_more_voters_than_a_page_of_tips(net: Net, order: str) -> None:
     """1,030 electors all vote (520 yes, 510 no): the whole electorate has voted, so a tally that
