@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from protocol import Action
+
 from .attack_helpers import (
     DAY,
     MINUTE,
@@ -135,6 +137,38 @@ async def test_1c_backdated_votes_outrank_only_a_decision_no_quorum_has_acknowle
         assert view["final"]["final"] is acknowledged
 
 
+@pytest.mark.xfail(strict=True, reason="BUG (reported): one stale re-vote spoils every later acknowledgement, and outranks")
+@pytest.mark.parametrize("order", ORDERS)
+async def test_1d_one_voter_cannot_overturn_a_decision_a_quorum_has_seen(net: Net, order: str) -> None:
+    """All five vote (A, B, E yes; C, D no) and A's tally decides ``passed`` at once. E, who had
+    voted yes, changes to no with deps that leave the tally out (stamped while the window is still
+    open), and tallies ``rejected``. Meanwhile B, C and D, through honest clients, post having seen
+    A's tally: with A, four of five have the decision in their chains' past, a quorum. The issue's
+    rule ("a decision becomes final once members forming a quorum of the electorate have it in
+    their chains' past; nothing supersedes a final decision") keeps it passed.
+
+    What happens: an acknowledgement counts only if the decision counted every vote the
+    acknowledging action had seen, and E's re-vote is in the past of B's, C's and D's actions (it
+    is a tip like any applied action), so none of them acknowledges; A's tally is not final, and
+    E's count (as many electors, a later vote) outranks it: one voter flips the decision."""
+    A, B, C, D, E = (Member(x) for x in "ABCDE")
+    g = A.found("Flip Co-op", charter(quorum=50, minutes=60), [B, C, D, E])
+    coop = g.id
+    p = A.open(coop, "text", {}, [g], ts=T0 + SECOND)
+    votes = [m.vote(coop, p, c, ts=T0 + 2 * SECOND) for m, c in ((A, "yes"), (B, "yes"), (E, "yes"), (C, "no"), (D, "no"))]
+    decided = A.tally(coop, p, "passed", votes[1:], ts=T0 + 3 * SECOND)  # the whole electorate voted: 3 yes, 2 no
+    flip = E.vote(coop, p, "no", votes, ts=T0 + 4 * SECOND)  # E "has not seen" the tally; the window is open
+    seen = [m.note(coop, [decided, flip], ts=T0 + 5 * SECOND) for m in (B, C, D)]  # honest clients name the tips
+    overturn = E.tally(coop, p, "rejected", votes, ts=T0 + 6 * SECOND)
+    await net.deliver(Delivery([g, p, *votes, decided], [*seen], [flip, overturn]), order)
+    await net.same_state(coop)
+    assert await net.results(coop, decided, flip, *seen, overturn) == [("applied", None)] * 6
+    for i in range(3):
+        view = await net.proposal(i, coop, p)
+        assert (view["status"], view["decided_by"]) == ("passed", act_text(decided)), view
+        assert view["final"]["final"] is True
+
+
 # ---- 2. sanctions bind whatever deps ---------------------------------------------------------
 
 FRAUD = {"fraud": {"days": 0, "sanction": "expel", "text": "took payment for produce never delivered"}}
@@ -215,6 +249,42 @@ async def test_2_an_expelled_sponsor_cannot_admit_through_a_proxy(net: Net, orde
     assert await net.one(coop, n2_acts) == ("rejected", "status_applicant")
     for i in range(3):
         assert (await net.members(i, coop))[N2.id]["status"] == "applicant"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (reported): a same-claim tally that sorts first replaces a final decision's bound")
+@pytest.mark.parametrize("order", ORDERS)
+async def test_2_a_sanctioned_member_cannot_decide_their_own_sanction_to_move_its_bound(net: Net, order: str) -> None:
+    """A, B and C vote to expel S; after the window, and a busy stretch of co-op life, A tallies
+    ``passed``; B and C acknowledge it (final). S, who never showed having seen any of it, posts
+    ten everyday actions on the genesis, then signs their own tally of the sanction, also
+    ``passed`` (a valid count: three yes of four), naming only the votes and the clock witnesses.
+    Its causal height is lower than A's tally, so it sorts first and, agreeing with A's, becomes
+    the decision: the sanction's bound is S's highest seq in *S's* tally, which holds the ten
+    actions, so they are not bound. The fair outcome: the final decision is A's, and it binds
+    everything S signed beyond it."""
+    A, B, C, S = (Member(x) for x in "ABCS")
+    g = A.found("Self-tally Co-op", charter(quorum=50, minutes=5, offences=FRAUD), [B, C, S])
+    coop = g.id
+    s = A.open(coop, "sanction", {"clause": "fraud", "evidence": [], "member": S.pk}, [g], ts=T0 + SECOND)
+    votes = [m.vote(coop, s, "yes", ts=T0 + 2 * SECOND) for m in (A, B, C)]
+    witnesses = [m.note(coop, votes, ts=T0 + 10 * MINUTE) for m in (A, B, C)]  # the window closes
+    busy: list[Action] = [*witnesses]
+    for n in range(15):  # a stretch of everyday life: each action builds on the one before
+        busy.append((A, B, C)[n % 3].note(coop, [busy[-1]], ts=T0 + 11 * MINUTE + n * SECOND))
+    decided = A.tally(coop, s, "passed", [busy[-1]], ts=T0 + 12 * MINUTE)
+    acks = [m.note(coop, [decided], ts=T0 + 13 * MINUTE) for m in (B, C)]
+    stale = [S.note(coop, [g], ts=T0 + 14 * MINUTE + n) for n in range(10)]
+    own = S.tally(coop, s, "passed", [*votes, *witnesses], ts=T0 + 15 * MINUTE)
+    await net.deliver(Delivery([g, s, *votes, *busy], [decided, *acks], [*stale, own]), order)
+    await net.same_state(coop)
+    assert await net.results(coop, decided, own) == [("applied", None)] * 2
+    for i in range(3):
+        view = await net.proposal(i, coop, s)
+        assert (view["status"], view["decided_by"], view["final"]["final"]) == ("passed", act_text(decided), True), (
+            view["decided_by"] == act_text(own),
+            view["final"],
+        )
+    assert await net.results(coop, *stale) == [("rejected", "status_expelled")] * 10
 
 
 # ---- 3. a suspended member cannot end their own suspension ----------------------------------
