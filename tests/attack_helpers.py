@@ -338,10 +338,16 @@ class Net:
         return int((await self.state(i, coop))["height"])
 
     async def same_state(
-        self, coop: bytes, nodes: Sequence[int] = (0, 1, 2), *, proofs: int | None = None, within: float = DEADLINE_S
+        self,
+        coop: bytes,
+        nodes: Sequence[int] = (0, 1, 2),
+        *,
+        proofs: int | None = None,
+        deferred: int = 0,
+        within: float = DEADLINE_S,
     ) -> str:
         """Wait until the nodes hold the same chains (and ``proofs`` proofs, when given) for ``coop``,
-        have nothing of it deferred, and report one state hash; return it."""
+        have ``deferred`` actions of it deferred, and report one state hash; return it."""
         hashes: list[str] = []
         last: list[Any] = []
 
@@ -350,7 +356,7 @@ class Net:
             chains = [await self.get(i, self.coop_path(coop, "/chains")) for i in nodes]
             states = [await self.state(i, coop) for i in nodes]
             last = [(s["state_hash"][:12], s["height"], s["deferred"]) for s in states]
-            if any(c != chains[0] for c in chains) or any(s["deferred"] for s in states):
+            if any(c != chains[0] for c in chains) or any(s["deferred"] != deferred for s in states):
                 return False
             if proofs is not None:
                 found = [len((await self.get(i, self.coop_path(coop, "/proofs")))["proofs"]) for i in nodes]

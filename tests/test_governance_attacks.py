@@ -468,6 +468,27 @@ async def test_5_a_stray_dependency_is_refused_at_the_door_and_freezes_nothing(n
             assert dep != act_text(stranger)
 
 
+@pytest.mark.parametrize("order", ORDERS)
+async def test_5_a_dep_that_can_never_arrive_is_refused_before_it_freezes_a_chain(net: Net, order: str) -> None:
+    """A member mistypes ``--dep`` (an id no node holds), or names an action still waiting for its
+    own deps: an action built on either would wait for ever, and so would every later action of
+    theirs (each names the one before as ``prev``). The CLI refuses it and signs nothing."""
+    F, M, Z = Member("F"), Member("M"), Member("Z")
+    g = F.found("Typo Co-op", charter(), [M])
+    waiting = Z.note(g.id, [F.note(g.id, [g], ts=T0 + SECOND)], ts=T0 + 2 * SECOND)  # its dep is never posted
+    await net.deliver(Delivery([g, waiting]), order)
+    await net.same_state(g.id, deferred=1)
+    ct, key = coop_text(g.id), str(M.key_file(net.home))
+    async with net.cli_node(order) as i:
+        typo = await net.cli(i, "post", "--coop", ct, "--kind", "ride.offer", "--dep", "act_" + "a" * 52, "--key", key)
+        stuck = await net.cli(i, "post", "--coop", ct, "--kind", "ride.offer", "--dep", act_text(waiting), "--key", key)
+        after = await net.cli_json(i, "post", "--coop", ct, "--kind", "ride.offer", "--key", key)
+    for code, out, err in (typo, stuck):
+        assert code == 1 and "unknown_dep" in err and "would wait" in err, (code, out, err)
+    assert (after["seq"], after["fold"]["result"]) == (1, "applied"), after
+    await net.same_state(g.id, deferred=1)
+
+
 # ---- 6. an honest member who posts through two nodes during a partition ------------------------
 
 
