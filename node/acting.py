@@ -78,6 +78,33 @@ class Actor:
         found = self._get(f"/api/v1/coops/{self.coop_text}/tips", limit=limit)["tips"]
         return [parse_id(IdKind.ACTION, t) for t in found]
 
+    def check_deps(self, deps: list[bytes]) -> None:
+        """Refuse to build on an action this node does not hold, or one still waiting for its own
+        deps: the new action would wait for it, and so would every later action of this member
+        (each names the one before as prev), for ever if it never arrives. An action of another
+        co-op is left to the node, which refuses it at the door (foreign_dep)."""
+        for d in dict.fromkeys(deps):
+            text = format_id(IdKind.ACTION, d)
+            try:
+                found = self.client.get(f"/api/v1/actions/{text}")
+            except ClientError as e:
+                if e.code != "not_found":
+                    raise ActingError(e.code, e.message) from None
+                raise ActingError(
+                    "unknown_dep",
+                    f"{text} is not held by this node: an action depending on it would wait for it, "
+                    "and so would every later action of yours",
+                ) from None
+            if found.get("coop") != self.coop_text:
+                continue
+            waiting = found.get("status") == "pending" or (found.get("fold") or {}).get("result") == "deferred"
+            if waiting:
+                raise ActingError(
+                    "unknown_dep",
+                    f"{text} is itself waiting for actions this node does not hold: an action depending on it "
+                    "would wait too, and so would every later action of yours",
+                )
+
     def _sign(self, seq: int, prev: bytes | None, kind: str, body: Any, deps: list[bytes]) -> Action:
         return sign_action(self.key, coop=self.coop, seq=seq, prev=prev, deps=deps, ts=self.clock(), kind=kind, body=body)
 
@@ -124,6 +151,7 @@ class Actor:
         whose author cannot post ``member.seen`` yet). ``body`` may be a function of the final (seq, prev,
         deps), for a tally whose claim depends on exactly what it will have seen. Returns what the
         node said, with the co-op's verdict."""
+        self.check_deps(list(extra))
         tips = self.tips(ALL_TIPS if see_all else MAX_DEPS)
         wanted = list(extra) + tips
         if see_all:
