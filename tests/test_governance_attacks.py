@@ -14,6 +14,7 @@ a test stamps the far future on purpose; the nodes accept stamps up to twenty ye
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,6 +39,10 @@ from .attack_helpers import (
     three_nodes,
     wall_ms,
 )
+
+# About three minutes in all (each test starts three nodes, and the CLI tests start the command
+# several times), so the file runs in ``make test`` and CI but not in ``make test-fast``.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -484,7 +489,7 @@ async def test_4_an_honest_member_who_built_on_the_equivocators_next_action_is_j
     b_after = B.note(coop, [h.kept], ts=T0 + 8 * SECOND)
     delivery = Delivery(h.prefix, [h.kept], [h.lost, on_lost, b_note, b_tally, b_more], [b_after])
     await net.deliver(delivery, order, unheld=[h.lost, on_lost])
-    await net.same_state(coop, proofs=1, within=10.0)  # three nodes agree within a few rounds of 0.3 s
+    await net.same_state(coop, proofs=1, within=6.0)  # three nodes agree within a few rounds of 0.3 s
     judged = await net.results(coop, b_note, b_tally, b_more, b_after)
     assert all(r in ("applied", "rejected") for r, _ in judged), judged
     assert judged[0] == judged[2] == judged[3] == ("applied", None)
@@ -512,16 +517,19 @@ async def test_5_a_stray_dependency_is_refused_at_the_door_and_freezes_nothing(n
         status, body = await net.submit(i, signed, single=True)
         assert (status, body["error"]) == (422, "foreign_dep"), body
     async with net.cli_node(order) as i:
-        wrong_coop = await net.cli(i, "proposal", "vote", act_text(px), "yes", "--coop", yt, "--key", keys["FY"])
-        stray = await net.cli(i, "post", "--coop", yt, "--kind", "ride.offer", "--dep", act_text(px), "--key", keys["Z"])
+        wrong_coop, stray = await asyncio.gather(  # independent commands, side by side
+            net.cli(i, "proposal", "vote", act_text(px), "yes", "--coop", yt, "--key", keys["FY"]),
+            net.cli(i, "post", "--coop", yt, "--kind", "ride.offer", "--dep", act_text(px), "--key", keys["Z"]),
+        )
         for code, out, err in (wrong_coop, stray):
             assert code == 1 and "Traceback" not in err, (code, out, err)
         assert "foreign_dep" in stray[2] and "another co-op" in stray[2], stray
         assert "foreign_dep" in wrong_coop[2] and f"an action of co-op {coop_text(gx.id)}" in wrong_coop[2], wrong_coop
         # Nothing of that was stored: the founder, a member and a newcomer act as before.
+        joining = asyncio.ensure_future(net.cli_json(i, "member", "apply", "--coop", yt, "--key", keys["N"]))
         opened = await net.cli_json(i, "proposal", "open", "--coop", yt, "--title", "Summer market", "--key", keys["FY"])
         posted = await net.cli_json(i, "post", "--coop", yt, "--kind", "ride.offer", "--key", keys["FY"])
-        joined = await net.cli_json(i, "member", "apply", "--coop", yt, "--key", keys["N"])
+        joined = await joining
     await net.same_state(y)
     for doc in (opened, posted, joined):
         assert doc["status"] == "accepted" and doc["fold"]["result"] == "applied", doc
@@ -546,8 +554,10 @@ async def test_5_a_dep_that_can_never_arrive_is_refused_before_it_freezes_a_chai
     await net.same_state(g.id, deferred=1)
     ct, key = coop_text(g.id), str(M.key_file(net.home))
     async with net.cli_node(order) as i:
-        typo = await net.cli(i, "post", "--coop", ct, "--kind", "ride.offer", "--dep", "act_" + "a" * 52, "--key", key)
-        stuck = await net.cli(i, "post", "--coop", ct, "--kind", "ride.offer", "--dep", act_text(waiting), "--key", key)
+        typo, stuck = await asyncio.gather(
+            net.cli(i, "post", "--coop", ct, "--kind", "ride.offer", "--dep", "act_" + "a" * 52, "--key", key),
+            net.cli(i, "post", "--coop", ct, "--kind", "ride.offer", "--dep", act_text(waiting), "--key", key),
+        )
         after = await net.cli_json(i, "post", "--coop", ct, "--kind", "ride.offer", "--key", key)
     for code, out, err in (typo, stuck):
         assert code == 1 and "unknown_dep" in err and "would wait" in err, (code, out, err)
@@ -597,9 +607,11 @@ async def test_10_the_cli_exits_1_and_says_why_in_plain_words(net: Net, order: s
     coop = coop_text(h.coop)
     keys = {m.name: str(m.key_file(net.home)) for m in (h.Z, h.S, P)}
     async with net.cli_node(order) as i:
-        stranger = await net.cli(i, "post", "--coop", coop, "--kind", "ride.offer", "--key", keys["Z"])
-        suspended = await net.cli(i, "--json", "post", "--coop", coop, "--kind", "ride.offer", "--key", keys["S"])
-        joined = await net.cli_json(i, "member", "apply", "--coop", coop, "--key", keys["P"])
+        stranger, suspended, joined = await asyncio.gather(
+            net.cli(i, "post", "--coop", coop, "--kind", "ride.offer", "--key", keys["Z"]),
+            net.cli(i, "--json", "post", "--coop", coop, "--kind", "ride.offer", "--key", keys["S"]),
+            net.cli_json(i, "member", "apply", "--coop", coop, "--key", keys["P"]),
+        )
     code, out, _ = stranger
     assert code == 1, stranger
     assert "you are not a member of this co-op (apply first)" in out and "status_none" in out
@@ -647,10 +659,9 @@ async def test_7_the_cli_tallies_every_vote_of_a_large_electorate(net: Net, orde
         await net.same_state(h.coop)
     keys = {h.F.name: str(h.F.key_file(net.home)) for h in (tie, big)}
     async with net.cli_node(order) as i:
-        docs = [
-            await net.cli_json(i, "proposal", "tally", act_text(h.p), "--coop", coop_text(h.coop), "--key", keys[h.F.name])
-            for h in (tie, big)
-        ]
+        docs = await asyncio.gather(
+            *(net.cli_json(i, "proposal", "tally", act_text(h.p), "--coop", coop_text(h.coop), "--key", keys[h.F.name]) for h in (tie, big))
+        )
     assert (docs[0]["outcome"], docs[0]["votes"]) == ("rejected", {"yes": 20, "no": 20, "abstain": 0, "block": 0})
     assert (docs[1]["outcome"], docs[1]["votes"], docs[1]["window_closed"]) == (
         "passed",
@@ -665,7 +676,6 @@ async def test_7_the_cli_tallies_every_vote_of_a_large_electorate(net: Net, orde
             assert (view["status"], view["decided_by"]) == (status, doc["id"])
 
 
-@pytest.mark.slow  # about 15 s an order: 2,100 actions
 @pytest.mark.parametrize("order", ORDERS)
 async def test_7_the_cli_tally_sees_more_voters_than_a_page_of_tips(net: Net, order: str) -> None:
     """1,030 electors all vote (520 yes, 510 no): the whole electorate has voted, so a tally that
@@ -734,9 +744,11 @@ async def test_9_after_a_decision_the_cli_signs_nothing_and_late_votes_are_told(
     ct, pt = coop_text(coop), act_text(p)
     heads = await net.get(0, net.coop_path(coop, "/chains"))
     async with net.cli_node(order) as i:
-        tally = await net.cli(i, "proposal", "tally", pt, "--coop", ct, "--key", keys["B"])
-        tally_json = await net.cli_json(i, "proposal", "tally", pt, "--coop", ct, "--key", keys["B"])
-        vote = await net.cli(i, "proposal", "vote", pt, "no", "--coop", ct, "--key", keys["C"])
+        tally, tally_json, vote = await asyncio.gather(
+            net.cli(i, "proposal", "tally", pt, "--coop", ct, "--key", keys["B"]),
+            net.cli_json(i, "proposal", "tally", pt, "--coop", ct, "--key", keys["B"]),
+            net.cli(i, "proposal", "vote", pt, "no", "--coop", ct, "--key", keys["C"]),
+        )
     assert tally[0] == 0 and "already decided" in tally[1] and "nothing to tally" in tally[1], tally
     assert (tally_json["status"], tally_json["outcome"], tally_json["decided_by"]) == ("not_signed", "passed", act_text(decided))
     assert vote[0] == 1 and "proposal_closed" in vote[2] and "already decided" in vote[2], vote
