@@ -174,6 +174,34 @@ async def test_1d_one_voter_cannot_overturn_a_decision_a_quorum_has_seen(net: Ne
         assert view["final"]["final"] is True
 
 
+@pytest.mark.xfail(strict=True, reason="BUG (reported): an opening with stale deps picks its own electorate")
+@pytest.mark.parametrize("order", ORDERS)
+async def test_1e_two_dormant_founders_cannot_amend_the_charter_of_a_grown_co_op(net: Net, order: str) -> None:
+    """F1, F2 and F3 found an open co-op; seven members join and take part. F2 and F3 have never
+    acted since the founding. F2 opens an amendment with deps = the genesis: "as far as F2 had
+    seen", the electorate is the three founders. F2 and F3 vote yes (2 of 3: quorum and two-thirds
+    met), and F2 tallies after the window, naming the members' recent actions for the clock.
+
+    Fair outcome: two of ten members do not rewrite the charter. What happens: the amendment
+    passes on every node and the new charter binds everyone whose actions see the tally."""
+    F1, F2, F3 = Member("F1"), Member("F2"), Member("F3")
+    g = F1.found("Grown Co-op", charter(minutes=5), [F2, F3])
+    coop = g.id
+    joined = [Member(f"M{n}") for n in range(7)]
+    applies = [m.apply(coop, [g], ts=T0 + SECOND) for m in joined]
+    busy = [m.note(coop, applies, ts=T0 + 10 * MINUTE) for m in joined]
+    harsh = charter(minutes=5, policy="vote", offences={"anything": {"days": 0, "sanction": "expel", "text": "displeasing F2"}})
+    amend = F2.open(coop, "amend", {"charter": harsh}, [g], ts=T0 + 2 * SECOND, title="A new charter")
+    votes = [m.vote(coop, amend, "yes", ts=T0 + 3 * SECOND) for m in (F2, F3)]
+    tally = F2.tally(coop, amend, "passed", [votes[1], *busy], ts=T0 + 11 * MINUTE)
+    await net.deliver(Delivery([g, *applies], busy, [amend, *votes], [tally]), order)
+    await net.same_state(coop)
+    for i in range(3):
+        view = await net.proposal(i, coop, amend)
+        assert view["electorate"] == 10 or view["status"] != "passed", (view["electorate"], view["status"])
+        assert (await net.state(i, coop))["charter"]["membership"]["policy"] == "open"
+
+
 # ---- 2. sanctions bind whatever deps ---------------------------------------------------------
 
 FRAUD = {"fraud": {"days": 0, "sanction": "expel", "text": "took payment for produce never delivered"}}
