@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -19,11 +19,14 @@ import click
 
 from protocol import ProtocolError, sign_genesis
 from protocol.ids import IdKind, format_id, parse_id
+from protocol.peer import parse_origin
 
 from .client import DEFAULT_URL, Client, ClientError
-from .config import CONFIG_NAME, ConfigError, load_config, load_federation_file
+from .config import CONFIG_NAME, DEFAULT_ADMIN_LISTEN, ConfigError, load_config, load_federation_file
 from .keyfile import KeyFileError, read_key_file, write_key_file
 from .node import URL_FILE, init_data_dir, serve
+from .ops import advertise_problem, setup_logging
+from .store import StoreError
 from .views import json_to_value
 
 
@@ -35,12 +38,24 @@ class _Console:
         self._options = options
         self._console: Any = None
 
-    def __getattr__(self, name: str) -> Any:
+    def get(self) -> Any:
+        """The rich Console itself, made now if it was not yet."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+    # Python looks special methods up on the type, never through __getattr__, and rich uses a
+    # console as a context manager (Live.stop, Live.refresh): forward them explicitly.
+    def __enter__(self) -> Any:
+        return self.get().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.get().__exit__(*exc)
 
 
 def Table(*columns: str, **options: Any) -> Any:
@@ -132,21 +147,35 @@ def main(ctx: click.Context, node: str | None, as_json: bool) -> None:
 @click.option("--listen", default="127.0.0.1:8470", show_default=True, help="Address the node will listen on.")
 @click.option("--join", "join", type=click.Path(path_type=Path), default=None, help="A federation file: join that federation.")
 @click.option("--advertise-url", default="", help="How peers reach this node, if not the listen address.")
+@click.option(
+    "--admin-listen", default=DEFAULT_ADMIN_LISTEN, show_default=True, help='Address of the admin API (port 0: any free port; "": none).'
+)
 @pass_ctx
-def init(c: Ctx, data_dir: Path | None, listen: str, join: Path | None, advertise_url: str) -> None:
-    """Create a data directory: config, node key (0600) and an empty store on first run."""
+def init(c: Ctx, data_dir: Path | None, listen: str, join: Path | None, advertise_url: str, admin_listen: str) -> None:
+    """Create a data directory: config, node key and admin token (0600), an empty store on first run."""
     data_dir = data_dir or default_data_dir()
     host, _, port = listen.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
-    if advertise_url and not advertise_url.startswith(("http://", "https://")):
-        raise click.BadParameter("expected an http:// or https:// URL", param_hint="--advertise-url")
+    if advertise_url:
+        try:
+            parse_origin(advertise_url.removesuffix("/"))
+        except ValueError as e:  # checked before anything is written: the config would not load
+            raise click.BadParameter(str(e), param_hint="--advertise-url") from None
+    problem = advertise_problem(host, int(port), advertise_url)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--listen")
+    admin_host, _, admin_port = admin_listen.rpartition(":")
+    if admin_listen and (not admin_host or not (admin_port.isascii() and admin_port.isdigit()) or not 0 <= int(admin_port) < 65536):
+        raise click.BadParameter('expected HOST:PORT, or "" for no admin API', param_hint="--admin-listen")
     try:
         federation = load_federation_file(join) if join is not None else None
     except ConfigError as e:
         _fail("bad_federation_file", str(e), c.as_json)
     try:
-        cfg = init_data_dir(data_dir, host=host, port=int(port), federation=federation, advertise_url=advertise_url)
+        cfg = init_data_dir(
+            data_dir, host=host, port=int(port), federation=federation, advertise_url=advertise_url, admin_listen=admin_listen
+        )
         node_id = format_id(IdKind.NODE, read_key_file(cfg.key_path, "node").public_key)
     except (ConfigError, KeyFileError) as e:
         _fail("exists", str(e), c.as_json)
@@ -189,19 +218,12 @@ def run(c: Ctx, data_dir: Path | None, config_file: Path | None) -> None:
         cfg = load_config(path, env=env)
     except ConfigError as e:
         _fail("bad_config", str(e), c.as_json)
-    interactive = sys.stderr.isatty()
-    if interactive:
-        from rich.logging import RichHandler
-
-        logging.basicConfig(
-            level=cfg.log_level.upper(), format="%(name)s: %(message)s", handlers=[RichHandler(console=err_console, show_path=False)]
-        )
-    else:
-        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    interactive = sys.stderr.isatty() and cfg.log_format == "text"  # JSON logs stay one object per line
+    setup_logging(cfg.log_level, cfg.log_format, err_console if interactive else None)
     try:
-        asyncio.run(serve(cfg, err_console if interactive else None))
-    except (KeyFileError, OSError) as e:
-        _fail("cannot_start", str(e), c.as_json)
+        asyncio.run(serve(cfg, err_console.get() if interactive else None))
+    except (KeyFileError, OSError, StoreError, sqlite3.Error) as e:
+        _fail("cannot_start", str(e) if isinstance(e, (OSError, KeyFileError)) else f"{e} (data directory {cfg.data_dir})", c.as_json)
 
 
 @main.command()
@@ -228,9 +250,9 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _submit_one(c: Ctx, raw: bytes) -> dict[str, Any]:
+def _submit_one(c: Ctx, raw: bytes, headers: dict[str, str] | None = None) -> dict[str, Any]:
     try:
-        resp = c.client.submit([raw], single=True)
+        resp = c.client.submit([raw], single=True, headers=headers)
     except ClientError as e:
         _fail(e.code, e.message, c.as_json, {"results": e.body.get("results", [])})
     return resp["results"][0]
@@ -254,8 +276,9 @@ def coop() -> None:
 @click.option(
     "--key", "key_file", type=click.Path(path_type=Path), default=Path("member.key"), show_default=True, help="Founder's member key."
 )
+@click.option("--invite", default=None, help="The invite token a node that founds co-ops by invite gave you.")
 @pass_ctx
-def coop_create(c: Ctx, name: str, purpose: str, key_file: Path) -> None:
+def coop_create(c: Ctx, name: str, purpose: str, key_file: Path, invite: str | None) -> None:
     """Found a co-op: sign its genesis action with your key and submit it."""
     key = _load_member_key(c, key_file)
     body: dict[str, Any] = {"name": name}
@@ -265,7 +288,7 @@ def coop_create(c: Ctx, name: str, purpose: str, key_file: Path) -> None:
         genesis = sign_genesis(key, ts=_now_ms(), body=body)
     except ProtocolError as e:
         _fail(e.code.value, e.message, c.as_json)
-    result = _submit_one(c, genesis.raw)
+    result = _submit_one(c, genesis.raw, {"Coopnet-Invite": invite} if invite else None)
     out = {
         "coop": format_id(IdKind.COOP, genesis.id),
         "name": name,
@@ -479,4 +502,5 @@ def status(c: Ctx) -> None:
     _out(info, c.as_json, readable)
 
 
-from . import cli_gov  # noqa: E402, F401  (registers the governance commands)
+# Registered on ``main`` by importing them: the governance, operator and admission commands.
+from . import admission_cli, cli_gov, cli_ops  # noqa: E402, F401

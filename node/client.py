@@ -29,11 +29,15 @@ class Client:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, data: bytes | None = None, content_type: str | None = None) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, data: bytes | None = None, content_type: str | None = None, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Accept", "application/json")
         if content_type:
             req.add_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read())
@@ -52,8 +56,8 @@ class Client:
         q = {k: v for k, v in query.items() if v is not None}
         return self._request("GET", path + ("?" + urllib.parse.urlencode(q) if q else ""))
 
-    def submit(self, raws: list[bytes], *, single: bool = False) -> dict[str, Any]:
-        return self._request("POST", "/api/v1/actions", encode_submission(raws, single=single), "application/msgpack")
+    def submit(self, raws: list[bytes], *, single: bool = False, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        return self._request("POST", "/api/v1/actions", encode_submission(raws, single=single), "application/msgpack", headers)
 
     def node(self) -> dict[str, Any]:
         return self.get("/api/v1/node")

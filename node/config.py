@@ -8,6 +8,7 @@ or range is an error naming the file and the key. Two environment variables over
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -17,11 +18,16 @@ from typing import Any
 
 from protocol.ids import IdKind, parse_id
 from protocol.limits import DEFAULT_ACTION_LIMITS
+from protocol.peer import parse_origin
 
 CONFIG_NAME = "coopnet.toml"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8470
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+# The admin listener (node/admin.py): loopback, and port 0 so that several nodes on one host never
+# collide; the bound address is written to coopnet.admin-url, where ``coopnet admin`` finds it.
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:0"
 
 
 class ConfigError(Exception):
@@ -36,10 +42,61 @@ class Limits:
     max_batch_actions: int = 2000  # actions in one POST
     max_action_bytes: int = DEFAULT_ACTION_LIMITS.max_action_bytes  # may be lowered, not raised
     max_page: int = 1000  # items in one page of a listing
-    max_pending: int = 10_000  # actions held waiting for a chain predecessor
+    max_pending: int = 10_000  # actions held waiting for a chain predecessor, node-wide
+    max_pending_per_coop: int = 2000  # of those, in one co-op
+    max_pending_per_author: int = 256  # of those, of one author in one co-op
+    pending_floor: int = 64  # a co-op holding fewer is never refused for the node-wide bound
+    pending_seconds: int = 86_400  # a pending action still waiting after this long is dropped
     max_group: int = 4096  # actions committed in one SQLite transaction
     verify_workers: int = 2  # processes validating large batches; 0 validates in the event loop
     max_clock_skew_ms: int = 600_000  # actions stamped further ahead of this node's clock are refused (held back by peers)
+    # The HTTP surface (node/http.py): what a stranger's connections may cost.
+    max_connections: int = 2048  # open HTTP connections; lowered to fit the open-file limit
+    idle_timeout: float = 30.0  # seconds a keep-alive connection may wait for its next request
+    header_timeout: float = 10.0  # seconds to send a complete request head
+    body_timeout: float = 30.0  # seconds to send a request body
+    max_header_bytes: int = 8190  # one request line or header line
+    max_headers: int = 128  # header lines in one request
+    max_head_bytes: int = 32 * 1024  # a whole request head: request line and every header
+    max_body_bytes_in_flight: int = 32 * 1024 * 1024  # request bodies being read or decoded, node-wide
+    body_budget_wait: float = 1.0  # seconds a body waits for room in that budget before 503 busy
+    max_json_depth: int = 32  # containers nested in a JSON body
+    log_repeat_interval: float = 10.0  # seconds between two log lines of one kind; the rest are counted
+    # Readiness (GET /readyz): the node says it cannot take writes before it fails them.
+    min_free_disk_bytes: int = 128 * 1024 * 1024  # free space on the data directory's filesystem
+    writer_stall_timeout: float = 30.0  # seconds one group commit may run before the writer counts as stuck
+
+
+FOUNDING_POLICIES = ("open", "invite", "closed")
+UNKNOWN_AUTHOR_POLICIES = ("hold", "store")
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The ``[admission]`` table: what this node takes from whom. Admission is local: it decides
+    what this node stores, never what a stored action means (every node folds the same state)."""
+
+    founding: str = "open"  # new co-ops from clients: open | invite (a token) | closed (federation.replicate only)
+    unknown_authors: str = "hold"  # hold: quarantine actions of authors not known in their co-op; store: take them
+    quarantine_per_author: int = 4  # held actions of one author in one co-op
+    quarantine_per_coop: int = 256
+    max_quarantine: int = 1024  # node-wide
+    quarantine_seconds: int = 3600  # a held action whose author is still unknown after this long is dropped
+    quota_author_bytes: int = 64 * 1024 * 1024  # stored bytes of one author in one co-op; 0: no quota
+    quota_coop_bytes: int = 4 * 1024**3  # stored bytes of one co-op; 0: no quota
+    quota_node_bytes: int = 16 * 1024**3  # stored bytes of every co-op together; 0: no quota
+    trusted_proxies: tuple[str, ...] = ()  # addresses or networks whose X-Forwarded-For is believed
+    # Client API token buckets: a rate per second and a burst; a rate of 0 turns the bucket off.
+    read_rate: float = 20.0  # GET requests, per client address
+    read_burst: int = 200
+    write_rate: float = 100.0  # actions posted (a request costs its action count), per client address
+    write_burst: int = 2000
+    author_rate: float = 10.0  # actions stored, per author
+    author_burst: int = 300
+    join_rate: float = 0.02  # applications and new co-ops, per client address
+    join_burst: int = 20
+    apply_rate: float = 0.1  # applications, per co-op
+    apply_burst: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +123,34 @@ class Federation:
     fetch_batch: int = 2000  # actions asked for in one fetch during catch-up
     refuse_seconds: float = 60.0  # how long a misbehaving peer is refused
     rate_limit: float = 50.0  # peer requests per second allowed from one peer (burst 2x)
+    request_rate: float = 20.0  # peer requests per second this node sends to one peer (burst 2x)
+    introductions: int = 4  # new nodes one peer may introduce per introduction_window
+    introduction_window: float = 300.0  # seconds
+    max_candidates: int = 64  # introduced nodes waiting to prove their key
+    max_per_introducer: int = 8  # learned peers introduced by any one node
+    max_per_network: int = 8  # learned peers in one /24 (IPv4), /48 (IPv6) or domain
+    max_claims: int = 8  # co-ops new to this node, from one peer's list, checked per round
+    forget_after: float = 7 * 24 * 3600.0  # seconds a learned peer may stay unreachable
     fault_hooks: bool = False  # cluster testing only: enables POST /_test/partition
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """The ``[admin]`` table: where the token-protected admin API listens ("" disables it)."""
+
+    listen: str = DEFAULT_ADMIN_LISTEN
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen)
+
+    @property
+    def host(self) -> str:
+        return _parse_listen(self.listen, "admin.listen")[0]
+
+    @property
+    def port(self) -> int:
+        return _parse_listen(self.listen, "admin.listen")[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +161,12 @@ class Config:
     key_file: Path = Path("node.key")  # relative to data_dir
     database: Path = Path("coopnet.sqlite3")  # relative to data_dir
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one object per line)
     synchronous: str = "full"
     limits: Limits = field(default_factory=Limits)
     federation: Federation = field(default_factory=Federation)
+    admin: Admin = field(default_factory=Admin)
+    admission: Admission = field(default_factory=Admission)
     source: Path | None = None  # the file this was loaded from
 
     @property
@@ -123,16 +210,20 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
     """Build a Config from parsed TOML; ``source`` names the file in errors and anchors paths."""
     env = dict(os.environ) if env is None else env
     name = str(source)
-    _check_keys(name, data, {"node", "store", "limits", "federation"})
+    _check_keys(name, data, {"node", "store", "limits", "federation", "admin", "admission"})
     node = data.get("node", {})
     store = data.get("store", {})
     limits_t = data.get("limits", {})
     fed_t = data.get("federation", {})
-    for section, table in (("node", node), ("store", store), ("limits", limits_t), ("federation", fed_t)):
+    admin_t = data.get("admin", {})
+    adm_t = data.get("admission", {})
+    tables = (("node", node), ("store", store), ("limits", limits_t), ("federation", fed_t), ("admin", admin_t), ("admission", adm_t))
+    for section, table in tables:
         if not isinstance(table, dict):
             raise ConfigError(f"{name}: [{section}] must be a table")
-    _check_keys(f"{name}: [node]", node, {"listen", "data_dir", "key_file", "database", "log_level"})
+    _check_keys(f"{name}: [node]", node, {"listen", "data_dir", "key_file", "database", "log_level", "log_format"})
     _check_keys(f"{name}: [store]", store, {"synchronous"})
+    _check_keys(f"{name}: [admin]", admin_t, {"listen"})
     limit_names = {f.name for f in fields(Limits)}
     _check_keys(f"{name}: [limits]", limits_t, limit_names)
 
@@ -151,12 +242,23 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
         if level not in LOG_LEVELS:
             raise ConfigError(f"{name}: node.log_level must be one of {', '.join(LOG_LEVELS)}, got {node['log_level']!r}")
         cfg = replace(cfg, log_level=level)
+    if "log_format" in node:
+        fmt = _expect(f"{name}: node.log_format", node["log_format"], str).lower()
+        if fmt not in LOG_FORMATS:
+            raise ConfigError(f"{name}: node.log_format must be one of {', '.join(LOG_FORMATS)}, got {node['log_format']!r}")
+        cfg = replace(cfg, log_format=fmt)
+    if "listen" in admin_t:
+        admin_listen = _expect(f"{name}: admin.listen", admin_t["listen"], str)
+        if admin_listen:
+            host, port = _parse_listen(admin_listen, f"{name}: admin.listen")
+            admin_listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        cfg = replace(cfg, admin=Admin(admin_listen))
     if "synchronous" in store:
         mode = _expect(f"{name}: store.synchronous", store["synchronous"], str).lower()
         if mode not in ("full", "normal"):
             raise ConfigError(f"{name}: store.synchronous must be 'full' or 'normal', got {store['synchronous']!r}")
         cfg = replace(cfg, synchronous=mode)
-    lim = {k: _expect(f"{name}: limits.{k}", v, int, minimum=0 if k == "verify_workers" else 1) for k, v in limits_t.items()}
+    lim = {k: _limit(f"{name}: limits.{k}", k, v) for k, v in limits_t.items()}
     limits = Limits(**lim)
     if limits.max_action_bytes > DEFAULT_ACTION_LIMITS.max_action_bytes:
         raise ConfigError(
@@ -164,12 +266,79 @@ def parse_config(data: dict[str, Any], source: Path, env: dict[str, str] | None 
         )
     if limits.max_request_bytes < limits.max_action_bytes:
         raise ConfigError(f"{name}: limits.max_request_bytes must be at least limits.max_action_bytes")
-    cfg = replace(cfg, limits=limits, federation=parse_federation(fed_t, f"{name}: federation"))
+    if limits.max_body_bytes_in_flight < limits.max_request_bytes:
+        raise ConfigError(f"{name}: limits.max_body_bytes_in_flight must be at least limits.max_request_bytes")
+    cfg = replace(
+        cfg,
+        limits=limits,
+        federation=parse_federation(fed_t, f"{name}: federation"),
+        admission=parse_admission(adm_t, f"{name}: admission"),
+    )
     return apply_env(cfg, env)
 
 
-_FED_FLOATS = {"anti_entropy_interval", "request_timeout", "refuse_seconds", "rate_limit"}
-_FED_INTS = {"fanout", "max_peers", "fetch_batch"}
+def parse_admission(t: dict[str, Any], where: str) -> Admission:
+    """Parse an ``[admission]`` table."""
+    _check_keys(where, t, {f.name for f in fields(Admission)})
+    kw: dict[str, Any] = {}
+    for f in fields(Admission):
+        if f.name not in t:
+            continue
+        v, at = t[f.name], f"{where}.{f.name}"
+        if f.name == "founding" or f.name == "unknown_authors":
+            allowed = FOUNDING_POLICIES if f.name == "founding" else UNKNOWN_AUTHOR_POLICIES
+            if v not in allowed:
+                raise ConfigError(f"{at} must be one of {', '.join(repr(x) for x in allowed)}, got {v!r}")
+            kw[f.name] = v
+        elif f.name == "trusted_proxies":
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError(f'{at}: expected a list of addresses or networks, e.g. ["127.0.0.1", "10.0.0.0/8"]')
+            for x in v:
+                try:
+                    ipaddress.ip_network(x, strict=False)
+                except ValueError:
+                    raise ConfigError(f"{at}: {x!r} is not an IP address or network") from None
+            kw[f.name] = tuple(v)
+        elif f.type == "float":
+            if type(v) not in (int, float) or v < 0:
+                raise ConfigError(f"{at}: expected a rate of 0 (off) or more per second, got {v!r}")
+            kw[f.name] = float(v)
+        else:
+            kw[f.name] = _expect(at, v, int, minimum=0 if f.name.startswith("quota_") else 1)
+    return Admission(**kw)
+
+
+_LIMIT_FLOATS = {f.name for f in fields(Limits) if isinstance(f.default, float)}
+
+
+def _limit(where: str, key: str, value: Any) -> Any:
+    if key in _LIMIT_FLOATS:  # seconds: any positive number
+        if type(value) not in (int, float) or value <= 0:
+            raise ConfigError(f"{where}: expected a positive number of seconds, got {value!r}")
+        return float(value)
+    return _expect(where, value, int, minimum=0 if key == "verify_workers" else 1)
+
+
+_FED_FLOATS = {
+    "anti_entropy_interval",
+    "request_timeout",
+    "refuse_seconds",
+    "rate_limit",
+    "request_rate",
+    "introduction_window",
+    "forget_after",
+}
+_FED_INTS = {"fanout", "max_peers", "fetch_batch", "introductions", "max_candidates", "max_per_introducer", "max_per_network", "max_claims"}
+
+
+def _origin(where: str, url: str) -> str:
+    """A peer or advertised URL: an origin (scheme://host:port); one trailing slash is dropped."""
+    url = url[:-1] if url.endswith("/") and not url.endswith("//") else url
+    try:
+        parse_origin(url)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return url
 
 
 def parse_federation(t: dict[str, Any], where: str) -> Federation:
@@ -184,9 +353,7 @@ def parse_federation(t: dict[str, Any], where: str) -> Federation:
             kw[key] = _expect(f"{where}.{key}", t[key], bool)
     if "advertise_url" in t:
         url = _expect(f"{where}.advertise_url", t["advertise_url"], str)
-        if url and not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}.advertise_url must start with http:// or https://, got {url!r}")
-        kw["advertise_url"] = url.rstrip("/")
+        kw["advertise_url"] = _origin(f"{where}.advertise_url", url) if url else ""
     for key in _FED_INTS:
         if key in t:
             kw[key] = _expect(f"{where}.{key}", t[key], int, minimum=1 if key != "fanout" else 0)
@@ -221,15 +388,13 @@ def parse_federation(t: dict[str, Any], where: str) -> Federation:
             if not isinstance(p, dict):
                 raise ConfigError(f"{w}: expected a table with url and id")
             _check_keys(w, p, {"url", "id"})
-            url = _expect(f"{w}.url", p.get("url"), str)
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{w}.url must start with http:// or https://, got {url!r}")
+            url = _origin(f"{w}.url", _expect(f"{w}.url", p.get("url"), str))
             node_id = _expect(f"{w}.id", p.get("id"), str)
             try:
                 parse_id(IdKind.NODE, node_id)
             except ValueError as e:
                 raise ConfigError(f"{w}.id: {e}") from None
-            out.append(PeerAddress(url.rstrip("/"), node_id))
+            out.append(PeerAddress(url, node_id))
         kw["peers"] = tuple(out)
     return Federation(**kw)
 
@@ -294,6 +459,14 @@ def render_federation(fed: Federation, advertise_url: str = "") -> str:
         f"fetch_batch = {fed.fetch_batch}",
         f"refuse_seconds = {fed.refuse_seconds!r}",
         f"rate_limit = {fed.rate_limit!r}",
+        f"request_rate = {fed.request_rate!r}           # requests/s this node sends to one peer; keep below the peers' rate_limit",
+        f"introductions = {fed.introductions}              # new nodes one peer may introduce per introduction_window",
+        f"introduction_window = {fed.introduction_window!r}",
+        f"max_candidates = {fed.max_candidates}            # introduced nodes waiting to prove their key",
+        f"max_per_introducer = {fed.max_per_introducer}          # learned peers introduced by any one node",
+        f"max_per_network = {fed.max_per_network}             # learned peers in one /24, /48 or domain",
+        f"max_claims = {fed.max_claims}                  # co-ops new to this node checked per round, from one peer's list",
+        f"forget_after = {fed.forget_after!r}        # seconds a learned peer may stay unreachable before it is dropped",
     ]
     if fed.fault_hooks:
         lines.append("fault_hooks = true   # testing only")
@@ -308,10 +481,13 @@ def render_config(
     log_level: str = "info",
     federation: Federation | None = None,
     advertise_url: str = "",
+    admin_listen: str = DEFAULT_ADMIN_LISTEN,
 ) -> str:
     """The config file ``coopnet init`` writes: every setting shown with its default."""
     lim = Limits()
     limit_lines = "\n".join(f"# {f.name} = {getattr(lim, f.name)}" for f in fields(Limits))
+    adm = Admission()
+    admission_lines = "\n".join(f"# {f.name} = {_toml_default(getattr(adm, f.name))}" for f in fields(Admission))
     fed_text = render_federation(federation, advertise_url) if federation is not None else render_federation(Federation(), advertise_url)
     return f"""# coopnet node configuration. Paths are relative to this file's folder.
 # Environment overrides: COOPNET_DATA_DIR, COOPNET_PORT.
@@ -322,6 +498,12 @@ data_dir = "."
 key_file = "node.key"          # the node's Ed25519 key (0600); never share it
 database = "coopnet.sqlite3"
 log_level = "{log_level}"        # debug | info | warning | error
+log_format = "text"         # text | json (one JSON object per line: ts, level, logger, message, extras)
+
+[admin]
+# The admin API (coopnet admin ...): every request needs the token in admin.token (0600, in the
+# data directory). Keep it on loopback. Port 0: any free port (see coopnet.admin-url); "" disables it.
+listen = "{admin_listen}"
 
 [store]
 # full: every acknowledged action survives kill -9, power loss and OS crashes (fsync per commit).
@@ -332,4 +514,17 @@ synchronous = "full"
 # Uncomment to change; the values shown are the defaults.
 {limit_lines}
 
+[admission]
+# What this node takes from whom (docs/OPERATIONS.md, "Admission"). On a node reachable from the
+# internet, set founding = "invite" or "closed", and trusted_proxies behind a reverse proxy.
+{admission_lines}
+
 {fed_text}"""
+
+
+def _toml_default(v: object) -> str:
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_toml_str(x) for x in v) + "]"
+    return repr(v)

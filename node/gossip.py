@@ -13,7 +13,18 @@ Theory of operation. Three loops, each bounded and independent of any one peer's
   (one storing, two verifying, one fetched ahead): that is the backpressure, and since what is
   missing is computed from the store, a restart resumes where it stopped.
 - **Announce.** Each node periodically sends its signed node record to its peers and learns
-  theirs and the records they know, within what the federation allows.
+  theirs and the records they know, within what the federation allows. A record from anyone but
+  the node itself is an introduction: a *probe* (an announce sent to the introduced node's URL,
+  answered with its own signed record for that URL) must prove it before it takes a slot
+  (peers.py, "who gets a slot"). Learned peers unreachable for ``forget_after`` are dropped.
+
+Claims are checked lazily and cost only the claimer. A co-op that a peer's list names and this
+node does not hold is tried with that peer alone (at most ``max_claims`` per round), never with
+the others; if that peer then serves no action of it, the claim was false and it loses standing
+(``bogus_claim``). A fetch reply keeps only what was asked (the co-op, the
+wants, the proof ids); anything else is dropped and costs its sender (``unasked``). Every request
+to a peer waits for this node's own budget for that peer (``request_rate``, peers.py ``Pacer``),
+so however many co-ops it replicates, it stays under its peers' rate limits.
 
 Peers that fail are backed off (peers.py); peers that send invalid data are penalised.
 """
@@ -25,13 +36,14 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from protocol import ProtocolError, SigningKey
 from protocol.ids import IdKind, parse_id
 from protocol.messages import (
+    MAX_FETCH_IDS,
     PUSH_MAX_ACTIONS,
     Announce,
     FetchReply,
@@ -46,14 +58,15 @@ from protocol.messages import (
     encode_fetch_request,
     encode_push,
     encode_reconcile_request,
+    keep_asked,
 )
-from protocol.peer import decode_node_record, sign_node_record
+from protocol.peer import BadRecordSignature, decode_node_record, sign_node_record
 from protocol.reconcile import Reconciliation, resolve_probes
 
 from .config import Federation, Limits
 from .metrics import Metrics
 from .peer_api import PeerApi
-from .peers import Peer, PeerBook, PeerClient, PeerError
+from .peers import Candidate, Peer, PeerBook, PeerClient, PeerError
 from .store import Committed, Store
 
 log = logging.getLogger("coopnet.gossip")
@@ -70,15 +83,24 @@ PushItem = tuple[bytes, bytes, bytes | None, bool]  # (coop, raw, origin, is_pro
 
 ANNOUNCE_INTERVAL_S = 30.0
 PROGRESS_LOG_INTERVAL_MS = 2000
+PROBE_CONCURRENCY = 8  # candidates contacted at once
 
 
 class Scope:
-    """The co-ops this node replicates: a configured list, or all (``coops`` None), plus the
-    co-ops that a replicated co-op has decided to federate with (its governance, not config)."""
+    """The co-ops this node replicates: a configured list, or all (``configured`` None), plus its
+    co-ops' federation *partners*, which follow governance, not config, and need both sides.
+
+    A co-op's data goes to another co-op's nodes only by both co-ops' decisions. This node asks for
+    a partner P only while one of its configured co-ops C has decided to federate with P and P has
+    not shown (in its own fold, once held here) that it does not federate with C; and it serves a
+    co-op X to a peer whose record does not list X only if X has decided to federate with a co-op
+    that peer lists (``consents``, from X's fold here). Either side ending the agreement stops both.
+    """
 
     def __init__(self, replicate: tuple[str, ...] | None) -> None:
         self.configured: frozenset[bytes] | None = None if replicate is None else frozenset(parse_id(IdKind.COOP, c) for c in replicate)
-        self._partners: dict[bytes, frozenset[bytes]] = {}  # configured co-op -> the co-ops it federates with
+        self._named: dict[bytes, frozenset[bytes]] = {}  # configured co-op -> the co-ops it federates with
+        self._consent: dict[bytes, frozenset[bytes]] = {}  # any folded co-op -> the co-ops it federates with
         self.partners: frozenset[bytes] = frozenset()
 
     @property
@@ -86,16 +108,31 @@ class Scope:
         return None if self.configured is None else self.configured | self.partners
 
     def set_partners(self, coop: bytes, partners: set[bytes]) -> None:
-        """What ``coop``'s governance currently federates with (only configured co-ops count)."""
-        if self.configured is None or coop not in self.configured or self._partners.get(coop) == partners:
+        """What ``coop``'s governance currently federates with (as folded here)."""
+        self._consent[coop] = frozenset(partners)
+        if self.configured is not None and coop in self.configured:
+            self._named[coop] = frozenset(partners)
+        self._recompute()
+
+    def consents(self, coop: bytes) -> frozenset[bytes] | None:
+        """The co-ops ``coop`` has decided to federate with, as folded here (None: not folded)."""
+        return self._consent.get(coop)
+
+    def _recompute(self) -> None:
+        if self.configured is None:
             return
-        self._partners[coop] = frozenset(partners)
-        now = frozenset().union(*self._partners.values())
-        for c in now - self.partners:
+        now: set[bytes] = set()
+        for c, named in self._named.items():
+            for p in named:
+                theirs = self._consent.get(p)
+                if p not in self.configured and (theirs is None or c in theirs):
+                    now.add(p)
+        frozen = frozenset(now)
+        for c in frozen - self.partners:
             log.info("replicating co-op %s: a federation agreement names it", c.hex()[:16])
-        for c in self.partners - now:
-            log.info("no longer replicating co-op %s: its federation agreement ended", c.hex()[:16])
-        self.partners = now
+        for c in self.partners - frozen:
+            log.info("no longer replicating co-op %s: its federation agreement ended (or was never made on its side)", c.hex()[:16])
+        self.partners = frozen
 
     def __call__(self, coop: bytes) -> bool:
         return self.configured is None or coop in self.configured or coop in self.partners
@@ -193,8 +230,10 @@ def _discard(ahead: _LookAhead | None) -> None:
 
 
 def node_record(key: SigningKey, url: str, federation: Federation, scope: Scope, ts: int) -> bytes:
-    coops = sorted(scope.coops) if scope.coops is not None else []
-    return sign_node_record(key, url=url, federation=federation.name, coops=coops, all_coops=scope.coops is None, ts=ts).encode()
+    # The record lists the co-ops this node replicates by its operator's choice; partners are not
+    # listed: a peer serves a partner co-op to this node by that co-op's own decision (Scope).
+    coops = sorted(scope.configured) if scope.configured is not None else []
+    return sign_node_record(key, url=url, federation=federation.name, coops=coops, all_coops=scope.configured is None, ts=ts).encode()
 
 
 @dataclass
@@ -263,22 +302,35 @@ class Gossip:
         self._backlog: dict[bytes, deque[tuple[bytes, bool]]] = {}  # per peer: (raw, is_proof) waiting
         self._push_tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()  # set to run an anti-entropy round now (tests, new peers)
+        self._probe_wake = asyncio.Event()  # set when a candidate is introduced
+        self._probe_gate = asyncio.Semaphore(PROBE_CONCURRENCY)
+        self._probe_tasks: set[asyncio.Task[None]] = set()
+        self._claims: dict[bytes, tuple[bytes, bool]] = {}  # co-op being checked -> (claimer, served anything of it)
+        self._listed_at: dict[bytes, int] = {}  # peer -> when its co-op list was last asked for
+        # The deps a co-op's governance fold waits for that no chain segment brings (an action kept
+        # aside by an equivocation that this node never received): asked for by id after a sync.
+        # Set by the node once governance exists; None: nothing is asked by id.
+        self.missing_deps: Callable[[bytes], Awaitable[list[bytes]]] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self.store.listeners.append(self.on_commit)
+        self.book.on_candidate = self._probe_wake.set
+        if self.book.candidates:  # introduced between the server's start and this one
+            self._probe_wake.set()
         self._tasks = [
             asyncio.create_task(self._pusher(), name="gossip-push"),
             asyncio.create_task(self._anti_entropy(), name="gossip-anti-entropy"),
             asyncio.create_task(self._announcer(), name="gossip-announce"),
+            asyncio.create_task(self._prober(), name="gossip-probe"),
         ]
         self.wake.set()  # the first round at once: a node that starts behind catches up without waiting
 
     async def stop(self) -> None:
-        for t in [*self._tasks, *self._push_tasks]:
+        for t in [*self._tasks, *self._push_tasks, *self._probe_tasks]:
             t.cancel()
-        for t in [*self._tasks, *self._push_tasks]:
+        for t in [*self._tasks, *self._push_tasks, *self._probe_tasks]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
@@ -367,27 +419,64 @@ class Gossip:
 
     async def round(self) -> int:
         """One anti-entropy round over every co-op in scope; returns actions fetched."""
+        self._forget()
         ready = [p for p in self.book.ready() if p.url]
         if not ready:
             return 0
-        coops = set(await self.store.coop_ids()) if self.scope.coops is None else set(self.scope.coops)
+        claims: list[bytes] = []
         if self.scope.coops is None:
+            coops = set(await self.store.coop_ids())
             # Replicating everything: learn the co-ops a peer holds that this node has never seen.
-            peer = self.rng.choice(ready)
+            # They are its claims: checked with it alone, a few a round (see the module docstring).
+            # Peers are asked in turn (least recently asked first), so every peer's claims are
+            # checked, and a liar's soon, however many honest peers there are.
+            peer = min(ready, key=lambda p: (self._listed_at.get(p.node_id, 0), self.rng.random()))
+            self._listed_at[peer.node_id] = self.clock_ms()
+            if len(self._listed_at) > 2 * self.federation.max_peers:
+                self._listed_at = {k: v for k, v in self._listed_at.items() if k in self.book.peers}
             try:
-                coops |= set(decode_coop_list(await self.client.call(peer, "/peer/v1/coops", b"", "coops")))
+                listed = decode_coop_list(await self.client.call(peer, "/peer/v1/coops", b"", "coops"))
                 self.book.success(peer)
+                new = sorted(set(listed) - coops)
+                claims = self.rng.sample(new, min(len(new), self.federation.max_claims))
             except (PeerError, ProtocolError) as e:
                 self.book.failure(peer, str(e))
+        else:
+            coops = set(self.scope.coops)
         fetched = 0
         for coop in sorted(coops):
             candidates = [p for p in self.book.ready() if p.url and p.replicates(coop)]
             if candidates:
                 fetched += await self.sync_coop(self.rng.choice(candidates), coop)
+        for coop in claims:
+            if self.book.refused(peer.node_id) or peer not in self.book.ready():
+                break
+            fetched += await self.check_claim(peer, coop)
+        return fetched
+
+    async def check_claim(self, peer: Peer, coop: bytes) -> int:
+        """Fetch a co-op this node does not hold from the peer whose list named it. If the exchange
+        went through and the peer served no action of it (it listed no heads, or sent nothing of
+        what it listed), the claim was false: it costs that peer, never the others (whom this node
+        did not even ask). An honest holder always serves something: every chain it lists has a
+        seq 1, and the first fetch asks for exactly that."""
+        self._claims[coop] = (peer.node_id, False)
+        try:
+            fetched, completed = await self._sync_coop(peer, coop)
+        finally:
+            _, served = self._claims.pop(coop, (b"", False))
+        if completed and not served and await self.store.get_coop(coop) is None:
+            self.book.penalize(peer.node_id, "bogus_claim")
+            log.info("peer %s listed co-op %s but served nothing of it", peer.text_id, coop.hex()[:16])
         return fetched
 
     async def sync_coop(self, peer: Peer, coop: bytes) -> int:
         """Reconcile ``coop`` with ``peer`` and fetch what it has that this node lacks."""
+        return (await self._sync_coop(peer, coop))[0]
+
+    async def _sync_coop(self, peer: Peer, coop: bytes) -> tuple[int, bool]:
+        """``sync_coop``, and whether the exchange went through (no failure, no invalid reply; an
+        ``out_of_scope`` answer counts as not through, and is no fault of either side)."""
         try:
             rec = Reconciliation(coop, await self.store.head_set(coop), await self.store.proof_ids(coop))
             request = rec.next_request()
@@ -405,18 +494,20 @@ class Gossip:
             peer.reconciled_ms = self.clock_ms()
             self.metrics.reconciliations.labels("in_sync" if not wants and not rec.proof_wants else "differ").inc()
             fetched = await self._fetch(peer, coop, wants, rec.proof_wants, rec.missing) if wants or rec.proof_wants else 0
+            if self.missing_deps is not None:
+                fetched += await self._fetch_missing(peer, coop)
             self.book.success(peer)
-            return fetched
+            return fetched, True
         except PeerError as e:
             self.metrics.reconciliations.labels("failed").inc()
             if e.code == "out_of_scope":
-                return 0
+                return 0, False
             self.book.failure(peer, str(e))
         except ProtocolError as e:
             self.metrics.reconciliations.labels("failed").inc()
             self.book.penalize(peer.node_id, "bad_message")
             self.book.failure(peer, f"invalid reply: {e}")
-        return 0
+        return 0, False
 
     async def _fetch(self, peer: Peer, coop: bytes, wants: list[Want], proof_wants: list[bytes], missing: int | None = None) -> int:
         """Fetch the wanted chain segments and proofs in bounded batches, as a pipeline: while one
@@ -469,7 +560,9 @@ class Gossip:
                         ask, rest = proofs[:PROOFS_PER_FETCH], proofs[PROOFS_PER_FETCH:]
                         ahead = _LookAhead(expect, nxt, ask, rest, asyncio.ensure_future(self._fetch_call(peer, coop, nxt, ask)))
                 first_of_each = False
-                prepare = asyncio.ensure_future(self.peer_api.prepare(peer.node_id, reply.actions, reply.proofs, "fetch", skip_known=False))
+                prepare = asyncio.ensure_future(
+                    self.peer_api.prepare(peer.node_id, reply.actions, reply.proofs, "fetch", skip_known=False, coop=coop)
+                )
                 pipe.verifying.append(_Stage(batch, reply.more, bool(reply.proofs), guessed, expect, prepare))
                 if len(pipe.verifying) > 1 and not await pipe.step():
                     _discard(ahead)  # a stored reply did not fill its wants: what was sent ahead rests on a wrong guess
@@ -509,9 +602,35 @@ class Gossip:
                 del remaining[asked.author]  # the peer holds no more of this chain
         return counts["accepted"], remaining != before or st.got_proofs or st.guessed
 
-    async def _fetch_call(self, peer: Peer, coop: bytes, batch: tuple[Want, ...], proofs: list[bytes]) -> FetchReply:
-        body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs)))
-        return decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))
+    async def _fetch_missing(self, peer: Peer, coop: bytes) -> int:
+        """Ask ``peer`` by id for the deps ``coop``'s fold waits for, once; store what comes."""
+        assert self.missing_deps is not None
+        ids = (await self.missing_deps(coop))[:MAX_FETCH_IDS]
+        if not ids:
+            return 0
+        reply = await self._fetch_call(peer, coop, (), [], tuple(ids))
+        if not reply.actions:
+            return 0
+        counts, _, _ = await self.peer_api.store_intake(
+            await self.peer_api.prepare(peer.node_id, reply.actions, (), "fetch", skip_known=True, coop=coop)
+        )
+        return counts["accepted"]
+
+    async def _fetch_call(
+        self, peer: Peer, coop: bytes, batch: tuple[Want, ...], proofs: list[bytes], ids: tuple[bytes, ...] = ()
+    ) -> FetchReply:
+        body = encode_fetch_request(FetchRequest(coop, batch, tuple(proofs), ids))
+        reply = decode_fetch_reply(await self.client.call(peer, "/peer/v1/fetch", body, "fetch"))
+        kept, dropped = keep_asked(reply, coop, batch, proofs, ids)
+        if dropped:
+            # An honest responder sends only what it was asked (10.5): the rest is neither stored nor
+            # passed on, and costs the sender.
+            self.book.penalize(peer.node_id, "unasked", dropped)
+            self.metrics.actions_rejected.labels("unasked", "fetch").inc(dropped)
+            log.warning("fetch reply from %s carried %d items not asked for: dropped", peer.text_id, dropped)
+        if kept.actions and self._claims.get(coop, (b"", True))[0] == peer.node_id:
+            self._claims[coop] = (peer.node_id, True)
+        return kept
 
     def _fetch_batch(self, remaining: dict[bytes, Want]) -> tuple[Want, ...]:
         """At most ``fetch_batch`` actions' worth of wants (and 1024 wants), in author order: the
@@ -565,10 +684,20 @@ class Gossip:
             await self.announce()
             await asyncio.sleep(ANNOUNCE_INTERVAL_S * self.rng.uniform(0.8, 1.2))
 
+    def _announce_body(self) -> bytes:
+        return encode_announce(Announce(self.record(), self.peer_api.known_records()))
+
+    def _forget(self) -> None:
+        for node_id in self.book.forget_dead():
+            if node_id not in self._pushing:
+                self._backlog.pop(node_id, None)
+        if len(self._backlog) > 2 * self.federation.max_peers:  # peers dropped to make room
+            for node_id in [k for k in self._backlog if k not in self.book.peers and k not in self._pushing]:
+                del self._backlog[node_id]
+
     async def announce(self) -> None:
-        mine = self.record()
-        known = tuple(p.record.encode() for p in self.book.peers.values() if p.record is not None)
-        body = encode_announce(Announce(mine, known[:256]))
+        self._forget()
+        body = self._announce_body()
         peers = [p for p in self.book.ready() if p.url]
         results = await asyncio.gather(*(self.client.call(p, "/peer/v1/announce", body, "announce") for p in peers), return_exceptions=True)
         learned = False
@@ -580,20 +709,81 @@ class Gossip:
             try:
                 reply = decode_announce(result)
                 record = decode_node_record(reply.record)
-                if record.node == peer.node_id:
-                    learned |= self.book.learn(record)
-                for data in reply.peers:
-                    learned |= self.book.learn(decode_node_record(data))
-            except (ProtocolError, ValueError) as e:
+            except (ProtocolError, BadRecordSignature) as e:
                 self.book.penalize(peer.node_id, "bad_message")
                 log.warning("invalid announce reply from %s: %s", peer.text_id, e)
+                continue
+            except ValueError as e:  # its record is against the rules: not learned, not an offence
+                log.info("announce reply from %s: record not learned: %s", peer.text_id, e)
+                continue
+            if record.node == peer.node_id:
+                learned |= self.book.introduce(record, peer.node_id)
+            learned |= self._introductions(peer.node_id, reply.peers)
         if learned:
             self.wake.set()
+
+    def _introductions(self, introducer: bytes, records: tuple[bytes, ...]) -> bool:
+        learned = False
+        for data in records:
+            try:
+                learned |= self.book.introduce(decode_node_record(data), introducer)
+            except BadRecordSignature:
+                self.book.penalize(introducer, "bad_message")  # honest nodes verify what they pass on
+            except ValueError:
+                pass  # against the rules here (another version, another federation's habits): not learned
+        return learned
+
+    # ---- probing candidates ------------------------------------------------------------------
+
+    async def _prober(self) -> None:
+        """Each candidate is probed as soon as it is introduced, ``PROBE_CONCURRENCY`` at a time: a
+        candidate that hangs holds one place until its request times out, never the ones after it."""
+        while True:
+            await self._probe_wake.wait()
+            self._probe_wake.clear()
+            for c in self.book.take_candidates():
+                task = asyncio.create_task(self._probe_gated(c))
+                self._probe_tasks.add(task)
+                task.add_done_callback(self._probe_tasks.discard)
+
+    async def _probe_gated(self, c: Candidate) -> None:
+        async with self._probe_gate:
+            await self.probe(c)
+
+    async def probe(self, c: Candidate) -> bool:
+        """Contact a candidate at its URL with an announce: it proves its key by answering with its
+        own record, for that URL, signed by that key. Only then does it take a slot."""
+        node = c.record.node
+        stand_in = Peer(node, c.record.url, "candidate")
+        try:
+            result = await self.client.call(stand_in, "/peer/v1/announce", self._announce_body(), "probe")
+            reply = decode_announce(result)
+            record = decode_node_record(reply.record)
+            if record.node != node or record.url != c.record.url:
+                raise ValueError("the answer is not the candidate's own record for the URL it was reached at")
+        except (PeerError, ValueError) as e:  # ProtocolError is a ValueError
+            self.book.probe_failed(node, c.record.ts)
+            log.debug("candidate %s at %s not proven: %s", stand_in.text_id, c.record.url, e)
+            return False
+        except Exception:
+            self.book.probe_failed(node, c.record.ts)
+            log.exception("probing candidate %s failed", stand_in.text_id)
+            return False
+        if not self.book.learn(record, introducer=c.introducer):
+            self.book.probe_failed(node, record.ts)  # proven, but no slot for it: not probed again soon
+            return False
+        peer = self.book.peers.get(node)
+        if peer is not None:
+            self.book.success(peer)
+            self._introductions(node, reply.peers)
+        self.wake.set()
+        return True
 
     def status(self) -> dict[str, object]:
         return {
             "peers_reachable": self.book.reachable(),
             "peers_known": len(self.book.peers),
+            "peer_candidates": len(self.book.candidates),  # introduced, not yet proved
             "catchup": self.progress.view(self.clock_ms()),
             "federation": self.federation.name,
         }

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocol import decode_action, decode_proof
@@ -23,6 +25,8 @@ from .store import Committed, Store
 log = logging.getLogger("coopnet.governance")
 
 CATCH_UP_PAGE = 5000
+ASK_MAX = 256  # deps asked for by id in one sync (protocol.messages.MAX_FETCH_IDS)
+ASK_AGAIN_MS = 600_000  # a dep nobody served is asked for again after this
 
 
 @dataclass
@@ -35,10 +39,12 @@ class _Handle:
 
 
 class Governance:
-    def __init__(self, store: Store, scope: Scope) -> None:
+    def __init__(self, store: Store, scope: Scope, clock_ms: Callable[[], int] | None = None) -> None:
         self.store = store
         self.scope = scope
+        self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._folds: dict[bytes, _Handle] = {}
+        self._asked: dict[bytes, dict[bytes, int]] = {}  # co-op -> dep -> when it was last asked for by id
         store.listeners.append(self._on_commit)
 
     def _on_commit(self, committed: Committed) -> None:
@@ -86,16 +92,42 @@ class Governance:
             handle.fold.add(forked=forked)
             handle.ghosts.update(a.id for a in forked)
 
+    async def missing_deps(self, coop: bytes) -> list[bytes]:
+        """The deps ``coop``'s fold waits for and does not hold, not asked of a peer within
+        ASK_AGAIN_MS: gossip asks for them by id (a dep on an action kept aside by an
+        equivocation reaches a node by no chain). An id nobody has (an action of another co-op)
+        is asked again only now and then."""
+        fold = await self.fold(coop) if coop in self._folds or self.scope(coop) else None
+        if fold is None:
+            return []
+        now = self.clock_ms()
+        asked = self._asked.setdefault(coop, {})
+        out = [x for x in fold.absent(ASK_MAX) if now - asked.get(x, -ASK_AGAIN_MS) >= ASK_AGAIN_MS]
+        for x in out:
+            asked[x] = now
+        if len(asked) > 4 * ASK_MAX:
+            self._asked[coop] = {k: v for k, v in asked.items() if now - v < ASK_AGAIN_MS}
+        return out
+
     def _follow_federations(self, fold: Fold) -> None:
         self.scope.set_partners(fold.coop, set(fold.state.federations))
 
+    async def consents(self, coop: bytes) -> frozenset[bytes]:
+        """The co-ops ``coop`` has decided to federate with (empty if it is not held here)."""
+        known = self.scope.consents(coop)
+        if known is None:
+            await self.fold(coop)
+            known = self.scope.consents(coop)
+        return known or frozenset()
+
     async def refresh(self) -> None:
-        """Fold every co-op this node replicates by its configuration, so that federation
-        decisions reach the replication scope even when nobody reads governance state. A node
-        replicating every co-op has nothing to follow (and spends no CPU on it)."""
+        """Fold every co-op this node replicates by its configuration, and their partners, so that
+        federation decisions reach the replication scope even when nobody reads governance state.
+        A node replicating every co-op follows none (and spends no CPU on it): it folds a co-op when
+        a peer asks for it and when someone reads it."""
         if self.scope.configured is None:
             return
-        for coop in sorted(self.scope.configured):
+        for coop in sorted(self.scope.configured | self.scope.partners):
             await self.fold(coop)
 
     async def run(self, interval: float) -> None:

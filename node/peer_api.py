@@ -1,23 +1,25 @@
 """The peer HTTP API (``/peer/v1/...``): what other nodes may ask of this one.
 
 Every request goes through, in order: authentication (protocol.peer: signed by the sending
-node's key for this node, within the time window), admission (listed, or the federation is open;
-not refused for misbehaviour), the replay memory (never the same signed request twice; checked
-only for admitted senders, so others cannot fill it), then the sender's rate limit. Bodies are
-msgpack; errors are JSON ``{"error", "message"}`` like the client API.
+node's key for this node, within the time window, and not before this process started: the
+replay memory lives in RAM, so a request captured before a restart must be stale after it),
+admission (listed, or the federation is open; not refused for misbehaviour), the replay memory
+(never the same signed request twice; checked only for admitted senders, so others cannot fill
+it), then the sender's rate limit (429 with ``Retry-After``; an offence only for a sender that
+keeps sending well past it). Bodies are msgpack; errors are JSON ``{"error", "message"}`` like
+the client API.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from protocol import ProtocolError, RejectCode, decode_proof
-from protocol.action import Action, peek
+from protocol import ProtocolError, RejectCode
 from protocol.ids import IdKind, format_id, parse_id
 from protocol.messages import (
     FETCH_MAX_ACTIONS,
@@ -35,44 +37,27 @@ from protocol.messages import (
     encode_fetch_reply,
     encode_reconcile_reply,
 )
-from protocol.peer import AuthCode, PeerAuthError, ReplayGuard, authenticate_request, decode_node_record
+from protocol.peer import AuthCode, BadRecordSignature, PeerAuthError, ReplayGuard, authenticate_request, decode_node_record
 from protocol.reconcile import respond
 
 from .config import Federation, Limits
-from .ingest import Ingestor
+from .ingest import FORGED, INTRINSIC, Checked, Ingestor, Source
 from .metrics import Metrics
 from .peers import PeerBook, PeerClient, TokenBucket
+from .statuses import status_for
 from .store import Store
 
 log = logging.getLogger("coopnet.peer_api")
 
 MSGPACK = "application/msgpack"
-INTRINSIC = {
-    RejectCode.MALFORMED,
-    RejectCode.NOT_CANONICAL,
-    RejectCode.TOO_LARGE,
-    RejectCode.BAD_SCHEMA,
-    RejectCode.UNSUPPORTED_VERSION,
-    RejectCode.BAD_BODY,
-    RejectCode.BAD_ID,
-}
-FORGED = {RejectCode.BAD_SIGNATURE, RejectCode.BAD_KEY}
+__all__ = ["FORGED", "INTRINSIC", "Intake", "PeerApi"]
+
+Intake = Checked  # what a peer sent, verified and judged at the door, not yet stored (``PeerApi.prepare``)
 
 
-@dataclass(slots=True)
-class Intake:
-    """What a peer sent, verified and counted, not yet stored (``PeerApi.prepare``)."""
-
-    sender: bytes
-    source: str
-    counts: dict[str, int]
-    top: dict[bytes, int]
-    actions: list[Action]
-    proofs: tuple[bytes, ...]
-
-
-def _err(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+def _err(code: str, message: str, *, retry_after: float | None = None) -> web.Response:
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return web.json_response({"error": code, "message": message}, status=status_for(code), headers=headers)
 
 
 def _ok(body: bytes) -> web.Response:
@@ -108,6 +93,10 @@ class PeerApi:
         self.my_record = my_record
         self.guard = ReplayGuard()
         self.rate = TokenBucket(federation.rate_limit, clock_ms)
+        # Nothing signed before this moment is accepted: the replay memory starts empty here.
+        self.started_ms = clock_ms()
+        # What a co-op decided to federate with (its fold here); set once governance exists.
+        self.consents: Callable[[bytes], Awaitable[frozenset[bytes]]] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         routes = [
@@ -126,22 +115,27 @@ class PeerApi:
         now = self.clock_ms()
         try:
             sender, sig, ts = authenticate_request(
-                request.headers, method=request.method, path=request.path_qs, body=body, receiver=self.node_id, now=now
+                request.headers,
+                method=request.method,
+                path=request.path_qs,
+                body=body,
+                receiver=self.node_id,
+                now=now,
+                not_before=self.started_ms,
             )
         except PeerAuthError as e:
             self.metrics.gossip_requests.labels("unauthenticated", "in", kind, e.code.value).inc()
-            status = 421 if e.code.value == "misaddressed" else 401
-            return _err(status, e.code.value, e.message)
+            return _err(e.code, e.message)
         label = format_id(IdKind.NODE, sender)
         self.metrics.gossip_bytes.labels(label, "in").inc(len(body))
         if sender in self.client.blocked:
-            return _err(503, "partitioned", "this node is partitioned from yours (fault hook)")
+            return _err("partitioned", "this node is partitioned from yours (fault hook)")
         if not self.book.allowed(sender):
             self.metrics.gossip_requests.labels(label, "in", kind, "unknown_node").inc()
-            return _err(403, "unknown_node", f"{label} is not a member of federation {self.federation.name!r} here")
+            return _err(AuthCode.UNKNOWN_NODE, f"{label} is not a member of federation {self.federation.name!r} here")
         if self.book.refused(sender):
             self.metrics.gossip_requests.labels(label, "in", kind, "refused").inc()
-            return _err(403, "refused", "this node refuses yours for now: too many invalid requests")
+            return _err(AuthCode.REFUSED, "this node refuses yours for now: too many invalid requests")
         self.book.seen_inbound(sender)
         try:
             self.guard.check_and_remember(sender, sig, ts, now)
@@ -149,14 +143,14 @@ class PeerApi:
             self.metrics.gossip_requests.labels(label, "in", kind, e.code.value).inc()
             if e.code is AuthCode.RATE_LIMITED:
                 self.book.penalize(sender, "rate_limited")
-                return _err(429, e.code.value, e.message)
-            if e.code is AuthCode.BUSY:
-                return _err(503, e.code.value, e.message)
-            return _err(401, e.code.value, e.message)
-        if not self.rate.take(sender):
-            self.book.penalize(sender, "rate_limited")
+            return _err(e.code, e.message)
+        verdict = self.rate.check(sender)
+        if not verdict.ok:
+            # A sender that waits as told is never penalised for the few requests it had in flight.
+            if verdict.excessive:
+                self.book.penalize(sender, "rate_limited")
             self.metrics.gossip_requests.labels(label, "in", kind, "rate_limited").inc()
-            return _err(429, "rate_limited", f"more than {self.federation.rate_limit:g} requests/s")
+            return _err(AuthCode.RATE_LIMITED, f"more than {self.federation.rate_limit:g} requests/s", retry_after=verdict.retry_after)
         self.metrics.gossip_requests.labels(label, "in", kind, "ok").inc()
         return sender, body
 
@@ -169,14 +163,17 @@ class PeerApi:
             msg = decode_push(body, max_actions=self.limits.max_batch_actions)  # at least PUSH_MAX_ACTIONS
         except ProtocolError as e:
             self.book.penalize(sender, "bad_message")
-            return _err(400, e.code.value, e.message)
+            return _err(e.code, e.message)
         counts, _, _ = await self.take(sender, msg.actions, msg.proofs, "push")
+        # The wire's four counts (10.3): an action held for an unknown author is "pending" there.
+        held = counts.pop("held", 0)
+        counts["pending"] += held
         return _ok(encode_counts(counts))
 
     async def take(
         self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str
     ) -> tuple[dict[str, int], dict[bytes, int], dict[bytes, int]]:
-        """Validate, scope-check and store what a peer sent; penalise what no honest node sends.
+        """Validate, judge and store what a peer sent; penalise what no honest node sends.
 
         Returns the counts by status; per author, the highest seq now held among those sent; and per
         author, the lowest seq refused because its prev is not this node's action below it (the
@@ -185,96 +182,35 @@ class PeerApi:
         return await self.store_intake(await self.prepare(sender, raws, proofs, source))
 
     async def prepare(
-        self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str, *, skip_known: bool = True
+        self,
+        sender: bytes,
+        raws: tuple[bytes, ...],
+        proofs: tuple[bytes, ...],
+        source: str,
+        *,
+        skip_known: bool = True,
+        coop: bytes | None = None,
     ) -> Intake:
-        """The first half of ``take``: skip what is held, verify the rest, penalise what fails.
-        Catch-up verifies replies while the one before them is stored. ``skip_known=False``: the
-        sender was asked for exactly what this node lacks (a fetch), so looking up each id first
-        would cost more than it saves; the store still answers ``known`` for anything held."""
-        if not skip_known:
-            counts = {"accepted": 0, "known": 0, "pending": 0, "rejected": 0}
-            actions = self._admit(sender, await self.ingestor.validate(raws), counts, source) if raws else []
-            return Intake(sender, source, counts, {}, actions, proofs)
-        # Gossip delivers most actions several times: skip what is already here before paying
-        # for signatures. An id is only peeked from the bytes; whatever is new is fully checked.
-        peeked = [peek(raw) for raw in raws]
-        known = await self.store.known_ids([p[0] for p in peeked if p is not None]) if raws else set()
-        top: dict[bytes, int] = {}
-        fresh = []
-        for raw, p in zip(raws, peeked, strict=True):
-            if p is not None and p[0] in known:
-                top[p[1]] = max(p[2], top.get(p[1], 0))  # held already, so validated before
-            else:
-                fresh.append(raw)
-        counts = {"accepted": 0, "known": len(raws) - len(fresh), "pending": 0, "rejected": 0}
-        actions = self._admit(sender, await self.ingestor.validate(fresh), counts, source) if fresh else []
-        return Intake(sender, source, counts, top, actions, proofs)
+        """The first half of ``take`` (the ingest path's first step), then the penalties for what
+        failed validation. Catch-up verifies replies while the one before them is stored.
+        ``skip_known=False``: the sender was asked for exactly what this node lacks (a fetch), so
+        looking up each id first would cost more than it saves; the store still answers ``known``
+        for anything held. ``coop``: the co-op a fetch asked for (anything else is refused)."""
+        intake = await self.ingestor.check(raws, Source.from_peer(sender, source), proofs=proofs, skip_known=skip_known, coop=coop)
+        if intake.forged:
+            self.book.penalize(sender, "bad_signature", intake.forged)
+        if intake.invalid:
+            self.book.penalize(sender, "invalid_action", intake.invalid)
+        return intake
 
     async def store_intake(self, intake: Intake) -> tuple[dict[str, int], dict[bytes, int], dict[bytes, int]]:
-        """The second half of ``take``: store the verified actions and the proofs."""
-        sender, source, counts, top = intake.sender, intake.source, intake.counts, intake.top
-        forks: dict[bytes, int] = {}
-        if intake.actions:
-            results = await self.store.ingest(intake.actions, origin=sender)
-            self.ingestor.stats.count(results)
-            met: list[bytes] = []  # authors whose fork point itself was met: nothing further down
-            for a, r in zip(intake.actions, results, strict=True):
-                status = r.status
-                counts[status] += 1
-                author, seq = a.env.author, a.env.seq
-                if status != "rejected":  # progress is what is held, not merely what was sent
-                    if seq > top.get(author, 0):
-                        top[author] = seq
-                    if r.proof is not None:
-                        met.append(author)
-                    continue
-                if r.code is not None:
-                    self.metrics.actions_rejected.labels(r.code.value, source).inc()
-                if r.fork_below:
-                    forks[author] = min(seq, forks.get(author, seq))
-                elif r.proof is not None:
-                    met.append(author)
-            for author in met:
-                forks.pop(author, None)
-            if counts["accepted"]:
-                self.metrics.actions_stored.labels(source).inc(counts["accepted"])
-        new_proofs = []
-        for data in intake.proofs:
-            try:
-                proof = decode_proof(data)
-            except ProtocolError:
-                self.book.penalize(sender, "bogus_proof")
-                continue
-            if self.in_scope(proof.coop):
-                new_proofs.append(proof)
-        if new_proofs:
-            flags = await self.store.ingest_proofs(new_proofs, origin=sender)
-            self.metrics.proofs_stored.inc(sum(flags))
-        return counts, top, forks
-
-    def _admit(self, sender: bytes, checked: list[Action | ProtocolError], counts: dict[str, int], source: str) -> list[Action]:
-        """Count and penalise what failed validation; return the valid actions in scope."""
-        valid: list[Action] = []
-        forged = invalid = 0
-        for x in checked:
-            if not isinstance(x, ProtocolError):
-                valid.append(x)
-                continue
-            self.metrics.actions_rejected.labels(x.code.value, source).inc()
-            if x.code in FORGED:
-                forged += 1
-            elif x.code in INTRINSIC:
-                invalid += 1
-        if forged:
-            self.book.penalize(sender, "bad_signature", forged)
-        if invalid:
-            self.book.penalize(sender, "invalid_action", invalid)
-        actions = [x for x in valid if self.in_scope(x.coop)]
-        out_of_scope = len(valid) - len(actions)
-        counts["rejected"] += forged + invalid + out_of_scope
-        if out_of_scope:
-            self.metrics.actions_rejected.labels(RejectCode.OUT_OF_SCOPE.value, source).inc(out_of_scope)
-        return actions
+        """The second half of ``take``: store the verified actions and the proofs. Nothing the store
+        refuses for this node's own reasons (quarantine, quotas, the pending area) is an offence."""
+        out = await self.ingestor.store_checked(intake)
+        assert intake.source.peer is not None
+        for _ in range(out.bogus_proofs):
+            self.book.penalize(intake.source.peer, "bogus_proof")
+        return out.counts, out.top, out.forks
 
     async def _coop_message(self, request: web.Request, kind: str, decode: Callable[[bytes], Any]) -> Any:
         """Authenticate, decode (a body no honest node sends is penalised) and scope-check a
@@ -287,10 +223,29 @@ class PeerApi:
             msg = decode(body)
         except ProtocolError as e:
             self.book.penalize(sender, "bad_message")
-            return _err(400, e.code.value, e.message)
+            return _err(e.code, e.message)
         if not self.in_scope(msg.coop):
-            return _err(422, RejectCode.OUT_OF_SCOPE.value, f"this node does not replicate {format_id(IdKind.COOP, msg.coop)}")
+            return _err(RejectCode.OUT_OF_SCOPE, f"this node does not replicate {format_id(IdKind.COOP, msg.coop)}")
+        if not await self.may_serve(sender, msg.coop):
+            return _err(
+                RejectCode.OUT_OF_SCOPE,
+                f"co-op {format_id(IdKind.COOP, msg.coop)} has not decided to federate with a co-op your node replicates",
+            )
         return msg
+
+    async def may_serve(self, sender: bytes, coop: bytes) -> bool:
+        """A co-op's actions go to a node that replicates it by its operator's choice (its record
+        lists it, or every co-op), or, for a node of another co-op, only if this co-op decided to
+        federate with that co-op (its fold here says so). A sender whose record has not arrived yet
+        is served: records come within one announce interval."""
+        peer = self.book.peers.get(sender)
+        record = peer.record if peer is not None else None
+        if record is None or record.all_coops or coop in record.coops:
+            return True
+        if self.consents is None:
+            return False
+        partners = await self.consents(coop)
+        return bool(partners and partners & set(record.coops))
 
     async def reconcile(self, request: web.Request) -> web.Response:
         req = await self._coop_message(request, "reconcile", decode_reconcile_request)
@@ -312,6 +267,11 @@ class PeerApi:
             kept.append(p)
             size += len(p)
         actions, more = await self.store.segments(req.coop, req.wants, max_actions=FETCH_MAX_ACTIONS, max_bytes=FETCH_MAX_BYTES - size)
+        if req.ids and len(actions) < FETCH_MAX_ACTIONS:
+            # Asked by id: deps a fold waits for (an action kept aside by an equivocation, which no
+            # chain segment holds). What is not here is skipped.
+            room = FETCH_MAX_BYTES - size - sum(len(a) for a in actions)
+            actions += (await self.store.raw_by_ids(req.coop, req.ids, max_bytes=room))[: FETCH_MAX_ACTIONS - len(actions)]
         return _ok(encode_fetch_reply(FetchReply(tuple(actions), tuple(kept), more or len(kept) < len(proofs))))
 
     async def announce(self, request: web.Request) -> web.Response:
@@ -322,20 +282,33 @@ class PeerApi:
         try:
             msg = decode_announce(body)
             record = decode_node_record(msg.record)
-        except (ProtocolError, ValueError) as e:
+        except (ProtocolError, BadRecordSignature) as e:  # what no honest node sends
             self.book.penalize(sender, "bad_message")
-            return _err(400, "bad_schema", f"announce: {e}")
+            return _err(RejectCode.BAD_SCHEMA, f"announce: {e}")
+        except ValueError as e:  # a record against the rules: a misconfigured or older node, not an attack
+            return _err(RejectCode.BAD_SCHEMA, f"announce: {e}")
         if record.node != sender:
             self.book.penalize(sender, "bad_message")
-            return _err(400, "bad_schema", "an announce carries the sender's own record")
-        self.book.learn(record)
+            return _err(RejectCode.BAD_SCHEMA, "an announce carries the sender's own record")
+        self.book.introduce(record, sender)
         for data in msg.peers:
             try:
-                self.book.learn(decode_node_record(data))
-            except (ProtocolError, ValueError):
+                self.book.introduce(decode_node_record(data), sender)
+            except BadRecordSignature:
                 self.book.penalize(sender, "bad_message")
-        known = [p.record.encode() for p in self.book.peers.values() if p.record is not None and p.node_id != sender]
-        return _ok(encode_announce(Announce(self.my_record(), tuple(known[:MAX_ANNOUNCED_PEERS]))))
+            except ValueError:
+                pass  # not learned; honest nodes may hold records an older or newer version refuses
+        return _ok(encode_announce(Announce(self.my_record(), self.known_records(exclude=sender))))
+
+    def known_records(self, exclude: bytes | None = None) -> tuple[bytes, ...]:
+        """The records this node passes on: its peers that proved their URL and are not refused."""
+        now = self.clock_ms()
+        known = [
+            p.record.encode()
+            for p in self.book.peers.values()
+            if p.record is not None and p.url == p.record.url and p.node_id != exclude and p.refused_until_ms <= now
+        ]
+        return tuple(known[:MAX_ANNOUNCED_PEERS])
 
     async def coops(self, request: web.Request) -> web.Response:
         auth = await self._authenticate(request, "coops")
@@ -346,12 +319,12 @@ class PeerApi:
     async def partition(self, request: web.Request) -> web.Response:
         """Cluster testing only (``fault_hooks``): pretend the listed nodes are unreachable."""
         if request.remote not in ("127.0.0.1", "::1"):
-            return _err(403, "forbidden", "fault hooks answer loopback only")
+            return _err("forbidden", "fault hooks answer loopback only")
         try:
             doc: Any = await request.json()
             blocked = {parse_id(IdKind.NODE, t) for t in doc.get("block", [])}
         except (ValueError, AttributeError, TypeError) as e:
-            return _err(400, "bad_request", f'expected {{"block": ["node_...", ...]}}: {e}')
+            return _err("bad_request", f'expected {{"block": ["node_...", ...]}}: {e}')
         self.client.blocked = blocked
         log.warning("fault hook: partitioned from %d nodes", len(blocked))
         return web.json_response({"blocked": sorted(format_id(IdKind.NODE, b) for b in blocked)})

@@ -389,6 +389,24 @@ def peek(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS) -> tuple[byt
     return domain.action_id(env_bytes), env["author"], env["seq"]
 
 
+def peek_scope(data: bytes, limits: ActionLimits = DEFAULT_ACTION_LIMITS) -> tuple[bytes, bytes, bytes, int] | None:
+    """(id, coop, author, seq) read like ``peek``: where an action says it belongs, without
+    validating it, so that a requester can drop what it did not ask for before paying for a
+    signature check. The coop of a genesis is its own id. None if the bytes do not frame as an action."""
+    outer = _unpacked(data, _wire_limits(limits))
+    env_bytes = outer.get("env") if type(outer) is dict else None
+    env = _unpacked(env_bytes, _ENV_LIMITS) if type(env_bytes) is bytes else None
+    if not isinstance(env, dict) or type(env.get("author")) is not bytes or type(env.get("seq")) is not int:
+        return None
+    action_id = domain.action_id(env_bytes)
+    coop = env.get("coop")
+    if coop is None and "coop" in env:
+        coop = action_id
+    if type(coop) is not bytes:
+        return None
+    return action_id, coop, env["author"], env["seq"]
+
+
 # Fast paths for the shapes every honest node sends. Each accepts exactly what ``codec.decode``
 # plus the schema would accept, checking the same things more directly for a known shape (and
 # skipping the general walk); anything else returns None and takes the general path, which then
@@ -496,5 +514,8 @@ def decode_many(raws: list[bytes] | tuple[bytes, ...], limits: ActionLimits | No
         try:
             out.append(decode_action(raw, limits))
         except ProtocolError as e:
-            out.append(e)
+            # Kept without its traceback: the traceback holds this frame, which holds ``out``,
+            # which holds the error: a cycle that kept each rejected input (up to a whole request
+            # body) alive until the next full garbage collection.
+            out.append(e.with_traceback(None))
     return out

@@ -66,8 +66,11 @@ class Item:
 
     @classmethod
     def of_proof(cls, p: EquivocationProof) -> Item:
-        # Ready right after the canonical (smaller-id) fork, which every node keeps.
-        return cls(p.id, p.author, p.seq, None, (p.a.id,), p.a.env.ts, EQUIVOCATION, {"a": p.a.id, "b": p.b.id})
+        # Ready right after the canonical (smaller-id) fork, which every node keeps. "parted": the
+        # two actions have different prevs, so the chains part lower down, where another proof
+        # (with equal prevs) shows the fork itself.
+        body = {"a": p.a.id, "b": p.b.id, "parted": p.a.prev != p.b.prev}
+        return cls(p.id, p.author, p.seq, None, (p.a.id,), p.a.env.ts, EQUIVOCATION, body)
 
     @property
     def parents(self) -> tuple[bytes, ...]:

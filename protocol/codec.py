@@ -96,20 +96,34 @@ def _ext_hook(code: int, data: bytes) -> object:
     return _Ext(code)
 
 
-_UNPACKERS: dict[int, tuple[DecodeLimits, Callable[[bytes], Any]]] = {}
+UNPACKER_CACHE_MAX = 64  # distinct limits whose bound unpacker is kept; a node uses about a dozen
+_UNPACKERS: dict[DecodeLimits, Callable[[bytes], Any]] = {}
+_UNPACKERS_LOCK = threading.Lock()
 
 
 def unpacker(limits: DecodeLimits) -> Callable[[bytes], Any]:
     """``msgpack.unpackb`` bound to ``limits`` (no canonical checks: see ``decode``). Binding the
-    keyword arguments once saves building them on every call, which runs for every byte a peer sends."""
-    hit = _UNPACKERS.get(id(limits))
-    if hit is not None and hit[0] is limits:
-        return hit[1]
+    keyword arguments once saves building them on every call, which runs for every byte a peer sends.
+
+    Cached by the limits' value, not their identity: a caller that builds equal limits per call
+    shares one entry, and a cache entry never holds on to a limits object nobody else uses. The
+    cache is bounded (oldest entry out first) for callers whose limits vary per message."""
+    fn = _UNPACKERS.get(limits)
+    if fn is not None:
+        return fn
     fn = functools.partial(
         msgpack.unpackb, raw=False, use_list=False, strict_map_key=False, ext_hook=_ext_hook, timestamp=0, **limits.unpack_limits
     )
-    _UNPACKERS[id(limits)] = (limits, fn)
+    with _UNPACKERS_LOCK:  # decode may run on several threads (the HTTP layer parses large bodies on one)
+        while len(_UNPACKERS) >= UNPACKER_CACHE_MAX:
+            del _UNPACKERS[next(iter(_UNPACKERS))]
+        _UNPACKERS[limits] = fn
     return fn
+
+
+def unpacker_cache_size() -> int:
+    """How many bound unpackers are cached (at most ``UNPACKER_CACHE_MAX``)."""
+    return len(_UNPACKERS)
 
 
 def pack(value: Value) -> bytes:

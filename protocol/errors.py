@@ -1,7 +1,7 @@
 """One vocabulary of stable reject codes.
 
 Peers and clients match on ``RejectCode`` values, never on message text. The codes carry no
-HTTP status: only ``node/api.py`` maps a code to a status. Exception tree::
+HTTP status: only ``node/statuses.py`` maps a code to a status. Exception tree::
 
     ProtocolError (code, message)
     ├── DecodeError        bytes are not canonical msgpack within limits
@@ -34,6 +34,12 @@ class RejectCode(StrEnum):
     BOGUS_PROOF = "bogus_proof"  # an equivocation proof that proves nothing
     FOREIGN_DEP = "foreign_dep"  # a dep names an action of another co-op: it can never be in this co-op's past
     FROM_THE_FUTURE = "from_the_future"  # stamped further ahead of this node's clock than it allows (not the sender's fault)
+    # admission: this node's own policy, never a fault of the action (another node may store it)
+    UNKNOWN_AUTHOR = "unknown_author"  # not known in its co-op, and the quarantine is full for it
+    QUOTA_EXCEEDED = "quota_exceeded"  # storing it would pass a byte quota of this node
+    RATE_LIMITED = "rate_limited"  # the client, author or co-op is over its rate on this node
+    BLOCKED = "blocked"  # the author is on this node's block list
+    FOUNDING_REFUSED = "founding_refused"  # this node does not take new co-ops from this client
 
 
 class ProtocolError(ValueError):

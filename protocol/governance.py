@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -149,6 +150,7 @@ class Proposal:
     decided_by: bytes | None = None
     votes: dict[bytes, list[tuple[int, str]]] = field(default_factory=dict)  # elector -> [(seq, choice)] in seq order
     frontier: dict[bytes, int] | None = None  # the opening action's causal past, while votes may come
+    owner: int = 0  # the State.epoch that may change it in place (copy-on-write: see State.own)
 
     def copy(self) -> Proposal:
         p = replace(self)
@@ -170,11 +172,16 @@ class State:
     charter_by: bytes = b""  # the tally that put ``charter`` in force (the genesis: the co-op id)
     charters: tuple[tuple[bytes, dict[str, Any]], ...] = ()  # earlier (by, charter), oldest first
     tallied: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)  # proposal -> valid deciding tallies, fold order
+    epoch: int = field(default_factory=lambda: next(_EPOCHS))
 
     def copy(self) -> State:
+        """A snapshot. Proposals are shared copy-on-write (a co-op holds thousands of votes and a
+        fold takes a snapshot every few thousand items): both this state and the copy take a new
+        epoch, so neither changes a shared proposal in place (``own``)."""
         s = State(self.coop, self.charter)
         s.members = dict(self.members)  # versions are immutable: share them
-        s.proposals = {k: p.copy() for k, p in self.proposals.items()}
+        s.proposals = dict(self.proposals)
+        self.epoch = next(_EPOCHS)
         s.sanctions = {k: x.copy() for k, x in self.sanctions.items()}
         s.federations = dict(self.federations)
         s.sanctioned = {k: list(v) for k, v in self.sanctioned.items()}
@@ -185,6 +192,18 @@ class State:
     def status(self, who: bytes) -> str:
         m = self.members.get(who)
         return m.status if m is not None else NONE
+
+    def own(self, pid: bytes) -> Proposal:
+        """Proposal ``pid``, safe to change: copied first if a snapshot may share it."""
+        p = self.proposals[pid]
+        if p.owner != self.epoch:
+            p = p.copy()
+            p.owner = self.epoch
+            self.proposals[pid] = p
+        return p
+
+
+_EPOCHS = itertools.count(1)
 
 
 def _role_permissions(m: Member | None, charter: dict[str, Any]) -> set[str]:
@@ -375,7 +394,7 @@ def _open(s: State, c: Ctx) -> str | None:
     # The window runs from the opening's co-op time, or its own stamp if later: a stamp can only
     # lengthen the opener's own window, and the co-op clock cannot be moved by one key.
     closes = max(c.time, it.ts) + window_minutes(rule) * MINUTE_MS
-    s.proposals[it.id] = Proposal(
+    s.proposals[it.id] = p = Proposal(
         it.id,
         author,
         it.seq,
@@ -388,6 +407,7 @@ def _open(s: State, c: Ctx) -> str | None:
         closes,
         frontier=seen._frontier(),
     )
+    p.owner = s.epoch
     return None
 
 
@@ -417,7 +437,7 @@ def _vote(s: State, c: Ctx) -> str | None:
         return "voting_closed"
     if c.item.author not in p.electorate:
         return "not_in_electorate"
-    p.votes.setdefault(c.item.author, []).append((c.item.seq, c.item.body["choice"]))
+    s.own(p.id).votes.setdefault(c.item.author, []).append((c.item.seq, c.item.body["choice"]))
     return None
 
 
@@ -609,17 +629,38 @@ def _merge_witnesses(
 ) -> tuple[tuple[int, bytes], ...]:
     """The WITNESS_LIST latest stamps of distinct authors among ``lists`` (and ``extra``), latest
     first (ties by author). Exact: an author among the latest of the union is among the latest of
-    the list whose past holds their latest stamp."""
-    best: dict[bytes, int] = {}
+    the list whose past holds their latest stamp.
+
+    Runs for every item folded: most items have parents whose lists are equal (they saw the same
+    recent witnesses), so that case returns the first list itself without sorting anything."""
+    first: tuple[tuple[int, bytes], ...] | None = None
+    best: dict[bytes, int] | None = None
     for stamps in lists:
+        if first is None:
+            first = stamps
+            continue
+        if stamps is first or stamps == first:
+            continue
+        if best is None:
+            best = {a: t for t, a in first}
         for t, a in stamps:
             if t > best.get(a, -1):
                 best[a] = t
-    if extra is not None and extra[0] > best.get(extra[1], -1):
-        best[extra[1]] = extra[0]
-    if len(best) <= 1:
-        return tuple((t, a) for a, t in best.items())
-    return tuple(sorted(((t, a) for a, t in best.items()), reverse=True)[:WITNESS_LIST])
+    if first is None:
+        first = ()
+    if extra is not None:
+        t, a = extra
+        if best is None:
+            for ft, fa in first:
+                if fa == a and ft >= t:
+                    return first  # already there, as late or later
+            best = {fa: ft for ft, fa in first}
+        if t > best.get(a, -1):
+            best[a] = t
+    if best is None:
+        return first
+    merged = tuple(sorted(((t, a) for a, t in best.items()), reverse=True)[:WITNESS_LIST])
+    return first if merged == first else merged
 
 
 class Fold:
@@ -815,9 +856,17 @@ class Fold:
         if s.status(it.author) == NONE:
             return "status_none"  # a proof about a stranger changes nothing
         rule = s.charter["equivocation"]
+        body = it.body
+        # One fork is one equivocation, however many proofs show it: a proof whose actions have
+        # different prevs shows where two branches already parted (sanctioned at the seq where they
+        # did), and a second proof at a seq already sanctioned adds nothing. So two devices that
+        # each go on for a while are answered once, and which pairs a node happened to prove does
+        # not change the state.
+        mine = [s.sanctions[i] for i in s.sanctioned.get(it.author, ()) if s.sanctions[i].clause == "equivocation"]
+        if body.get("parted") or any(x.bound == it.seq for x in mine):
+            return None
         if rule["sanction"] != "none" and it.id not in s.sanctions:
-            body = it.body
-            before = sum(1 for i in s.sanctioned.get(it.author, ()) if s.sanctions[i].clause == "equivocation")
+            before = len(mine)
             kind = "warning" if before < rule.get("forgive", 0) else rule["sanction"]
             # The forks' co-op time is the equivocator's choice (stale deps), so a suspension's clock
             # starts only at their next action (see _start_pending).
@@ -945,6 +994,7 @@ class Fold:
             if result != p.status:
                 self.disputed.add(p.id)
             return
+        p = s.own(p.id)
         p.status, p.decided_by, p.frontier = result, c.item.id, None
         if result == "passed":
             _EFFECTS[p.type](s, p, c)
@@ -1160,6 +1210,11 @@ class Fold:
     def waits_for(self, action_id: bytes) -> list[bytes]:
         """For a deferred action: the actions it waits for that this fold does not hold."""
         return self.graph.absent_below(action_id)
+
+    def absent(self, limit: int = 256) -> list[bytes]:
+        """Ids that deferred items wait for and that this fold does not hold at all, sorted."""
+        g = self.graph
+        return sorted(x for x in g.waiting if x not in g.items)[:limit]
 
     @property
     def deferred(self) -> int:

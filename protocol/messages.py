@@ -7,12 +7,14 @@ and validated on its own, so one bad action does not hide the verdict on the oth
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from itertools import pairwise
 
-from . import codec
-from .errors import DecodeError, RejectCode
-from .limits import DecodeLimits
+from . import codec, domain
+from .action import peek_scope
+from .errors import DecodeError, ProtocolError, RejectCode
+from .limits import DEFAULT_ACTION_LIMITS, DecodeLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ MAX_RANGES = 256  # ranges in one reconcile message
 MAX_LIST = 1024  # head entries listed in one reconcile reply
 MAX_PROOF_IDS = 4096
 MAX_WANTS = 1024  # chain segments asked for in one fetch
+MAX_FETCH_IDS = 256  # actions asked for by id in one fetch (deps a fold waits for)
 PUSH_MAX_ACTIONS = 500  # every node accepts pushes of up to this many actions, whatever its client limits
 FETCH_MAX_ACTIONS = 2000  # a fetch reply holds at most this many actions
 FETCH_MAX_BYTES = 8 * 1024 * 1024  # ... and at most this many bytes of them
@@ -161,8 +164,16 @@ def encode_reconcile_request(m: ReconcileRequest) -> bytes:
     return codec.encode({"coop": m.coop, "proofs": proofs, "ranges": [_range_value(r) for r in m.ranges]})
 
 
+# Decode limits are built once per message type, not per message: each decode looks its bound
+# unpacker up by the limits' value (protocol/codec.py), and building the limits cost more than that.
+_RECONCILE_REQUEST_LIMITS = DecodeLimits(max_bytes=64 * 1024, max_depth=3, max_container_len=MAX_RANGES, max_str_bytes=16, max_bin_bytes=ID)
+_RECONCILE_REPLY_LIMITS = DecodeLimits(
+    max_bytes=2 * 1024 * 1024, max_depth=5, max_container_len=max(MAX_LIST, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
+)
+
+
 def decode_reconcile_request(data: bytes) -> ReconcileRequest:
-    v = codec.decode(data, DecodeLimits(max_bytes=64 * 1024, max_depth=3, max_container_len=MAX_RANGES, max_str_bytes=16, max_bin_bytes=ID))
+    v = codec.decode(data, _RECONCILE_REQUEST_LIMITS)
     if not isinstance(v, dict) or v.keys() != {"coop", "proofs", "ranges"}:
         raise _bad("a reconcile request is {coop, proofs, ranges}")
     if not _is_id(v["coop"]) or not isinstance(v["ranges"], tuple) or not (v["proofs"] is None or isinstance(v["proofs"], dict)):
@@ -188,10 +199,7 @@ def encode_reconcile_reply(m: ReconcileReply) -> bytes:
 
 
 def decode_reconcile_reply(data: bytes) -> ReconcileReply:
-    limits = DecodeLimits(
-        max_bytes=2 * 1024 * 1024, max_depth=5, max_container_len=max(MAX_LIST, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
-    )
-    v = codec.decode(data, limits)
+    v = codec.decode(data, _RECONCILE_REPLY_LIMITS)
     if not isinstance(v, dict) or v.keys() != {"examined", "listings", "proof_ids", "ranges"} or not _uint(v["examined"]):
         raise _bad("a reconcile reply is {examined, listings, proof_ids, ranges}")
     if not isinstance(v["ranges"], tuple) or len(v["ranges"]) > MAX_RANGES or not isinstance(v["listings"], tuple):
@@ -231,21 +239,32 @@ class FetchRequest:
     coop: bytes
     wants: tuple[Want, ...]
     proofs: tuple[bytes, ...]  # proof ids
+    ids: tuple[bytes, ...] = ()  # action ids asked for by id (deps a fold waits for); the key is sent only when non-empty
 
 
 def encode_fetch_request(m: FetchRequest) -> bytes:
-    return codec.encode({"coop": m.coop, "proofs": list(m.proofs), "wants": [[w.author, w.first, w.last] for w in m.wants]})
+    v: dict[str, object] = {"coop": m.coop, "proofs": list(m.proofs), "wants": [[w.author, w.first, w.last] for w in m.wants]}
+    if m.ids:
+        v["ids"] = list(m.ids)
+    return codec.encode(v)
+
+
+_FETCH_REQUEST_LIMITS = DecodeLimits(
+    max_bytes=256 * 1024, max_depth=3, max_container_len=max(MAX_WANTS, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
+)
 
 
 def decode_fetch_request(data: bytes) -> FetchRequest:
-    v = codec.decode(
-        data,
-        DecodeLimits(
-            max_bytes=256 * 1024, max_depth=3, max_container_len=max(MAX_WANTS, MAX_PROOF_IDS), max_str_bytes=16, max_bin_bytes=ID
-        ),
-    )
-    if not isinstance(v, dict) or v.keys() != {"coop", "proofs", "wants"} or not _is_id(v["coop"]):
-        raise _bad("a fetch request is {coop, proofs, wants}")
+    v = codec.decode(data, _FETCH_REQUEST_LIMITS)
+    if (
+        not isinstance(v, dict)
+        or not {"coop", "proofs", "wants"} <= v.keys() <= {"coop", "ids", "proofs", "wants"}
+        or not _is_id(v["coop"])
+    ):
+        raise _bad("a fetch request is {coop, ids?, proofs, wants}")
+    ids = v.get("ids", ())
+    if not isinstance(ids, tuple) or (not ids and "ids" in v) or len(ids) > MAX_FETCH_IDS or not all(_is_id(i) for i in ids):
+        raise _bad(f"ids, when present, is an array of 1 to {MAX_FETCH_IDS} 32-byte action ids")
     if not isinstance(v["wants"], tuple) or len(v["wants"]) > MAX_WANTS:
         raise _bad(f"wants is an array of at most {MAX_WANTS}")
     if not isinstance(v["proofs"], tuple) or not all(_is_id(i) for i in v["proofs"]):
@@ -262,7 +281,7 @@ def decode_fetch_request(data: bytes) -> FetchRequest:
         ):
             raise _bad("a want is [author: bin32, first: int >= 1, last: int >= first]")
         wants.append(Want(w[0], w[1], w[2]))
-    return FetchRequest(v["coop"], tuple(wants), v["proofs"])
+    return FetchRequest(v["coop"], tuple(wants), v["proofs"], ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,11 +295,14 @@ def encode_fetch_reply(m: FetchReply) -> bytes:
     return codec.encode({"actions": list(m.actions), "more": m.more, "proofs": list(m.proofs)})
 
 
-def decode_fetch_reply(data: bytes, *, max_actions: int = FETCH_MAX_ACTIONS, max_bytes: int = FETCH_MAX_BYTES + 64 * 1024) -> FetchReply:
+@functools.lru_cache(maxsize=16)
+def _fetch_reply_limits(max_actions: int, max_bytes: int) -> DecodeLimits:
     limit = max(max_actions, MAX_PROOF_IDS, 8)  # the outer map and the proof list share the limit
-    v = codec.decode(
-        data, DecodeLimits(max_bytes=max_bytes, max_depth=2, max_container_len=limit, max_str_bytes=16, max_bin_bytes=max_bytes)
-    )
+    return DecodeLimits(max_bytes=max_bytes, max_depth=2, max_container_len=limit, max_str_bytes=16, max_bin_bytes=max_bytes)
+
+
+def decode_fetch_reply(data: bytes, *, max_actions: int = FETCH_MAX_ACTIONS, max_bytes: int = FETCH_MAX_BYTES + 64 * 1024) -> FetchReply:
+    v = codec.decode(data, _fetch_reply_limits(max_actions, max_bytes))
     if not isinstance(v, dict) or v.keys() != {"actions", "more", "proofs"} or type(v["more"]) is not bool:
         raise _bad("a fetch reply is {actions, more, proofs}")
     if not isinstance(v["actions"], tuple) or not all(type(x) is bytes for x in v["actions"]):
@@ -288,6 +310,61 @@ def decode_fetch_reply(data: bytes, *, max_actions: int = FETCH_MAX_ACTIONS, max
     if not isinstance(v["proofs"], tuple) or not all(type(x) is bytes for x in v["proofs"]):
         raise _bad("proofs is an array of bin")
     return FetchReply(v["actions"], v["proofs"], v["more"])
+
+
+def proof_scope(data: bytes) -> tuple[bytes, bytes] | None:
+    """(proof id, coop) of a proof's bytes (6.3), read without verifying it (so that a requester
+    can drop a proof it did not ask for before checking four signatures); None if the bytes do not
+    frame as a proof (verification then refuses it)."""
+    limits = DecodeLimits(
+        max_bytes=2 * DEFAULT_ACTION_LIMITS.max_action_bytes + 64,
+        max_depth=1,
+        max_container_len=2,
+        max_str_bytes=4,
+        max_bin_bytes=DEFAULT_ACTION_LIMITS.max_action_bytes,
+    )
+    try:
+        v = codec.decode(data, limits)
+    except ProtocolError:
+        return None
+    if not isinstance(v, dict) or v.keys() != {"a", "b"} or type(v["a"]) is not bytes or type(v["b"]) is not bytes:
+        return None
+    a, b = peek_scope(v["a"]), peek_scope(v["b"])
+    if a is None or b is None:
+        return None
+    return domain.proof_id(a[0], b[0]), a[1]
+
+
+def keep_asked(
+    reply: FetchReply, coop: bytes, wants: tuple[Want, ...], proofs: tuple[bytes, ...] | list[bytes], ids: tuple[bytes, ...] = ()
+) -> tuple[FetchReply, int]:
+    """A fetch reply with only what was asked (10.5): actions of ``coop`` by an author of ``wants``
+    within its ``[first, last]`` or among the ``ids`` asked, proofs of ``coop`` among the proof ids
+    asked. Returns the reply kept and how many items were dropped. Bytes that do not even frame as
+    an action or a proof are kept: validation refuses them with their own code."""
+    spans = {w.author: (w.first, w.last) for w in wants}
+    by_id = set(ids)
+    actions = []
+    dropped = 0
+    for raw in reply.actions:
+        p = peek_scope(raw)
+        if p is not None:
+            span = spans.get(p[2])
+            if p[1] != coop or ((span is None or not span[0] <= p[3] <= span[1]) and p[0] not in by_id):
+                dropped += 1
+                continue
+        actions.append(raw)
+    asked = set(proofs)
+    kept_proofs = []
+    for data in reply.proofs:
+        q = proof_scope(data)
+        if q is not None and (q[0] not in asked or q[1] != coop):
+            dropped += 1
+            continue
+        kept_proofs.append(data)
+    if not dropped:
+        return reply, 0
+    return FetchReply(tuple(actions), tuple(kept_proofs), reply.more), dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,13 +413,13 @@ def encode_announce(m: Announce) -> bytes:
     return codec.encode({"peers": list(m.peers), "record": m.record})
 
 
+_ANNOUNCE_LIMITS = DecodeLimits(
+    max_bytes=4 * 1024 * 1024, max_depth=2, max_container_len=MAX_ANNOUNCED_PEERS, max_str_bytes=16, max_bin_bytes=16 * 1024
+)
+
+
 def decode_announce(data: bytes) -> Announce:
-    v = codec.decode(
-        data,
-        DecodeLimits(
-            max_bytes=4 * 1024 * 1024, max_depth=2, max_container_len=MAX_ANNOUNCED_PEERS, max_str_bytes=16, max_bin_bytes=16 * 1024
-        ),
-    )
+    v = codec.decode(data, _ANNOUNCE_LIMITS)
     if not isinstance(v, dict) or v.keys() != {"peers", "record"} or type(v["record"]) is not bytes:
         raise _bad("an announce is {peers, record}")
     if not isinstance(v["peers"], tuple) or not all(type(x) is bytes for x in v["peers"]):
@@ -354,8 +431,11 @@ def encode_coop_list(coops: list[bytes]) -> bytes:
     return codec.encode({"coops": coops})
 
 
+_COOP_LIST_LIMITS = DecodeLimits(max_bytes=1024 * 1024, max_depth=2, max_container_len=16384, max_str_bytes=16, max_bin_bytes=ID)
+
+
 def decode_coop_list(data: bytes) -> tuple[bytes, ...]:
-    v = codec.decode(data, DecodeLimits(max_bytes=1024 * 1024, max_depth=2, max_container_len=16384, max_str_bytes=16, max_bin_bytes=ID))
+    v = codec.decode(data, _COOP_LIST_LIMITS)
     if not isinstance(v, dict) or v.keys() != {"coops"} or not isinstance(v["coops"], tuple) or not all(_is_id(c) for c in v["coops"]):
         raise _bad("a co-op list is {coops: [bin32, ...]}")
     return v["coops"]

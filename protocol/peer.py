@@ -16,12 +16,20 @@ window per sender, so a request cannot be replayed later or twice. ``Coopnet-To`
 told apart from a forged one; it is covered by the signature like everything else.
 
 A node record is a node's signed statement of where it listens and what it replicates; peers
-pass records on, so a federation learns its members from a few bootstrap addresses.
+pass records on, so a federation learns its members from a few bootstrap addresses. Where it
+listens is an *origin* (``scheme://host[:port]``, nothing else): a peer's requests go to fixed
+paths under it, so a record cannot steer signed requests to a path, query or user of its choosing.
+
+A receiver that keeps its replay memory in RAM also refuses every request signed before it started
+(``not_before``): a request captured before a restart is stale afterwards, and honest senders sign
+every retry anew.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,6 +51,7 @@ HEADER_SIG = "Coopnet-Sig"
 DEFAULT_WINDOW_MS = 60_000
 MAX_URL_BYTES = 512
 MAX_RECORD_COOPS = 256
+MAX_HOST_BYTES = 253  # a DNS name, dots included
 
 
 class AuthCode(StrEnum):
@@ -132,9 +141,20 @@ class ReplayGuard:
 
 
 def authenticate_request(
-    headers: dict[str, str] | object, *, method: str, path: str, body: bytes, receiver: bytes, now: int, window_ms: int = DEFAULT_WINDOW_MS
+    headers: dict[str, str] | object,
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    receiver: bytes,
+    now: int,
+    window_ms: int = DEFAULT_WINDOW_MS,
+    not_before: int = 0,
 ) -> tuple[bytes, bytes, int]:
     """Check headers, addressing, signature and time window; return (sender, signature, ts).
+
+    ``not_before``: the receiver's clock when it started. Its replay memory holds nothing signed
+    before then, so such a request could be one it accepted before a restart: it is stale.
 
     Replay is checked separately (``ReplayGuard``), after the receiver's admission policy, so
     that nodes it does not admit cannot fill its replay memory.
@@ -165,6 +185,8 @@ def authenticate_request(
         raise PeerAuthError(AuthCode.BAD_SIGNATURE, f"request signature does not verify: {e}") from None
     if abs(now - ts) > window_ms:
         raise PeerAuthError(AuthCode.STALE, f"timestamp {ts} is more than {window_ms} ms from this node's clock {now}")
+    if ts < not_before:
+        raise PeerAuthError(AuthCode.STALE, f"timestamp {ts} is before this node started ({not_before}): sign the request anew")
     return sender, sig, ts
 
 
@@ -177,16 +199,82 @@ def verify_request(
     receiver: bytes,
     now: int,
     guard: ReplayGuard,
+    not_before: int = 0,
 ) -> bytes:
     """``authenticate_request`` then the replay check, for callers with no admission policy."""
     sender, sig, ts = authenticate_request(
-        headers, method=method, path=path, body=body, receiver=receiver, now=now, window_ms=guard.window_ms
+        headers, method=method, path=path, body=body, receiver=receiver, now=now, window_ms=guard.window_ms, not_before=not_before
     )
     guard.check_and_remember(sender, sig, ts, now)
     return sender
 
 
+# ---- origins -----------------------------------------------------------------------------------
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_IPV4 = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a node listens: ``scheme://host[:port]``. ``host`` is a DNS name (as written), a dotted
+    IPv4 address, or an IPv6 address without its brackets; ``port`` None means the scheme's default."""
+
+    scheme: str
+    host: str
+    port: int | None
+
+    @property
+    def is_ip(self) -> bool:
+        return _IPV4.fullmatch(self.host) is not None or ":" in self.host
+
+
+def parse_origin(url: str) -> Origin:
+    """Parse a node URL, which MUST be an origin: ``http`` or ``https``, ``://``, a host, an
+    optional port, and nothing else (no path, not even ``/``; no query, fragment or user info).
+    Raise ``ValueError`` naming the rule broken."""
+    if type(url) is not str or not url.isascii() or len(url) > MAX_URL_BYTES:
+        raise ValueError(f"a node URL is ASCII text of at most {MAX_URL_BYTES} bytes")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError(f"a node URL starts with http:// or https://, got {url!r}")
+    if any(c in rest for c in "/?#@"):
+        raise ValueError(f"a node URL is an origin, scheme://host:port, without path, query, fragment or user info; got {url!r}")
+    if rest.startswith("["):
+        inner, close, tail = rest[1:].partition("]")
+        try:
+            if not close or "%" in inner:
+                raise ValueError
+            host = str(ipaddress.IPv6Address(inner))
+        except ValueError:
+            raise ValueError(f"a node URL's bracketed host must be an IPv6 address, got {url!r}") from None
+        if tail and not tail.startswith(":"):
+            raise ValueError(f"a node URL has nothing after its host but :port, got {url!r}")
+        port_text = tail[1:] if tail else None
+    else:
+        host, colon, port_text_ = rest.partition(":")
+        port_text = port_text_ if colon else None
+        labels = host.split(".")
+        if not host or len(host) > MAX_HOST_BYTES or not all(_LABEL.fullmatch(x) for x in labels):
+            raise ValueError(f"a node URL's host is a DNS name, an IPv4 address or a bracketed IPv6 address, got {url!r}")
+        if labels[-1].isdigit() and (_IPV4.fullmatch(host) is None or any(int(x) > 255 for x in labels)):
+            raise ValueError(f"a node URL's numeric host must be a dotted IPv4 address, got {url!r}")
+    port = None
+    if port_text is not None:
+        if _PORT.fullmatch(port_text) is None or int(port_text) > 65535:
+            raise ValueError(f"a node URL's port is 1-65535 without leading zeros, got {url!r}")
+        port = int(port_text)
+    return Origin(scheme, host, port)
+
+
 # ---- node records ------------------------------------------------------------------------------
+
+
+class BadRecordSignature(ValueError):
+    """A node record whose signature does not verify: forged or altered, never relayed by an honest
+    node (each verifies a record before passing it on). Other refusals (a field against the rules)
+    can be a sender's misconfiguration or an older version's rules."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +312,9 @@ def sign_node_record(
 
 
 def _check_record_fields(r: NodeRecord) -> None:
-    if not (r.url.startswith("http://") or r.url.startswith("https://")) or len(r.url.encode()) > MAX_URL_BYTES:
+    if len(r.url.encode()) > MAX_URL_BYTES:
         raise ValueError(f"node record url must be an http(s) URL of at most {MAX_URL_BYTES} bytes")
+    parse_origin(r.url)
     if len(r.coops) > MAX_RECORD_COOPS or any(type(c) is not bytes or len(c) != ID_BYTES for c in r.coops):
         raise ValueError(f"node record coops must be at most {MAX_RECORD_COOPS} co-op ids")
     if not isinstance(r.federation, str) or len(r.federation.encode()) > 128:
@@ -260,6 +349,9 @@ def decode_node_record(data: bytes) -> NodeRecord:
     if any(a >= b for a, b in pairwise(coops)):
         raise ValueError("node record coops must be sorted without repeats")
     record = NodeRecord(content["node"], content["url"], content["federation"], coops, content["all_coops"], content["ts"], outer["sig"])
+    try:
+        verify(record.node, NODE_RECORD + codec.encode(content), record.sig)
+    except ValueError as e:
+        raise BadRecordSignature(f"node record signature: {e}") from None
     _check_record_fields(record)
-    verify(record.node, NODE_RECORD + codec.encode(content), record.sig)
     return record

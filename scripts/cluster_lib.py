@@ -508,6 +508,12 @@ def render_node_config(entry: NodeEntry, m_nodes: Sequence[NodeEntry], s: Settin
         f"rate_limit = {float(s.rate_limit)!r}",
         f"fetch_batch = {s.fetch_batch}",
         "fault_hooks = true",
+        "",
+        "# Cluster testing: load comes from one address and its members never apply, so every",
+        "# author is taken and no client is rate limited (docs/OPERATIONS.md, Admission).",
+        "[admission]",
+        'unknown_authors = "store"',
+        *(f"{k} = 0.0" for k in ("read_rate", "write_rate", "author_rate", "join_rate", "apply_rate")),
     ]
     for p in entry.peers:
         peer = m_nodes[p]

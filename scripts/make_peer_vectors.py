@@ -196,6 +196,7 @@ def request_vectors() -> dict[str, Any]:
         {"name": "receiver clock 60000 ms after ts (edge of the window)", **case(now=TS + WINDOW_MS)},
         {"name": "receiver clock 60000 ms before ts (edge of the window)", **case(now=TS - WINDOW_MS)},
         {"name": "method given in lower case by the HTTP layer (signed upper case)", **case(method="post")},
+        {"name": "ts equal to the receiver's start (not_before)", **case(now=TS + 5000, not_before=TS)},
     ]
 
     def without(name: str) -> dict[str, str]:
@@ -233,6 +234,11 @@ def request_vectors() -> dict[str, Any]:
         {"name": "addressed to another node", **case(receiver=node_text(other)), "code": "misaddressed"},
         {"name": "receiver clock 60001 ms after ts", **case(now=TS + WINDOW_MS + 1), "code": "stale_request"},
         {"name": "receiver clock 60001 ms before ts", **case(now=TS - WINDOW_MS - 1), "code": "stale_request"},
+        {
+            "name": "signed 1 ms before the receiver started (not_before), inside the window",
+            **case(now=TS + 5000, not_before=TS + 1),
+            "code": "stale_request",
+        },
         {"name": "method changed (GET)", **case(method="GET"), "code": "bad_signature"},
         {"name": "path changed", **case(path="/peer/v1/push?after=act_x%2Fy&limit=5"), "code": "bad_signature"},
         {"name": "query string changed", **case(path="/peer/v1/fetch?after=act_x%2Fy&limit=6"), "code": "bad_signature"},
@@ -321,6 +327,15 @@ def record_vectors() -> dict[str, Any]:
         {"name": "coops repeated (signed as sent)", "hex": signed(base | {"coops": sorted([*coops, coops[0]])})},
         {"name": "url not http(s) (signed)", "hex": signed(base | {"url": "ftp://127.0.0.1:8470"})},
         {"name": "url of 513 bytes (signed)", "hex": signed(base | {"url": "http://" + "a" * 506})},
+        # A node URL is an origin (10.2): nothing after the host and port.
+        {"name": "url with a path (signed)", "hex": signed(base | {"url": "http://127.0.0.1:8470/peer"})},
+        {"name": "url with the root path / (signed)", "hex": signed(base | {"url": "http://127.0.0.1:8470/"})},
+        {"name": "url with a query (signed)", "hex": signed(base | {"url": "http://127.0.0.1:8470?drop=1"})},
+        {"name": "url with a fragment (signed)", "hex": signed(base | {"url": "http://127.0.0.1:8470#x"})},
+        {"name": "url with user info (signed)", "hex": signed(base | {"url": "http://admin@127.0.0.1:8470"})},
+        {"name": "url with port 0 (signed)", "hex": signed(base | {"url": "http://127.0.0.1:0"})},
+        {"name": "url with a port with a leading zero (signed)", "hex": signed(base | {"url": "http://127.0.0.1:08470"})},
+        {"name": "url host an IPv4 address out of range (signed)", "hex": signed(base | {"url": "http://256.0.0.1:8470"})},
         {"name": "257 co-ops (signed)", "hex": signed(base | {"coops": sorted(label("coop", i) for i in range(257))})},
         {"name": "a co-op id of 31 bytes (signed)", "hex": signed(base | {"coops": [b"\x01" * 31]})},
         # Types are checked before order: comparing a bin with an int is not a crash.
@@ -478,7 +493,8 @@ def peer_vectors() -> dict[str, Any]:
         "description": (
             "Peer protocol vectors (docs/PROTOCOL.md section 10). requests: a signed request (signing input, headers), "
             "'accepted' variants that MUST verify, 'invalid' variants that MUST be refused with 'code' (a fresh replay "
-            "memory per vector, window_ms 60000), and a replay sequence run against one memory. records: signed node "
+            "memory per vector, window_ms 60000, and the receiver's start 'not_before' where given, else 0), and a "
+            "replay sequence run against one memory. records: signed node "
             "records that MUST decode to the stated fields, and records that MUST be refused. fingerprints: range and "
             "proof-set fingerprints. reconcile: complete exchanges (each round's request and reply bytes) with the "
             "initiator's resulting wants, probes and proof wants. messages: fetch, push, counts, announce and co-op "

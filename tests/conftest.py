@@ -24,6 +24,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, settings
 
+from node.config import Admission
 from node.node import Node, init_data_dir
 from protocol import Action, SigningKey, codec, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id
@@ -54,6 +55,11 @@ TEST_LIMITS: dict[str, int] = {
     "max_batch_actions": 64,
     "max_page": 50,
 }
+
+# Admission of the test nodes: every author is taken and no client is rate limited, so that the
+# suites about storage, chains and the API need no applications; tests/test_admission.py runs
+# nodes with the defaults.
+OPEN_ADMISSION = Admission(unknown_authors="store", read_rate=0, write_rate=0, author_rate=0, join_rate=0, apply_rate=0)
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
@@ -150,14 +156,15 @@ NodeFactory = Callable[..., Awaitable[Node]]
 
 @pytest.fixture
 async def start_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
-    """``await start_node(**limits)``: a fresh node in its own data dir; stopped at teardown."""
+    """``await start_node(**limits)``: a fresh node in its own data dir; stopped at teardown.
+    ``admission``: its ``[admission]`` (default ``OPEN_ADMISSION``)."""
     nodes: list[Node] = []
     counter = itertools.count()
 
-    async def start(*, synchronous: str | None = None, **limits: int) -> Node:
+    async def start(*, synchronous: str | None = None, admission: Admission = OPEN_ADMISSION, **limits: int) -> Node:
         cfg = init_data_dir(tmp_path / f"node{next(counter)}", port=0)
         assert cfg.host == "127.0.0.1"
-        cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **{**TEST_LIMITS, **limits}))
+        cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **{**TEST_LIMITS, **limits}), admission=admission)
         if synchronous is not None:
             cfg = dataclasses.replace(cfg, synchronous=synchronous)
         node = await Node.start(cfg)

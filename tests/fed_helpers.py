@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from node.config import Config, PeerAddress
+from node.config import Admission, Config, PeerAddress
 from node.keyfile import read_key_file
 from node.node import Node, init_data_dir
 from protocol import Action, SigningKey, sign_action, sign_genesis
@@ -44,6 +44,9 @@ FAST_FEDERATION: dict[str, Any] = {
     "request_timeout": 2.0,
 }
 NODE_LIMITS: dict[str, int] = {"verify_workers": 0}
+# Every author taken, no client rate limits (tests/conftest.py: OPEN_ADMISSION); ``admission=``
+# gives a node another.
+OPEN_ADMISSION = Admission(unknown_authors="store", read_rate=0, write_rate=0, author_rate=0, join_rate=0, apply_rate=0)
 
 
 # ---- waiting -----------------------------------------------------------------------------------
@@ -139,7 +142,9 @@ class Cluster:
         self.root = root
         self.slots: list[Slot] = []
 
-    def add(self, count: int, *, limits: dict[str, int] | None = None, **federation: Any) -> list[Slot]:
+    def add(
+        self, count: int, *, limits: dict[str, int] | None = None, admission: Admission = OPEN_ADMISSION, **federation: Any
+    ) -> list[Slot]:
         """Prepare ``count`` data directories (not started, no peers yet)."""
         out = []
         for port in free_ports(count):
@@ -149,6 +154,7 @@ class Cluster:
                 cfg,
                 limits=dataclasses.replace(cfg.limits, **{**NODE_LIMITS, **(limits or {})}),
                 federation=dataclasses.replace(cfg.federation, **{**FAST_FEDERATION, **federation}),
+                admission=admission,
             )
             slot = Slot(i, cfg, read_key_file(cfg.key_path, "node").public_key)
             self.slots.append(slot)
@@ -157,7 +163,9 @@ class Cluster:
 
     def adopt(self, config: Config, *, limits: dict[str, int] | None = None) -> Slot:
         """Take a data directory prepared elsewhere (``coopnet init``, a federation file)."""
-        cfg = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **{**NODE_LIMITS, **(limits or {})}))
+        cfg = dataclasses.replace(
+            config, limits=dataclasses.replace(config.limits, **{**NODE_LIMITS, **(limits or {})}), admission=OPEN_ADMISSION
+        )
         slot = Slot(len(self.slots), cfg, read_key_file(cfg.key_path, "node").public_key)
         self.slots.append(slot)
         return slot

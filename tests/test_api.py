@@ -37,7 +37,7 @@ from tests.conftest import (
 )
 
 ERROR_KEYS = {"error", "message"}
-SUBMISSION_KEYS = {"results", "accepted", "known", "pending", "rejected"}
+SUBMISSION_KEYS = {"results", "accepted", "known", "pending", "held", "rejected"}
 SAME_IN_BOTH_FORMS = (
     "id",
     "coop",
@@ -276,7 +276,9 @@ async def test_node_info_counts_and_healthz(world: World) -> None:
     assert info["limits"]["max_batch_actions"] == TEST_LIMITS["max_batch_actions"]
     assert info["limits"]["max_request_bytes"] == TEST_LIMITS["max_request_bytes"]
     health = await world.client.get("/healthz")
-    assert health.status == 200 and health.json == {"ok": True, "store": "writable", "peers_reachable": 0}
+    assert health.status == 200 and health.json == {"ok": True, "status": "alive", "peers_reachable": 0}
+    ready = await world.client.get("/readyz")
+    assert ready.status == 200 and ready.json["ready"] is True and ready.json["reasons"] == []
 
 
 # ---- results per action ----------------------------------------------------------------------
@@ -286,7 +288,14 @@ async def test_accepted_then_known(world: World) -> None:
     a = world.newcomer_action()
     first = await world.client.post([a])
     assert first.status == 200
-    assert first.json == {"results": [{"id": act_id(a), "status": "accepted"}], "accepted": 1, "known": 0, "pending": 0, "rejected": 0}
+    assert first.json == {
+        "results": [{"id": act_id(a), "status": "accepted"}],
+        "accepted": 1,
+        "known": 0,
+        "pending": 0,
+        "held": 0,
+        "rejected": 0,
+    }
     before = await world.client.counts()
     again = await world.client.post([a], fmt="json")
     assert again.status == 200
@@ -560,9 +569,9 @@ async def test_chain_conflict_yields_a_proof(world: World) -> None:
     body = assert_error_body(reply, 409, "chain_conflict", submission=True)
     proof_text = body["results"][0]["proof"]
     proof_raw_id = parse_id(IdKind.PROOF, proof_text)
-    # Only the proof was stored; the conflicting action was not.
+    # The proof was stored; the losing action is kept aside (status forked), never in the chain.
     assert await world.client.counts() == {**before, "proofs": before["proofs"] + 1}
-    assert await world.client.status_of(a1_other) is None
+    assert await world.client.status_of(a1_other) == "forked"
     assert await world.client.status_of(a1) == "stored"
 
     listed = (await world.client.get(f"/api/v1/coops/{world.coop_text}/proofs")).json["proofs"]
@@ -576,9 +585,9 @@ async def test_chain_conflict_yields_a_proof(world: World) -> None:
     binary = (await world.client.get(f"/api/v1/proofs/{proof_text}", binary=True)).msgpack
     assert decode_proof(binary["raw"]).id == proof_raw_id
 
-    # The same conflict again: same proof, nothing new.
+    # The same conflict again: the loser is held aside already (known), nothing new.
     again = await world.client.post([a1_other])
-    assert again.status == 200 and again.json["results"][0]["proof"] == proof_text
+    assert again.status == 200 and again.json["results"][0]["status"] == "known"
     assert (await world.client.counts())["proofs"] == before["proofs"] + 1
     await world.assert_still_serving()
 
@@ -753,7 +762,7 @@ async def test_equivocation_between_two_pending_actions(world: World) -> None:
     proof = decode_proof(base64.b64decode(listed[0]["raw"]))
     assert {proof.a.id, proof.b.id} == {a3.id, a3_other.id} and proof.seq == 3
     assert await world.client.status_of(a3) == "pending"
-    assert await world.client.status_of(a3_other) is None
+    assert await world.client.status_of(a3_other) == "forked"  # it lost to a smaller id with the same prev
     # Both in one batch, above a gap, is the same proof.
     bob = member_key(3)
     b1, b2_first = make_chain(bob, world.coop, 2)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import Limits, load_config, load_federation_file
+from node.config import Admission, Limits, load_config, load_federation_file
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 NODE_CONFIGS = sorted(p for p in CONFIGS.rglob("*.toml") if p.name not in ("federation.toml", "cluster.toml"))
@@ -27,6 +27,7 @@ def test_single_node_spells_out_the_defaults() -> None:
     cfg = load_config(CONFIGS / "single-node.toml", env={})
     assert cfg.port == 8470
     assert cfg.limits == Limits()
+    assert cfg.admission == Admission()
     assert cfg.synchronous == "full"
     assert cfg.federation.peers == ()
 

@@ -39,6 +39,7 @@ from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
 
 pytestmark = pytest.mark.slow
+OPEN_RATES = ("read_rate", "write_rate", "author_rate", "join_rate", "apply_rate")
 
 COOPNET = Path(sys.executable).parent / "coopnet"
 HOST = "127.0.0.1"
@@ -171,8 +172,9 @@ def _group_alive(pgid: int) -> list[int]:
 class NodeProcess:
     """``coopnet run`` in its own session (so its process group holds it and its workers)."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, **popen: Any) -> None:
         self.data_dir = data_dir
+        self.popen = popen  # Popen arguments that replace the defaults (a preexec_fn; a terminal as stdio)
         self.port = port
         self.url = f"http://{HOST}:{port}"
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
@@ -189,6 +191,13 @@ class NodeProcess:
             check=False,
         )
         assert out.returncode == 0, f"coopnet init failed ({out.returncode}): {out.stdout!r} {out.stderr!r}"
+        # The load comes from one address, and its members never apply: take every author, no rate limits.
+        config = self.data_dir / "coopnet.toml"
+        config.write_text(
+            config.read_text().replace(
+                "[admission]\n", '[admission]\nunknown_authors = "store"\n' + "".join(f"{k} = 0.0\n" for k in OPEN_RATES)
+            )
+        )
 
     def log_tail(self) -> str:
         with contextlib.suppress(OSError):
@@ -201,13 +210,12 @@ class NodeProcess:
         self._log = self.log_path.open("ab")
         self._log.write(f"==== start {self.starts} ====\n".encode())
         self._log.flush()
+        defaults: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": self._log, "stderr": subprocess.STDOUT}
         self.proc = subprocess.Popen(
             [str(COOPNET), "run", "--data-dir", str(self.data_dir)],
             env=_child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
             start_new_session=True,
+            **{**defaults, **self.popen},
         )
         deadline = time.monotonic() + START_TIMEOUT
         while True:

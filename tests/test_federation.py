@@ -308,8 +308,8 @@ async def test_new_node_joins_with_a_federation_file_and_catches_up(cluster: Clu
     assert peer_view(new.running, old[2].node_id)["origin"] == "learned"
     await new.running.gossip.announce()  # the periodic announce is every ~30 s; this is that round, now
 
-    async def all_know_newcomer() -> bool:
-        return all(new.node_id in s.running.book.peers for s in old)
+    async def all_know_newcomer() -> bool:  # it called them, then proved its URL (a probe)
+        return all(new.node_id in s.running.book.peers and s.running.book.peers[new.node_id].url for s in old)
 
     await wait_until(all_know_newcomer, within=10, what="every existing node to learn the newcomer")
     for s in old:
@@ -542,7 +542,9 @@ async def test_flood_is_rate_limited(cluster: Cluster, http: aiohttp.ClientSessi
     assert 10 <= ok <= 10 + 5 * elapsed_s + 1, (ok, elapsed_s)
     assert statuses.count(429) == 30 - ok
     view = peer_view(a.running, flooder.public_key)
-    assert view["offences"] == {"rate_limited": 30 - ok}
+    # Each 429 says when to retry; the first burst of refusals (requests an honest sender may have
+    # had in flight) is not an offence, every one after it is (10.7).
+    assert view["offences"].keys() == {"rate_limited"} and 1 <= view["offences"]["rate_limited"] <= 30 - ok - 10, view
     text = await get_text(http, a.url + "/metrics")
     assert metric(text, "coopnet_gossip_requests_total", peer=node_text(flooder.public_key), outcome="rate_limited") == 30 - ok
 

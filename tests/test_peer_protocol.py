@@ -207,6 +207,7 @@ def _verify_case(case: dict[str, Any], guard: ReplayGuard | None = None) -> byte
         receiver=parse_id(IdKind.NODE, case["receiver"]),
         now=case["now"],
         guard=guard if guard is not None else ReplayGuard(PEER["requests"]["window_ms"]),
+        not_before=case.get("not_before", 0),
     )
 
 
@@ -927,17 +928,20 @@ async def test_the_replay_check_comes_before_the_token_bucket() -> None:
         assert await _answer(api, headers, body) == (401, "replayed")
     assert await _answer(api, *_fresh(SENDER, 1)) == (200, "ok")
     assert await _answer(api, *_fresh(SENDER, 2)) == (429, "rate_limited")
-    assert api.book.peers[SENDER.public_key].offences == {"rate_limited": 1}
+    assert api.book.peers[SENDER.public_key].offences == {}  # told when to retry: an offence only if it keeps on (10.7)
     # A request refused by the token bucket was remembered: sent again, it is a replay.
     assert await _answer(api, *_fresh(SENDER, 2)) == (401, "replayed")
 
 
 # ==== node records ==============================================================================
 
-urls = st.builds(
-    lambda scheme, host: f"{scheme}://{host}",
+urls = st.builds(  # origins (10.2): scheme://host[:port]
+    lambda scheme, labels, port: f"{scheme}://{'.'.join(labels)}{port}",
     st.sampled_from(["http", "https"]),
-    st.text("abcdefghij.:0123456789-", min_size=1, max_size=60),
+    st.lists(
+        st.from_regex(r"[a-j0-9](?:[a-j0-9-]{0,8}[a-j0-9])?", fullmatch=True).filter(lambda x: not x.isdigit()), min_size=1, max_size=5
+    ),
+    st.sampled_from(["", ":1", ":8470", ":65535"]),
 )
 
 
@@ -1769,7 +1773,14 @@ class _FetchPeer:
         return encode_fetch_reply(FetchReply(tuple(out), (), False))
 
     async def prepare(
-        self, sender: bytes, raws: tuple[bytes, ...], proofs: tuple[bytes, ...], source: str, *, skip_known: bool = True
+        self,
+        sender: bytes,
+        raws: tuple[bytes, ...],
+        proofs: tuple[bytes, ...],
+        source: str,
+        *,
+        skip_known: bool = True,
+        coop: bytes | None = None,
     ) -> tuple[bytes, ...]:
         await asyncio.sleep(0)  # verification yields to the loop, as the worker pool does
         return raws

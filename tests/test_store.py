@@ -122,7 +122,10 @@ async def test_pending_is_promoted_and_a_mismatched_pending_waits_for_its_rival(
     [result] = await store.ingest([a6])
     assert result.status == "accepted" and result.proof is not None
     assert await store.head(COOP, alice.public_key) == (6, a6.id)
-    assert await store.get_action(a6_on_other.id) is None
+    # seq 6 is decided now: the rival goes aside (kept as evidence, and as a ghost others may have
+    # built on), where a replacement further down could still take it back into the chain
+    aside = await store.get_action(a6_on_other.id)
+    assert aside is not None and aside.status == "forked"
     assert (await store.counts())["pending"] == 0
     [proof] = await store.proofs(COOP)
     assert proof.id == result.proof and proof.seq == 6
@@ -397,3 +400,44 @@ async def test_segments_are_read_in_want_order_and_bounded_whatever_is_asked(sto
     # a chain the store holds less of than asked, within what fits: not a cut
     raws, more = await store.segments(COOP, [Want(a, 5, 9)], max_actions=100, max_bytes=1 << 20)
     assert [x.seq for x in map(decode_action, raws)] == [5, 6] and not more
+
+
+# ---- fork choice through SQLite --------------------------------------------------------------
+
+
+async def _forked_state(path: Path, groups: list[list[Action]]) -> tuple[object, ...]:
+    from tests.forkchoice_histories import ALL
+    from tests.forkchoice_histories import GENESIS as FORK_GENESIS
+
+    s = await open_store(path, synchronous="normal")
+    try:
+        await s.ingest([FORK_GENESIS])
+        for g in groups:
+            await s.ingest(g)
+        for _ in range(3):  # anti-entropy offers everything again, chain by chain
+            await s.ingest(sorted(ALL, key=lambda a: (a.author, a.seq, a.id)))
+        coop = FORK_GENESIS.id
+        heads = {c.author: (c.head_seq, c.head_id) for c in await s.chains(coop)}
+        aside = {r.raw for r in await s.forked(coop)}
+        return heads, aside, (await s.counts())["pending"]
+    finally:
+        await s.close()
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_forked_histories_keep_the_same_chains_and_aside_rows_in_any_order(tmp_path: Path, seed: int) -> None:
+    """The store applies protocol.forkchoice as tests/test_forkchoice.py's model does: the same
+    heads and the same actions kept aside, whatever the order and grouping of arrival."""
+    import random
+
+    from tests.forkchoice_histories import ALL
+
+    rng = random.Random(seed)
+    order = list(ALL)
+    rng.shuffle(order)
+    cuts = sorted(rng.sample(range(1, len(order)), rng.randint(0, 6)))
+    groups = [order[i:j] for i, j in itertools.pairwise([0, *cuts, len(order)]) if j > i]
+    ref = await _forked_state(tmp_path / "ref.sqlite3", [[a] for a in sorted(ALL, key=lambda a: (a.author, a.seq, a.id))])
+    got = await _forked_state(tmp_path / "got.sqlite3", groups)
+    assert got == ref
+    assert ref[2] == 0

@@ -54,6 +54,7 @@ import aiohttp  # noqa: E402
 import ingest as ib  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+import node.config as node_config  # noqa: E402
 from node.config import CONFIG_NAME, load_config  # noqa: E402
 from node.keyfile import read_key_file  # noqa: E402
 from node.metrics import Metrics  # noqa: E402
@@ -241,6 +242,8 @@ def render_config(node: BenchNode, peers: Sequence[BenchNode], s: NodeSettings) 
         "[federation]",
         *(f"{k} = {_toml_value(v)}" for k, v in fed.items()),
     ]
+    if hasattr(node_config, "Admission"):  # a coopnet with admission: one client address posts everything
+        lines += ["", "[admission]", *(f"{k} = 0.0" for k in ib.ADMISSION_RATES)]
     for p in peers:
         if p is not node:
             lines += ["", "[[federation.peers]]", f"url = {_toml_value(p.peer_url)}", f"id = {_toml_value(p.node_id)}"]

@@ -74,10 +74,12 @@ from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypai
 
 from protocol import Action, SigningKey, codec, sign_genesis  # noqa: E402
 from protocol.charter import APPLY, LEAVE, OPEN, OUTCOMES, SPONSOR, TALLY, VOTE, check_governance_body  # noqa: E402
-from protocol.governance import APPLICANT, EQUIVOCATION, MEMBER, SNAPSHOT_EVERY, Fold, Item, outcome  # noqa: E402
+from protocol.governance import APPLICANT, EQUIVOCATION, MEMBER, SNAPSHOT_EVERY, Fold, Item  # noqa: E402
 
 TS0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, fixed so every run builds the same history
 LAYER_MS = 20 * 60 * 1000  # causal layers are ~20 minutes apart: 100,000 actions span ~8 months
+WINDOW_MIN = 24 * 60  # every proposal's voting window: a day of co-op time, 72 layers
+WINDOW_LAYERS = WINDOW_MIN * 60_000 // LAYER_MS
 MAX_LAYERS = 10_000_000  # bound on the generator's main loop
 FOUNDERS = 40  # the genesis author and 39 more (a genesis names at most 64)
 RESERVED = 8  # founders who never act during the history: authors of the late actions in (c)
@@ -87,7 +89,7 @@ VOTES_PER_LAYER = 0.8  # how fast one proposal's voters turn up
 REVOTE_SHARE = 0.08  # voters who change their vote later
 MISBEHAVE_SHARE = 0.004  # spontaneous actions the co-op's rules reject
 LATE_BACK = (1_000, 10_000, 50_000)
-TARGET_FRESH_S = 60.0
+TARGET_FRESH_S = 10.0  # issue #9: 100,000 actions folded from scratch in under 10 s
 PROFILE_TOP = 14
 
 APP_KINDS = ("ride.offer", "ride.request", "ride.confirm", "order.place", "order.cancel", "delivery.slot", "message.post")
@@ -119,13 +121,13 @@ def charter(policy: str, text_threshold: str) -> dict[str, Any]:
         {
             "membership": {"policy": policy, "sponsors": 2},
             "decisions": {
-                "default": {"quorum": 20, "threshold": "majority"},
-                "admit": {"quorum": 5, "threshold": "majority"},
-                "amend": {"quorum": 30, "threshold": "two_thirds"},
-                "sanction": {"quorum": 20, "threshold": "two_thirds"},
-                "lift": {"quorum": 15, "threshold": "majority"},
-                "federate": {"quorum": 25, "threshold": "majority"},
-                "text": {"quorum": 10, "threshold": text_threshold},
+                "default": {"minutes": WINDOW_MIN, "quorum": 20, "threshold": "majority"},
+                "admit": {"minutes": WINDOW_MIN, "quorum": 5, "threshold": "majority"},
+                "amend": {"minutes": WINDOW_MIN, "quorum": 30, "threshold": "two_thirds"},
+                "sanction": {"minutes": WINDOW_MIN, "quorum": 20, "threshold": "two_thirds"},
+                "lift": {"minutes": WINDOW_MIN, "quorum": 15, "threshold": "majority"},
+                "federate": {"minutes": WINDOW_MIN, "quorum": 25, "threshold": "majority"},
+                "text": {"minutes": WINDOW_MIN, "quorum": 10, "threshold": text_threshold},
             },
             "roles": {"member": member_perms, "coordinator": ["tally", "stock.*", "delivery.*"]},
             "offences": {
@@ -257,16 +259,20 @@ class Generator:
     # ---- small helpers -------------------------------------------------------------------------
 
     def good(self, who: bytes, t: int) -> bool:
-        return self.oracle.state.in_good_standing(who, t)
+        return self.oracle.in_good_standing(who, t)
+
+    def permissions(self, who: bytes) -> set[str]:
+        m = self.oracle.member_final(who)
+        roles = self.oracle.state.charter["roles"]
+        return {p for r in (m.roles if m else ()) for p in roles.get(r, ())}
 
     def pick_member(self, used: set[bytes], t: int, *, perm: str | None = None) -> bytes | None:
         """A member in good standing not yet acting in this layer; early joiners act more."""
-        s = self.oracle.state
         for _ in range(40):
             who = self.pool[int(len(self.pool) * self.rng.random() ** 1.6)]
-            if who in used or not s.in_good_standing(who, t):
+            if who in used or not self.oracle.in_good_standing(who, t):
                 continue
-            if perm is not None and perm not in s.permissions(who):
+            if perm is not None and perm not in self.permissions(who):
                 continue
             return who
         return None
@@ -304,7 +310,7 @@ class Generator:
     def proposal_body(self, what: str, t: int) -> tuple[str, str, Any] | None:
         """(type, title, payload) for a story beat or a random proposal, or None if it cannot be made."""
         r, s = self.rng, self.oracle.state
-        members = [m for m in self.pool[-400:] if s.in_good_standing(m, t)]
+        members = [m for m in self.pool[-400:] if self.oracle.in_good_standing(m, t)]
         if what in ("text", "random"):
             if what == "random" and r.random() < 0.35:
                 kind = r.choice(("role", "sanction", "text"))
@@ -344,7 +350,7 @@ class Generator:
         need = -(-p.quorum * size // 100)
         spread = size * (6 if p.type == "admit" else 18) // 100 + 2
         k = min(len(electorate), need + r.randint(1, spread))
-        window = max(12, int(k / VOTES_PER_LAYER))
+        window = min(max(12, int(k / VOTES_PER_LAYER)), WINDOW_LAYERS - 2)  # votes come while the window is open
         if p.type in ("amend", "federate", "unfederate", "role", "lift"):
             p_yes = 0.8
         elif p.type == "admit":
@@ -359,9 +365,9 @@ class Generator:
                 again = at + 1 + r.randrange(window // 2 + 1)
                 other = r.choice([c for c in ("yes", "no", "abstain") if c != choice])
                 self.due.setdefault(again, []).append(Event("vote", pid, who, other))
-        for share in (0.5, 0.8):
+        for share in (0.5, 0.8):  # progress reports: "open" until the window closes or everybody voted
             self.due.setdefault(layer + 1 + int(window * share), []).append(Event("tally", pid))
-        self.due.setdefault(layer + window + 4, []).append(Event("tally", pid, final=True))
+        self.due.setdefault(layer + WINDOW_LAYERS + 4, []).append(Event("tally", pid, final=True))
         self.plans[pid] = Plan(admit=p.type == "admit")
 
     def choice(self, p_yes: float, threshold: str) -> str:
@@ -513,7 +519,7 @@ class Generator:
         used.add(who)
         if r.random() < 0.0006:
             return self.item(who, t, LEAVE, {})
-        if "stock.*" in s.permissions(who) and r.random() < 0.3:
+        if "stock.*" in self.permissions(who) and r.random() < 0.3:
             return self.item(who, t, "stock.adjust", self.app_body("stock.adjust", t))
         kind = r.choices(APP_KINDS, APP_WEIGHTS)[0]
         return self.item(who, t, kind, self.app_body(kind, t))
@@ -528,7 +534,7 @@ class Generator:
             return self.item(who, t, "ride.offer", self.app_body("ride.offer", t))
         if sort == 1:  # a suspended, expelled or departed member keeps acting
             for who in self.pool[self.first_joiner :]:
-                if who not in used and (s.status(who) not in (MEMBER, APPLICANT) or s.suspended(who, t)):
+                if who not in used and (s.status(who) not in (MEMBER, APPLICANT) or self.oracle.suspended(who, t)):
                     used.add(who)
                     return self.item(who, t, "order.place", self.app_body("order.place", t))
             return None
@@ -566,7 +572,7 @@ class Generator:
             if it.kind == TALLY:
                 it = dataclasses.replace(it, body={"proposal": it.body["proposal"], "outcome": self.claim(it, it.id in wrong)})
             self.oracle.add_items([it])
-            reason = self.oracle.results[it.id]
+            reason = self.oracle.view[it.id]  # its verdict in its own view (no sanction binds in these histories)
             self.h.results["applied" if reason is None else reason.split(":")[0]] += 1
             self.h.kinds[it.kind] += 1
             if it.kind == TALLY and reason is not None and it.id not in wrong and reason.startswith("wrong_outcome"):
@@ -580,25 +586,15 @@ class Generator:
         p = self.oracle.state.proposals.get(it.body["proposal"])
         if p is None:
             return "open"
-        # The tally's causal past, computed by the oracle itself: the item is shown to it for the
-        # walk only. The walk's result stays in the oracle's frontier cache, where its own _tally
-        # finds it, so each tally costs the generator one walk, as it costs every node.
-        o = self.oracle
-        o.items[it.id] = it
-        o.chain.setdefault(it.author, {})[it.seq] = it.id
-        try:
-            frontier = o.frontier(it.id)
-        finally:
-            del o.items[it.id]
-            del o.chain[it.author][it.seq]
-        result, _ = outcome(p, frontier)
+        # What every node will compute for a tally with exactly these parents (its prev and deps).
+        result = self.oracle.preview(p.id, it.parents)[0]
         if wrong:
             return self.rng.choice([x for x in OUTCOMES if x != result])
         return result
 
     def after_layer(self, h: int, folded: list[Item]) -> None:
         for it in folded:
-            if self.oracle.results[it.id] is not None:
+            if self.oracle.view[it.id] is not None:
                 if it.kind == OPEN and it.body["type"] == "admit":
                     self.admitting.discard(it.body["payload"]["member"])  # someone may propose it again
                 continue
@@ -896,7 +892,7 @@ def report(fig: dict[str, Any], out: TextIO) -> None:
     t = fig["targets"]
     say(
         out,
-        f"target 1, a fresh fold of {h['items']:,} actions well under a minute: {'holds' if t['fresh_under_minute'] else 'MISSED'}"
+        f"target 1, a fresh fold of {h['items']:,} actions in under {TARGET_FRESH_S:.0f} s: {'holds' if t['fresh_under_minute'] else 'MISSED'}"
         f" ({a['seconds']:.1f} s wall, {a['cpu_s']:.1f} s CPU)",
     )
     worst = max((x["beyond_the_late_part"] for x in fig.get("late", [])), default=0)

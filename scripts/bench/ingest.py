@@ -86,6 +86,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Application kinds only: coop., member., proposal., vote., sanction. and federation. are
 # governance kinds with schemas of their own (protocol/charter.py).
 KINDS = ("ride.offer", "ride.request", "ride.confirm", "message.post", "order.place")
+APPLY = "member.apply"  # each member's seq 1: how a member's chain starts (a node holds anything else)
+ADMISSION_RATES = ("read_rate", "write_rate", "author_rate", "join_rate", "apply_rate")
 PRODUCE = ("apples", "leeks", "eggs", "goat cheese", "honey", "bread", "potatoes", "kale")
 CITIES = ("Lyon", "Paris", "Lille", "Nantes", "Rennes", "Grenoble", "Dijon", "Tours", "Metz", "Brest", "Nancy", "Caen")
 WORDS = (
@@ -290,9 +292,11 @@ def make_body(rng: random.Random, kind: str, ts: int) -> dict[str, object]:
     return body
 
 
-def sign_chain(task: tuple[int, int, bytes]) -> tuple[int, list[bytes]]:
-    """Sign member ``i``'s chain of ``count`` actions in co-op ``coop`` (runs in a pool worker)."""
-    i, count, coop = task
+def sign_chain(task: tuple[int, int, bytes] | tuple[int, int, bytes, bool]) -> tuple[int, list[bytes]]:
+    """Sign member ``i``'s chain of ``count`` actions in co-op ``coop`` (runs in a pool worker),
+    its seq 1 an application unless the task's fourth item is False."""
+    i, count, coop = task[:3]
+    first_apply = task[3] if len(task) > 3 else True
     key = member_key(i)
     rng = random.Random(i)
     prev: bytes | None = None
@@ -300,7 +304,10 @@ def sign_chain(task: tuple[int, int, bytes]) -> tuple[int, list[bytes]]:
     for seq in range(1, count + 1):
         ts = TS0 + seq * 60_000 + i
         kind = rng.choice(KINDS)
-        a = sign_action(key, coop=coop, seq=seq, prev=prev, ts=ts, kind=kind, body=make_body(rng, kind, ts))
+        body = make_body(rng, kind, ts)
+        if seq == 1 and first_apply:
+            kind, body = APPLY, {"note": body.get("note", "")}
+        a = sign_action(key, coop=coop, seq=seq, prev=prev, ts=ts, kind=kind, body=body)
         raws.append(a.raw)
         prev = a.id
     return i, raws
@@ -332,7 +339,7 @@ def sample_actions(n: int, coop: bytes) -> list[Action]:
     """A few real actions signed in-process, for the single-core rates (distinct keys, like the run)."""
     out: list[Action] = []
     for i in range(n):
-        _, raws = sign_chain((1_000_000 + i, 1, coop))
+        _, raws = sign_chain((1_000_000 + i, 1, coop, False))  # application kinds, as measured before
         out.append(decode_action(raws[0]))
     return out
 
@@ -600,6 +607,11 @@ def start_node(data_dir: Path, *, port: int, synchronous: str, workers: int | No
         text, n = re.subn(r"^\[limits\][ \t]*\n", lambda m: m.group(0) + lines, text, count=1, flags=re.M)
         if n != 1:
             text = text.rstrip("\n") + "\n\n[limits]\n" + lines
+    # Every request comes from this one client address: no client rate limits. (Admission's
+    # quarantine stays on: each member's chain starts with its application, as members' do.)
+    text = re.sub(
+        r"^\[admission\][ \t]*\n", lambda m: m.group(0) + "".join(f"{k} = 0.0\n" for k in ADMISSION_RATES), text, count=1, flags=re.M
+    )
     cfg_path.write_text(text)
     cfg = load_config(cfg_path, env={})  # the node reads the same file: fail here if we wrote it wrong
     if (
