@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from node.config import Federation, PeerAddress
+from node.config import Admission, Federation, PeerAddress
 from node.keyfile import read_key_file, write_key_file
 from node.node import Node, init_data_dir
 from protocol import Action, SigningKey, sign_action, sign_genesis
@@ -38,7 +38,7 @@ from protocol.ids import IdKind, format_id
 from protocol.limits import DEFAULT_ACTION_LIMITS
 from protocol.messages import encode_submission
 
-from .fed_helpers import free_ports, wait_until
+from .fed_helpers import OPEN_ADMISSION, free_ports, wait_until
 
 DEADLINE_S = 30.0
 T0 = 1_700_000_000_000  # stamps of the signed histories: fixed, and in the past of every test run
@@ -50,7 +50,7 @@ BIG_SKEW_MS = 2 * TEN_YEARS_MS  # test nodes that accept stamps from the far fut
 COOPNET = Path(sys.executable).parent / "coopnet"
 CLI_TIMEOUT_S = 60.0
 ORDERS = ("forward", "reversed", "partition")
-HELD = ("stored", "pending", "forked")
+HELD = ("stored", "pending", "forked", "held")
 MAX_DEPS = DEFAULT_ACTION_LIMITS.max_deps
 
 
@@ -209,12 +209,13 @@ class Net:
             return r.status, await r.json()
 
     async def post(self, i: int, *actions: Action) -> list[dict[str, Any]]:
-        """POST and assert every action was taken (accepted, or held pending its predecessor; a
-        second fork of a seq is refused as a chain conflict but proves the equivocation)."""
+        """POST and assert every action was taken (accepted; pending its predecessor; held until its
+        author's application arrives; a second fork of a seq is refused as a chain conflict but
+        proves the equivocation)."""
         status, body = await self.submit(i, *actions)
         assert status == 200, (status, body)
         for r in body["results"]:
-            assert r["status"] in ("accepted", "pending", "known") or r.get("code") == "chain_conflict", body
+            assert r["status"] in ("accepted", "pending", "known", "held") or r.get("code") == "chain_conflict", body
         return list(body["results"])
 
     async def deliver(
@@ -286,7 +287,11 @@ class Net:
                 missing.pop()
             return True
 
-        await wait_until(check, within=DEADLINE_S, what=f"{len(actions)} actions on nodes {tuple(nodes)}")
+        async def explain() -> str:
+            found = [f"{a.kind} {act_text(a)[:16]} on node {i} ({await self.status_of(i, a)})" for i, a in missing]
+            return "missing: " + ", ".join(found)
+
+        await wait_until(check, within=DEADLINE_S, what=f"{len(actions)} actions on nodes {tuple(nodes)}", explain=explain)
 
     def coop_path(self, coop: bytes, rest: str = "") -> str:
         return f"/api/v1/coops/{coop_text(coop)}{rest}"
@@ -433,9 +438,12 @@ class Net:
 
 
 @asynccontextmanager
-async def three_nodes(root: Path, *, skew_ms: int | None = BIG_SKEW_MS) -> AsyncIterator[Net]:
+async def three_nodes(
+    root: Path, *, skew_ms: int | None = BIG_SKEW_MS, admission: Sequence[Admission] = (OPEN_ADMISSION,) * 3
+) -> AsyncIterator[Net]:
     """Three nodes that list each other as peers; ``skew_ms``: their ``limits.max_clock_skew_ms``
-    (None: the default)."""
+    (None: the default); ``admission``: each node's ``[admission]`` (by default every author is
+    stored, strangers included, so that the fold meets them, and no client is rate limited)."""
     ports = free_ports(3)
     cfgs = [init_data_dir(root / f"n{i}", port=ports[i]) for i in range(3)]
     ids = [format_id(IdKind.NODE, read_key_file(c.key_path, "node").public_key) for c in cfgs]
@@ -447,7 +455,7 @@ async def three_nodes(root: Path, *, skew_ms: int | None = BIG_SKEW_MS) -> Async
             limits = dataclasses.replace(c.limits, verify_workers=0)
             if skew_ms is not None:
                 limits = dataclasses.replace(limits, max_clock_skew_ms=skew_ms)
-            nodes.append(await Node.start(dataclasses.replace(c, federation=fed, limits=limits)))
+            nodes.append(await Node.start(dataclasses.replace(c, federation=fed, limits=limits, admission=admission[i])))
         home = root / "home"
         home.mkdir()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
