@@ -79,10 +79,11 @@ class Actor:
         return [parse_id(IdKind.ACTION, t) for t in found]
 
     def check_deps(self, deps: list[bytes]) -> None:
-        """Refuse to build on an action this node does not hold, or one still waiting for its own
-        deps: the new action would wait for it, and so would every later action of this member
-        (each names the one before as prev), for ever if it never arrives. An action of another
-        co-op is left to the node, which refuses it at the door (foreign_dep)."""
+        """Refuse to build on an action this node does not hold, one still waiting for its own deps,
+        or one held in quarantine (its author unknown): the new action would wait for it, and so
+        would every later action of this member (each names the one before as prev), for ever if
+        it never arrives. An action of another co-op is left to the node, which refuses it at the
+        door (foreign_dep)."""
         for d in dict.fromkeys(deps):
             text = format_id(IdKind.ACTION, d)
             try:
@@ -97,12 +98,13 @@ class Actor:
                 ) from None
             if found.get("coop") != self.coop_text:
                 continue
-            waiting = found.get("status") == "pending" or (found.get("fold") or {}).get("result") == "deferred"
+            # pending: waiting for its predecessor; held: a stranger's, in quarantine, never folded.
+            waiting = found.get("status") in ("pending", "held") or (found.get("fold") or {}).get("result") == "deferred"
             if waiting:
                 raise ActingError(
                     "unknown_dep",
-                    f"{text} is itself waiting for actions this node does not hold: an action depending on it "
-                    "would wait too, and so would every later action of yours",
+                    f"{text} is not part of this co-op's state here (it waits for actions this node does not hold, "
+                    "or its author is unknown): an action depending on it would wait too, and so would every later action of yours",
                 )
 
     def _sign(self, seq: int, prev: bytes | None, kind: str, body: Any, deps: list[bytes]) -> Action:
