@@ -219,11 +219,19 @@ class Net:
         return list(body["results"])
 
     async def deliver(
-        self, d: Delivery, order: str, *, unheld: Iterable[Action] = (), via: Sequence[int] = (0, 1, 2), batch: int = 1
+        self,
+        d: Delivery,
+        order: str,
+        *,
+        unheld: Iterable[Action] = (),
+        via: Sequence[int] = (0, 1, 2),
+        batch: int = 1,
+        within: float = DEADLINE_S,
     ) -> dict[bytes, dict[str, Any]]:
         """Post ``d`` in ``order`` (see the module docstring); return once every node holds it all
         (but ``unheld``); ``via``: the nodes the forward and reversed orders post to; ``batch``:
-        actions per request (one node takes each batch, in the same order). Returns what
+        actions per request (one node takes each batch, in the same order); ``within``: how long
+        the nodes may take to hold it all. Returns what
         the node each action was posted to answered, by id.
         A co-op's genesis goes first, to every node: a node takes a co-op's actions only once it
         holds its genesis."""
@@ -262,7 +270,7 @@ class Net:
         else:
             await post_all(d.all if order == "forward" else d.all[::-1], via)
         skip = {a.id for a in unheld}  # actions the test expects some nodes never to hold
-        await self.everywhere(*geneses, *(a for a in d.all if a.id not in skip), held=HELD)
+        await self.everywhere(*geneses, *(a for a in d.all if a.id not in skip), held=HELD, within=within)
         return answers
 
     # ---- reading ---------------------------------------------------------------------------
@@ -276,7 +284,9 @@ class Net:
         async with self.http.get(f"{self.nodes[i].url}/api/v1/actions/{act_text(action)}") as r:
             return str((await r.json())["status"]) if r.status == 200 else None
 
-    async def everywhere(self, *actions: Action, nodes: Sequence[int] = (0, 1, 2), held: Sequence[str] = ("stored",)) -> None:
+    async def everywhere(
+        self, *actions: Action, nodes: Sequence[int] = (0, 1, 2), held: Sequence[str] = ("stored",), within: float = DEADLINE_S
+    ) -> None:
         missing = [(i, a) for i in nodes for a in actions]
 
         async def check() -> bool:
@@ -291,7 +301,7 @@ class Net:
             found = [f"{a.kind} {act_text(a)[:16]} on node {i} ({await self.status_of(i, a)})" for i, a in missing]
             return "missing: " + ", ".join(found)
 
-        await wait_until(check, within=DEADLINE_S, what=f"{len(actions)} actions on nodes {tuple(nodes)}", explain=explain)
+        await wait_until(check, within=within, what=f"{len(actions)} actions on nodes {tuple(nodes)}", explain=explain)
 
     def coop_path(self, coop: bytes, rest: str = "") -> str:
         return f"/api/v1/coops/{coop_text(coop)}{rest}"

@@ -526,8 +526,9 @@ async def test_4_an_honest_member_who_built_on_the_losing_fork_is_judged_not_fro
     b_tally = B.tally(coop, h.p, "passed", [h.lost, h.vC], ts=T0 + 6 * SECOND)  # what node 2 counts: 2 yes, 1 no
     b_more = B.note(coop, [b_tally], ts=T0 + 7 * SECOND)
     b_after = B.note(coop, [h.kept], ts=T0 + 8 * SECOND)
-    await net.deliver(Delivery(h.prefix, [h.kept], [h.lost, b_note, b_tally, b_more], [b_after]), order, unheld=[h.lost])
-    await net.same_state(coop, proofs=1)
+    # Three nodes take this in a few rounds of 0.3 s: short deadlines, so the known failure is quick.
+    await net.deliver(Delivery(h.prefix, [h.kept], [h.lost, b_note, b_tally, b_more], [b_after]), order, unheld=[h.lost], within=10.0)
+    await net.same_state(coop, proofs=1, within=10.0)
     judged = await net.results(coop, b_note, b_tally, b_more, b_after)
     assert all(r in ("applied", "rejected") for r, _ in judged), judged
     assert judged[0] == judged[2] == judged[3] == ("applied", None)
@@ -555,7 +556,7 @@ async def test_4_an_honest_member_who_built_on_the_equivocators_next_action_is_j
     b_more = B.note(coop, [b_tally], ts=T0 + 7 * SECOND)
     b_after = B.note(coop, [h.kept], ts=T0 + 8 * SECOND)
     delivery = Delivery(h.prefix, [h.kept], [h.lost, on_lost, b_note, b_tally, b_more], [b_after])
-    await net.deliver(delivery, order, unheld=[h.lost, on_lost])
+    await net.deliver(delivery, order, unheld=[h.lost, on_lost], within=10.0)
     await net.same_state(coop, proofs=1, within=6.0)  # three nodes agree within a few rounds of 0.3 s
     judged = await net.results(coop, b_note, b_tally, b_more, b_after)
     assert all(r in ("applied", "rejected") for r, _ in judged), judged
