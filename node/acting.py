@@ -180,6 +180,8 @@ class Actor:
         }
         if result["status"] == "rejected":
             raise ActingError(result.get("code", "rejected"), result.get("message", "refused"), {"results": [result]})
+        if result["status"] in ("held", "pending") and result.get("message"):
+            out["message"] = result["message"]
         try:
             verdict = self.client.get(f"/api/v1/coops/{self.coop_text}/results/{out['id']}")
         except ClientError:

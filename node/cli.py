@@ -317,6 +317,11 @@ def _act(
 
 def _print_acted(o: dict[str, Any]) -> None:
     console.print(f"{o['status']}: {o['kind']} #{o['seq']}\n  id  {o['id']}")
+    if o["status"] == "held":
+        console.print(f"  [yellow]not stored yet: {o.get('message', 'this node holds it back')}[/]")
+        console.print("  (you are not known to this co-op on this node: `coopnet member apply` first)")
+    elif o["status"] == "pending" and o.get("message"):
+        console.print(f"  {o['message']}")
     fold = o.get("fold")
     if not fold:
         return
@@ -336,9 +341,10 @@ def _print_acted(o: dict[str, Any]) -> None:
 
 
 def _finish(c: Ctx, out: dict[str, Any], readable: Any = _print_acted) -> None:
-    """Print what happened; exit 1 when the co-op's rules rejected the action."""
+    """Print what happened; exit 1 when the co-op's rules rejected the action, or the node held
+    it back (an unknown author's action is not stored, and will not be unless they apply)."""
     _out(out, c.as_json, readable)
-    if (out.get("fold") or {}).get("result") == "rejected":
+    if (out.get("fold") or {}).get("result") == "rejected" or out.get("status") == "held":
         sys.exit(1)
 
 

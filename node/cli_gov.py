@@ -205,7 +205,10 @@ def proposal_show(c: Ctx, coop_text: str, proposal_id: str) -> None:
         v = o["votes"]
         console.print(f"[bold]{o['title']}[/] ({o['type']}) — {o['status']}")
         console.print(f"  rule: quorum {o['rule']['quorum']}%, {o['rule']['threshold']}; electorate {o['electorate']}")
-        console.print(f"  window: {'open until' if o['window_open'] else 'closed at'} {_when(o['closes_ms'])} (co-op time)")
+        if o["status"] != "open":
+            console.print(f"  window: closed by the decision (it was to close at {_when(o['closes_ms'])}, co-op time)")
+        else:
+            console.print(f"  window: {'open until' if o['window_open'] else 'closed at'} {_when(o['closes_ms'])} (co-op time)")
         console.print(f"  votes: yes {v['yes']}, no {v['no']}, abstain {v['abstain']}, block {v['block']}")
         if o["decided_by"]:
             fin = o.get("final") or {}

@@ -125,7 +125,9 @@ class Graph:
             it = ready.pop()
             if it.id in self.height:
                 continue
-            self.height[it.id] = 1 + max((self.height[p] for p in it.parents), default=-1)
+            # An action naming neither prev nor deps still comes after the genesis, which is in
+            # every causal past: height 1, never beside the genesis or before it.
+            self.height[it.id] = 1 + max((self.height[p] for p in it.parents), default=-1 if it.id == self.root else 0)
             if it.kind != EQUIVOCATION and it.id not in self.ghosts:
                 self.chain.setdefault(it.author, {})[it.seq] = it.id
             newly.append(self.key_of(it))

@@ -21,10 +21,12 @@ node hears what first (docs/GOVERNANCE.md, "Threat model"). Five ideas carry the
    tally is never bound): that keeps the rules free of cycles (two concurrent sanctions on each
    other's tallier both hold, as in p2panda), and an honest tally sees every sanction decided
    before it.
-3. **Time is the co-op's, not the signer's.** ``clock(X)`` is the third latest timestamp among
-   distinct members in good standing whose applied actions are in X's causal past (fewer
-   witnesses: the oldest of them), never lower than its parents' clocks. One key, or two, cannot
-   move it; strangers and sanctioned members are not witnesses; stale deps only make it older.
+3. **Time is the co-op's, not the signer's.** ``clock(X)`` is the second latest timestamp among
+   distinct members in good standing whose applied actions are in X's causal past (one witness:
+   its stamp), never lower than its parents' clocks. One key cannot move it; strangers and
+   sanctioned members are not witnesses; stale deps only make it older. Two, not more: a co-op
+   whose clock needed three active members would stop deciding whenever only two of its members
+   act (a small co-op on holiday), and one key still cannot move it.
    Suspensions end, voting windows close and tallies decide by it. Where a signer's own stamp can
    only hurt the signer (a vote stamped after the window closes), the stamp counts too.
 4. **Decisions stay decided.** A proposal has a voting window; a vote after it is late. A tally
@@ -88,7 +90,7 @@ __all__ = [
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
-CLOCK_WITNESSES = 3  # distinct members whose stamps it takes to move the co-op clock
+CLOCK_WITNESSES = 2  # distinct members whose stamps it takes to move the co-op clock
 WITNESS_LIST = CLOCK_WITNESSES + 1
 SNAPSHOT_EVERY = 2000
 RECENT_EVERY = 256  # how stale the snapshot kept at the tip may get
@@ -127,8 +129,13 @@ class Sanction:
     evidence: tuple[bytes, ...]
     imposed_by: bytes  # the deciding tally, or the proof
     bound: int  # the member's actions with a higher seq are judged under this sanction
-    lifted_by: bytes | None = None
+    lifted_by: bytes | None = None  # the first lift in fold order (what the state shows)
     pending_days: int | None = None  # an equivocation suspension waiting for the member's next action
+    lifts: tuple[bytes, ...] = ()  # every lift, fold order: an action that saw any of them is not bound
+    started_by: bytes | None = None  # the action whose co-op time started an equivocation suspension
+
+    def lifted_in(self, seen: Callable[[bytes | None], bool]) -> bool:
+        return any(seen(x) for x in self.lifts)
 
     def copy(self) -> Sanction:
         return replace(self)
@@ -166,6 +173,8 @@ class State:
     proposals: dict[bytes, Proposal] = field(default_factory=dict)
     sanctions: dict[bytes, Sanction] = field(default_factory=dict)
     federations: dict[bytes, tuple[Any, bytes]] = field(default_factory=dict)  # coop -> (terms, deciding tally)
+    # coop -> every federation decision about it, fold order: (deciding tally, federated after it)
+    fed_log: dict[bytes, tuple[tuple[bytes, bool], ...]] = field(default_factory=dict)
     sanctioned: dict[bytes, list[bytes]] = field(default_factory=dict)  # member -> sanction ids (an index)
     pos: int = 0  # items folded so far (the position in the fold order)
     clock: int = 0  # the latest co-op time among the items folded so far
@@ -184,6 +193,7 @@ class State:
         self.epoch = next(_EPOCHS)
         s.sanctions = {k: x.copy() for k, x in self.sanctions.items()}
         s.federations = dict(self.federations)
+        s.fed_log = dict(self.fed_log)
         s.sanctioned = {k: list(v) for k, v in self.sanctioned.items()}
         s.pos, s.clock, s.charter_by, s.charters = self.pos, self.clock, self.charter_by, self.charters
         s.tallied = dict(self.tallied)
@@ -365,7 +375,7 @@ def _open(s: State, c: Ctx) -> str | None:
     ptype, payload, author = b["type"], b["payload"], it.author
     charter = f.charter_seen(seen)
     x = s.sanctions.get(payload["sanction"]) if ptype == "lift" else None
-    if x is not None and (not seen(x.imposed_by) or seen(x.lifted_by)):
+    if x is not None and (not seen(x.imposed_by) or x.lifted_in(seen)):
         x = None
     appeal = x is not None and x.member == author
     standing = f.standing_seen(author, seen, c.time)
@@ -387,7 +397,7 @@ def _open(s: State, c: Ctx) -> str | None:
         return "unknown_role"
     if ptype == "federate" and payload["coop"] == s.coop:
         return "self_federation"
-    if ptype == "unfederate" and (payload["coop"] not in s.federations or not seen(s.federations[payload["coop"]][1])):
+    if ptype == "unfederate" and not _federated_seen(s, payload["coop"], seen):
         return "not_federated"
     rule = charter["decisions"].get(ptype, charter["decisions"]["default"])
     electorate = frozenset(k for k in s.members if f.standing_seen(k, seen, c.time) == MEMBER)
@@ -411,17 +421,26 @@ def _open(s: State, c: Ctx) -> str | None:
     return None
 
 
+def _federated_seen(s: State, coop: bytes, seen: Seen) -> bool:
+    """Whether the latest federation decision about ``coop`` that ``seen`` covers federated it."""
+    for by, present in reversed(s.fed_log.get(coop, ())):
+        if seen(by):
+            return present
+    return False
+
+
 def _status(m: Member | None) -> str:
     return m.status if m is not None else NONE
 
 
 def _about(s: State, c: Ctx) -> tuple[Proposal | None, str | None]:
     """The proposal a vote or tally names, or the reason it cannot be acted on."""
-    p = s.proposals.get(c.item.body["proposal"])
+    pid = c.item.body["proposal"]
+    p = s.proposals.get(pid)
+    if not c.seen(pid) and (p is not None or pid in c.fold.graph.height):
+        return None, "proposal_not_in_deps"  # an opening it had not seen, wherever that sorts
     if p is None:
         return None, "unknown_proposal"
-    if not c.seen(p.id):
-        return None, "proposal_not_in_deps"
     if c.fold.bound_seen(p.author, p.seq, c.seen) and not _is_appeal(s, p.author, p.type, p.payload):
         return None, "proposal_void"
     if any(c.seen(x) for x in s.tallied.get(p.id, ())):
@@ -544,7 +563,11 @@ def _sanction(
 
 def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
     x = s.sanctions.get(p.payload["sanction"])
-    if x is None or x.lifted_by is not None:
+    if x is None:
+        return
+    # Every lift is recorded: one the member's action saw frees it, whichever sorts first.
+    x.lifts = (*x.lifts, c.item.id)
+    if x.lifted_by is not None:
         return
     x.lifted_by = c.item.id
     still_expelled = any(s.sanctions[i].kind == "expel" and s.sanctions[i].lifted_by is None for i in s.sanctioned.get(x.member, ()))
@@ -553,11 +576,15 @@ def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
 
 
 def _pass_federate(s: State, p: Proposal, c: Ctx) -> None:
-    s.federations[p.payload["coop"]] = (p.payload["terms"], c.item.id)
+    coop = p.payload["coop"]
+    s.federations[coop] = (p.payload["terms"], c.item.id)
+    s.fed_log[coop] = (*s.fed_log.get(coop, ()), (c.item.id, True))
 
 
 def _pass_unfederate(s: State, p: Proposal, c: Ctx) -> None:
-    s.federations.pop(p.payload["coop"], None)
+    coop = p.payload["coop"]
+    s.federations.pop(coop, None)
+    s.fed_log[coop] = (*s.fed_log.get(coop, ()), (c.item.id, False))
 
 
 def _pass_role(s: State, p: Proposal, c: Ctx) -> None:
@@ -681,6 +708,7 @@ class Fold:
         self.refolded = 0  # items re-applied because of late arrivals (for benchmarks)
         self._back_to: int | None = None
         self._final: tuple[int, dict[bytes, str | None], bytes, int, int] | None = None  # cached final results
+        self._tips: tuple[int, list[bytes]] | None = None
         body = genesis.body_value()
         body = body if isinstance(body, dict) else {}
         charter = body.get("charter") or codec.decode(codec.encode(DEFAULT_CHARTER))
@@ -721,14 +749,17 @@ class Fold:
 
     def add(self, actions: Iterable[Action] = (), proofs: Iterable[EquivocationProof] = (), forked: Iterable[Action] = ()) -> None:
         """Actions of the co-op's chains, equivocation proofs, and ``forked``: actions displaced
-        from their chain by an equivocation (ghosts). A proof brings its losing half as a ghost."""
+        from their chain by an equivocation (ghosts). A proof whose two actions share their prev
+        brings its larger-id half as a ghost; of a proof whose branches parted lower down, either
+        half may be the kept one (fork choice keeps the smallest id whose prev is kept), so only
+        ``forked`` says which is displaced."""
         items = [Item.of(a) for a in actions if a.coop == self.coop and a.id not in self.graph.items]
         ghosts = {a.id: Item.of(a) for a in forked if a.coop == self.coop and a.id not in self.graph.items}
         for p in proofs:
             if p.coop != self.coop or p.id in self.graph.items:
                 continue
             items.append(Item.of_proof(p))
-            if p.b.id not in self.graph.items:
+            if p.b.id not in self.graph.items and p.a.prev == p.b.prev:
                 ghosts.setdefault(p.b.id, Item.of(p.b))
         kept = {it.id for it in items}
         ghost_items = [g for i, g in ghosts.items() if i not in kept]
@@ -784,7 +815,7 @@ class Fold:
 
     def _apply(self, it: Item) -> None:
         s, g = self.state, self.graph
-        parents = it.parents
+        parents = it.parents or (self.coop,)  # the genesis is in every causal past
         if it.id == self.coop:
             t, merged = it.ts, ()
         else:
@@ -849,7 +880,7 @@ class Fold:
         if reason is not None:
             return reason, False
         # A witness of the co-op clock: after it, its author is a member in good standing in its view.
-        after = self.member_seen(it.author, seen) if kind in (APPLY, LEAVE) else me
+        after = self.member_seen(it.author, seen) if kind in (APPLY, LEAVE, TALLY) else me
         return None, after is not None and after.status == MEMBER and not self.suspended_seen(it.author, seen, t)
 
     def _equivocation(self, s: State, it: Item) -> str | None:
@@ -881,7 +912,7 @@ class Fold:
         for i in s.sanctioned[it.author]:
             x = s.sanctions[i]
             if x.pending_days is not None and it.seq > x.bound:
-                x.until, x.pending_days = t + x.pending_days * DAY_MS, None
+                x.until, x.pending_days, x.started_by = t + x.pending_days * DAY_MS, None, it.id
 
     # ---- reading a view ----------------------------------------------------------------------
 
@@ -889,9 +920,17 @@ class Fold:
         """``who``'s latest version whose cause the view has seen and that the view does not know
         to rest on sponsorships made under a sanction."""
         m = self.state.members.get(who)
-        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, seen))):
+        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, seen)) or self._bound_apply(who, m, seen)):
             m = m.prev
         return m
+
+    def _bound_apply(self, who: bytes, m: Member, seen: Seen | None) -> bool:
+        """Whether version ``m`` was made by ``who``'s own application under a sanction binding it
+        (as far as ``seen`` knows of sanctions; None: all of them): its effect never happens."""
+        if who not in self.state.sanctioned:
+            return False
+        it = self.graph.items.get(m.since)
+        return it is not None and it.author == who and it.kind == APPLY and self.bound_seen(who, it.seq, seen)
 
     def _short_of_sponsors(self, m: Member, seen: Seen | None) -> bool:
         if not self.state.sanctioned:
@@ -912,9 +951,11 @@ class Fold:
         s = self.state
         for i in s.sanctioned.get(who, ()):
             x = s.sanctions[i]
-            if x.kind != "suspend" or not seen(x.imposed_by) or seen(x.lifted_by):
+            if x.kind != "suspend" or not seen(x.imposed_by) or x.lifted_in(seen):
                 continue
-            if x.until is None or t < x.until:
+            # An equivocation suspension this view has not seen start is in force: the action that
+            # started it may have arrived late and sort anywhere before.
+            if x.until is None or t < x.until or not seen(x.started_by or x.imposed_by):
                 return True
         return False
 
@@ -942,9 +983,9 @@ class Fold:
             x = s.sanctions[i]
             if x.kind not in BINDING or seq <= x.bound or (seen is not None and not seen(x.imposed_by)):
                 continue
-            if x.lifted_by is not None:
+            if x.lifts:
                 own = own or Seen(self, self.graph.items[x_id])
-                if own(x.lifted_by):
+                if x.lifted_in(own):
                     continue
             if x.kind == "expel" or x.until is None or self.clock.get(x_id, 0) < x.until:
                 return True
@@ -959,7 +1000,7 @@ class Fold:
         for i in s.sanctioned[it.author]:
             x = s.sanctions[i]
             if x.kind in BINDING and it.seq > x.bound and action_id in g.height:
-                if x.lifted_by is not None and Seen(self, it)(x.lifted_by):
+                if x.lifts and x.lifted_in(Seen(self, it)):
                     continue
                 if x.kind == "expel" or x.until is None or self.clock.get(action_id, 0) < x.until:
                     return x
@@ -1091,14 +1132,15 @@ class Fold:
             for seq, x in g.chain.get(who, {}).items():
                 it = g.items[x]
                 if results.get(x, "") is None and not self._exempt(it) and self.bound_seen(who, seq, None):
-                    expelled = any(s.sanctions[i].kind == "expel" and seq > s.sanctions[i].bound for i in ids)
-                    results[x] = "status_expelled" if expelled else SUSPENDED
+                    results[x] = "status_expelled" if self._expels(ids, seq, x) else SUSPENDED
         for who in self._void_admissions():
             for x in g.chain.get(who, {}).values():
                 it = g.items[x]
                 if results.get(x, "") is None and it.kind not in _UNBOUND and it.kind != APPLY:
                     standing = self._standing_in_state(who, Seen(self, it), self.clock[x])
-                    if standing != MEMBER and rule_for(it.kind).who == _MEMBERS:
+                    # an opening needs a member in good standing too, unless it is an appeal
+                    members_only = rule_for(it.kind).who == _MEMBERS or (it.kind == OPEN and not self._exempt(it))
+                    if standing != MEMBER and members_only:
                         results[x] = SUSPENDED if standing == SUSPENDED else f"status_{standing}"
         h = hashlib.sha256(RESULTS_TAG)
         counted = rejected = 0
@@ -1114,6 +1156,21 @@ class Fold:
             h.update(b"\x00")
         self._final = (self._version, results, h.digest(), counted, rejected)
         return results, self._final[2], counted, rejected
+
+    def _expels(self, ids: list[bytes], seq: int, x: bytes) -> bool:
+        """Whether an expulsion among sanctions ``ids`` binds the action ``x`` at ``seq``: beyond its
+        bound, and ``x`` has not seen its lift (a lifted expulsion does not bind what saw the lift)."""
+        s, own = self.state, None
+        for i in ids:
+            e = s.sanctions[i]
+            if e.kind != "expel" or seq <= e.bound:
+                continue
+            if e.lifts:
+                own = own or Seen(self, self.graph.items[x])
+                if e.lifted_in(own):
+                    continue
+            return True
+        return False
 
     def _void_admissions(self) -> list[bytes]:
         """Members whose latest admission by sponsorship rests on sponsorships a sanction binds."""
@@ -1132,7 +1189,7 @@ class Fold:
 
     def _standing_in_state(self, who: bytes, seen: Seen, t: int) -> str:
         m = self.state.members.get(who)
-        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, None))):
+        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, None)) or self._bound_apply(who, m, None)):
             m = m.prev
         if m is None:
             return NONE
@@ -1143,7 +1200,7 @@ class Fold:
     def member_final(self, who: bytes) -> Member | None:
         """``who``'s latest version in the state, skipping admissions that rest on bound sponsorships."""
         m = self.state.members.get(who)
-        while m is not None and m.needed and self._short_of_sponsors(m, None):
+        while m is not None and ((m.needed and self._short_of_sponsors(m, None)) or self._bound_apply(who, m, None)):
             m = m.prev
         return m
 
@@ -1235,17 +1292,19 @@ class Fold:
         """Applied actions no other applied action builds on, latest first: what a member who has
         seen everything here names as deps. Actions of strangers, of sanctioned members, ghosts
         and rejected actions are never offered."""
-        results = self.results
-        g = self.graph
-        referenced: set[bytes] = set()
-        tips: list[bytes] = []
-        for _, _, x in reversed(g.order):
-            if x in g.ghosts or results.get(x, "") is not None or g.items[x].kind == EQUIVOCATION:
-                continue
-            if x not in referenced:
-                tips.append(x)
-            referenced.update(g.items[x].parents)
-        return tips[:limit]
+        if self._tips is None or self._tips[0] != self._version:
+            results = self.results
+            g = self.graph
+            referenced: set[bytes] = set()
+            tips: list[bytes] = []
+            for _, _, x in reversed(g.order):
+                if x in g.ghosts or results.get(x, "") is not None or g.items[x].kind == EQUIVOCATION:
+                    continue
+                if x not in referenced:
+                    tips.append(x)
+                referenced.update(g.items[x].parents)
+            self._tips = (self._version, tips)
+        return self._tips[1][:limit]
 
     def preview(self, proposal_id: bytes, parents: Iterable[bytes]) -> tuple[str, dict[str, int], bool]:
         """What a tally of ``proposal_id`` with these parents (all folded) would have to claim:

@@ -1,23 +1,27 @@
-"""Builders for the governance tests: hand-written histories and a simulated co-op.
+"""Builders for the governance tests: hand-written histories and an adversarial simulated co-op.
 
 ``Hist`` builds a history one ``Item`` at a time and folds it as it goes (by default each item
-depends on the previous one, so the history is a line and the fold order is the build order).
+depends on the previous one, so the history is a line and the fold order is the build order). The
+co-op clock moves only when two members in good standing stamp later actions (``advance``), and
+``decide`` closes a proposal's voting window that way before it tallies.
 
-``simulate`` runs a small co-op: members act on their own local views (a prefix of everything
-said so far plus their own actions), keep their chains (seq/prev), name what they saw recently as
-deps (at most 32, sorted), apply, sponsor, open every type of proposal, vote (and change their
-votes), tally (claiming the outcome computed on the tally's causal past, sometimes wrongly), post
-application actions and sometimes equivocate. It returns the items in generation order, which is
-a causal order (every item after its causal past; a proof right after its canonical action).
+``simulate`` runs a small co-op of members acting on their own lagging views, plus adversaries
+(docs/GOVERNANCE.md, "Threat model"): members who choose stale deps, a liar who stamps far-future
+or backdated times, strangers who flood the co-op (far-future stamps, forks, deps that never
+arrive), forks whose losing side other members build on (ghosts), sanctioned members acting on
+stale deps, backdated votes, concurrent conflicting tallies (disputes) and mutual concurrent
+sanctions. It returns the items in generation order, which is a causal order (every item after
+its causal past; a proof right after its canonical action).
 
-The simulator picks *plausible* actions from a fold fed in generation order, but the tests judge
-the fold with independent code (closures, heights, outcomes recomputed from applied votes).
+The simulator picks *plausible* actions with help from a fold fed in generation order, but the
+tests judge the fold with independent code (``tests/gov_oracle.py``, closures recomputed here).
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,19 +34,22 @@ from protocol.charter import (
     DEFAULT_CHARTER,
     LEAVE,
     OPEN,
+    SEEN,
     SPONSOR,
     TALLY,
     VOTE,
     check_charter,
     check_governance_body,
 )
-from protocol.governance import DAY_MS, EQUIVOCATION, MEMBER, Fold, Item
+from protocol.governance import DAY_MS, EQUIVOCATION, MEMBER, MINUTE_MS, Fold, Item
 from protocol.keys import SigningKey
 
 TS0 = 1_700_000_000_000
 FOUNDER_KEY = SigningKey(hashlib.sha256(b"coopnet-test-governance-founder").digest())
 ALL_PERMS = ("propose", "vote", "tally", "sponsor", "*")
 RIDE = "ride.offer"
+HOUR_MS = 60 * MINUTE_MS
+WEEK_MIN = 10_080  # the window of a rule that does not say, in minutes
 
 # ---- values --------------------------------------------------------------------------------------
 
@@ -78,8 +85,17 @@ def charter(
     return out  # type: ignore[no-any-return]
 
 
-def rule(quorum: int, threshold: str) -> dict[str, Any]:
-    return {"quorum": quorum, "threshold": threshold}
+OFFENCES = {  # a suspension and an expulsion, for charters that sanction
+    "misconduct": {"sanction": "suspend", "days": 30, "text": "Acting against the charter"},
+    "fraud": {"sanction": "expel", "days": 0, "text": "Fraud"},
+}
+
+
+def rule(quorum: int, threshold: str, minutes: int | None = None) -> dict[str, Any]:
+    r: dict[str, Any] = {"quorum": quorum, "threshold": threshold}
+    if minutes is not None:
+        r["minutes"] = minutes
+    return r
 
 
 def genesis(
@@ -97,14 +113,20 @@ def genesis(
 def proof_item(a: Item, b: Item) -> Item:
     """The fold's view of an equivocation proof over ``a`` and ``b`` (``a`` the smaller id)."""
     assert a.id < b.id and a.author == b.author and a.seq == b.seq
-    return Item(domain.proof_id(a.id, b.id), a.author, a.seq, None, (a.id,), a.ts, EQUIVOCATION, {"a": a.id, "b": b.id})
+    body = {"a": a.id, "b": b.id, "parted": a.prev != b.prev}
+    return Item(domain.proof_id(a.id, b.id), a.author, a.seq, None, (a.id,), a.ts, EQUIVOCATION, body)
 
 
 # ---- a hand-written history ------------------------------------------------------------------------
 
 
 class Hist:
-    """A history of Items folded as it is built; by default each item depends on the last one."""
+    """A history of Items folded as it is built; by default each item depends on the last one.
+
+    ``founders`` members besides the genesis author (so three members by default, enough witnesses
+    for the co-op clock). ``self.clock`` is the stamp the next item gets unless told otherwise
+    (1 s later each time); the co-op clock follows it only as far as two members stamp it.
+    """
 
     def __init__(
         self,
@@ -118,9 +140,11 @@ class Hist:
         self.genesis = genesis(charter_=charter_, founders=self.founder_ids, ts=ts)
         self.fold = Fold(self.genesis, snapshot_every=snapshot_every)
         self.founders = [FOUNDER_KEY.public_key, *self.founder_ids]
+        self.witnesses = list(self.founders[:3])
         self.coop = self.genesis.id
         self.heads: dict[bytes, tuple[int, bytes | None]] = {FOUNDER_KEY.public_key: (1, self.genesis.id)}
         self.items: dict[bytes, Item] = {self.genesis.id: Item.of(self.genesis)}
+        self.ghosts: set[bytes] = set()
         self.tip = self.genesis.id
         self.clock = ts
         self._n = 0
@@ -145,7 +169,7 @@ class Hist:
         seq = head_seq + 1 if seq is None else seq
         p = head_id if prev == "head" else prev
         assert p is None or isinstance(p, bytes)
-        d = tuple(sorted(set(self.tip_deps() if deps is None else deps)))
+        d = tuple(sorted(set((self.tip,) if deps is None else deps)))
         if ts is None:
             self.clock += 1000
             ts = self.clock
@@ -156,13 +180,12 @@ class Hist:
         self.items[it.id] = it
         return it
 
-    def tip_deps(self) -> tuple[bytes, ...]:
-        return (self.tip,)
-
-    def add(self, *items: Item) -> None:
-        self.fold.add_items(list(items))
+    def add(self, *items: Item, ghosts: Iterable[bytes] = ()) -> None:
+        g = set(ghosts)
+        self.ghosts |= g
+        self.fold.add_items(list(items), ghosts=g)
         for it in items:
-            if it.kind != EQUIVOCATION:
+            if it.kind != EQUIVOCATION and it.id not in g:
                 self.tip = it.id
 
     def act(self, who: bytes, kind: str, body: Any, **kw: Any) -> Item:
@@ -175,6 +198,14 @@ class Hist:
         assert kind in ("applied", "rejected"), f"{it.kind} is {kind}"
         return reason
 
+    def time(self, it: Item | None = None) -> int:
+        """The co-op clock at ``it``; by default, the co-op time of an action built on the tip (the
+        tip's own stamp counts then)."""
+        if it is not None:
+            return self.fold.clock[it.id]
+        w = self.fold.witnesses[self.tip]
+        return max(self.fold.clock[self.tip], w[min(3, len(w)) - 1][0] if w else 0)
+
     # governance shorthands
 
     def apply(self, who: bytes, **kw: Any) -> Item:
@@ -185,6 +216,9 @@ class Hist:
 
     def leave(self, who: bytes, **kw: Any) -> Item:
         return self.act(who, LEAVE, {}, **kw)
+
+    def seen(self, who: bytes, **kw: Any) -> Item:
+        return self.act(who, SEEN, {}, **kw)
 
     def open(self, who: bytes, ptype: str, payload: Any, **kw: Any) -> Item:
         return self.act(who, OPEN, {"type": ptype, "title": f"{ptype} proposal", "payload": payload}, **kw)
@@ -200,41 +234,64 @@ class Hist:
     def app(self, who: bytes, kind: str = RIDE, **kw: Any) -> Item:
         return self.act(who, kind, {"from": "Ghent", "seats": 3}, **kw)
 
-    def decide(self, ptype: str, payload: Any, *, voters: Sequence[bytes] | None = None, choice: str = "yes") -> tuple[Item, Item]:
-        """Open a proposal by the first founder, everyone in ``voters`` votes, and tally it."""
+    def advance(self, ms: int, witnesses: Sequence[bytes] | None = None) -> list[Item]:
+        """Move the co-op clock ``ms`` on: three members in good standing (two would do) post ``member.seen``
+        stamped that much later, one after the other; what follows sees the new time."""
+        self.clock += ms
+        return [self.act(w, SEEN, {}, ts=self.clock) for w in (self.witnesses if witnesses is None else witnesses)]
+
+    def close(self, minutes: int = WEEK_MIN, witnesses: Sequence[bytes] | None = None) -> list[Item]:
+        """Let a window of ``minutes`` opened just now close."""
+        return self.advance(minutes * MINUTE_MS + 1000, witnesses)
+
+    def decide(
+        self,
+        ptype: str,
+        payload: Any,
+        *,
+        voters: Sequence[bytes] | None = None,
+        choice: str = "yes",
+        claim: str = "passed",
+        minutes: int | None = WEEK_MIN,
+        opener: bytes | None = None,
+        tallier: bytes | None = None,
+    ) -> tuple[Item, Item]:
+        """Open a proposal (by ``opener``, default the first voter), everyone in ``voters`` votes,
+        the window of ``minutes`` closes (None: do not wait, the whole electorate voted) and a tally
+        claims ``claim``, which the caller works out from the docs. Both must apply."""
         voters = list(self.founders if voters is None else voters)
-        op = self.open(voters[0], ptype, payload)
+        op = self.open(opener or voters[0], ptype, payload)
         assert self.reason(op) is None, self.reason(op)
         for v in voters:
             assert self.reason(self.vote(v, op, choice)) is None
-        claim = self.claim(voters[0], op)
-        t = self.tally(voters[0], op, claim)
+        if minutes is not None:
+            self.close(minutes)
+        t = self.tally(tallier or voters[0], op, claim)
         assert self.reason(t) is None, self.reason(t)
         return op, t
 
-    def claim(self, who: bytes, proposal: Item | bytes, deps: Iterable[bytes] | None = None) -> str:
-        """The outcome ``who``'s next tally of ``proposal`` must claim, with these deps (default: the tip)."""
-        pid = proposal.id if isinstance(proposal, Item) else proposal
-        head = self.heads.get(who, (0, None))[1]
-        parents = [*(self.tip_deps() if deps is None else deps), *([head] if head is not None else [])]
-        return self.fold.preview(pid, parents)[0]
-
-    def equivocate(self, who: bytes, kind: str = RIDE, *, deps: Iterable[bytes] | None = None) -> tuple[Item, Item, Item]:
-        """Two items at ``who``'s next seq; fold the canonical one and the proof. (canonical, other, proof)"""
+    def equivocate(
+        self, who: bytes, kind: str = RIDE, *, deps: Iterable[bytes] | None = None, ghost: bool = True
+    ) -> tuple[Item, Item, Item]:
+        """Two items at ``who``'s next seq; fold the canonical one, the proof and (``ghost``) the
+        displaced one as a ghost. Returns (canonical, displaced, proof)."""
         head = self.heads.get(who, (0, None))
         x = self.make(who, kind, {"fork": 1}, deps=deps)
         self.heads[who] = head
         y = self.make(who, kind, {"fork": 2}, deps=deps)
         a, b = sorted((x, y), key=lambda i: i.id)
         self.heads[who] = (a.seq, a.id)
-        del self.items[b.id]
         self.add(a)
         p = proof_item(a, b)
-        self.fold.add_items([p])
+        if ghost:
+            self.add(b, p, ghosts={b.id})
+        else:
+            del self.items[b.id]
+            self.add(p)
         return a, b, p
 
 
-# ---- independent oracles ---------------------------------------------------------------------------
+# ---- independent graph helpers -------------------------------------------------------------------
 
 
 def closure(items: dict[bytes, Item], start: bytes) -> set[bytes]:
@@ -243,64 +300,20 @@ def closure(items: dict[bytes, Item], start: bytes) -> set[bytes]:
     stack = [start]
     while stack:
         for p in items[stack.pop()].parents:
-            if p not in seen:
+            if p not in seen and p in items:
                 seen.add(p)
                 stack.append(p)
     return seen
 
 
-def frontier_of(items: dict[bytes, Item], ids: Iterable[bytes]) -> dict[bytes, int]:
+def frontier_of(items: dict[bytes, Item], ids: Iterable[bytes], ghosts: Iterable[bytes] = ()) -> dict[bytes, int]:
+    g = set(ghosts)
     f: dict[bytes, int] = {}
     for x in ids:
         it = items[x]
-        if it.kind != EQUIVOCATION and f.get(it.author, 0) < it.seq:
+        if it.kind != EQUIVOCATION and x not in g and f.get(it.author, 0) < it.seq:
             f[it.author] = it.seq
     return f
-
-
-def heights(items: dict[bytes, Item], root: bytes) -> dict[bytes, int]:
-    """Causal heights of every item whose whole past is present (the genesis ``root``: 0)."""
-    h: dict[bytes, int] = {}
-
-    def height(x: bytes) -> int | None:
-        stack = [x]
-        while stack:
-            y = stack[-1]
-            if y in h:
-                stack.pop()
-                continue
-            it = items.get(y)
-            if it is None:
-                return None
-            missing = [p for p in it.parents if p not in h]
-            if not missing:
-                h[y] = 0 if y == root else 1 + max((h[p] for p in it.parents), default=-1)
-                stack.pop()
-                continue
-            for p in missing:
-                if p not in items:
-                    return None
-            stack.extend(missing)
-        return h[x]
-
-    for x in list(items):
-        height(x)
-    return h
-
-
-def count_outcome(quorum: int, threshold: str, electorate: int, counts: dict[str, int]) -> str:
-    """The decision rule, written out again from the charter docs."""
-    voted = sum(counts.values())
-    if electorate == 0 or voted == 0 or voted * 100 < quorum * electorate:
-        return "open"
-    yes, no, block = counts["yes"], counts["no"], counts["block"]
-    if threshold == "majority":
-        ok = yes > no + block
-    elif threshold == "two_thirds":
-        ok = yes > 0 and yes * 3 >= (yes + no + block) * 2
-    else:
-        ok = yes > 0 and block == 0
-    return "passed" if ok else "rejected"
 
 
 # ---- the simulator ---------------------------------------------------------------------------------
@@ -308,13 +321,15 @@ def count_outcome(quorum: int, threshold: str, electorate: int, counts: dict[str
 PTYPES = ("admit", "amend", "sanction", "lift", "federate", "unfederate", "role", "text")
 OTHER_COOPS = tuple(make_id("coop", i) for i in range(3))
 APP_KINDS = ("ride.offer", "ride.request", "food.order")
+MOVES = ("stale", "liar", "strangers", "ghosts", "missing", "sanctioned", "backdate", "disputes", "mutual", "campaign")
 
 
 def random_charter(rng: random.Random) -> dict[str, Any]:
     thresholds = ("majority", "two_thirds", "consent")
-    decisions: dict[str, Any] = {"default": rule(rng.choice((0, 25, 50, 50, 60)), rng.choice(thresholds))}
+    minutes = (15, 360, 720, 1440, 2880, 2880, None)
+    decisions: dict[str, Any] = {"default": rule(rng.choice((0, 25, 50, 50, 60)), rng.choice(thresholds), rng.choice(minutes))}
     for t in rng.sample(PTYPES, rng.randint(0, 3)):
-        decisions[t] = rule(rng.choice((0, 34, 50, 75)), rng.choice(thresholds))
+        decisions[t] = rule(rng.choice((0, 34, 50, 75)), rng.choice(thresholds), rng.choice(minutes))
     member = ["propose", "vote", "tally", "sponsor", "*"]
     if rng.random() < 0.2:
         member.remove(rng.choice(member))  # a member role without some permission
@@ -332,7 +347,9 @@ def random_charter(rng: random.Random) -> dict[str, Any]:
         offences["fraud"] = {"sanction": "expel", "days": 0, "text": "Fraud"}
     if rng.random() < 0.4:
         offences["noise"] = {"sanction": "suspend", "days": 1, "text": "Noise"}
-    equivocation = {"sanction": rng.choice(("suspend", "suspend", "expel", "none")), "days": rng.choice((0, 1, 3))}
+    equivocation: dict[str, Any] = {"sanction": rng.choice(("suspend", "suspend", "expel", "none")), "days": rng.choice((0, 1, 3))}
+    if rng.random() < 0.7:
+        equivocation["forgive"] = rng.choice((0, 1, 1, 2))
     return charter(
         policy=rng.choice(("open", "open", "sponsored", "vote")),
         sponsors=rng.randint(1, 3),
@@ -349,17 +366,24 @@ class Agent:
     head: tuple[int, bytes | None]
     horizon: int = 1  # sees items[:horizon] of the global list, plus its own
     own: list[int] = field(default_factory=list)
-    liar: bool = False  # sometimes claims a timestamp days ahead
+    stranger: bool = False  # never applies
+    frozen: bool = False  # its chain waits on a dep that never arrives
+    rival: Item | None = None  # a ghost at the seq of its next kept action: the two make a parted proof
 
 
 @dataclass
 class History:
     genesis: Action
     items: list[Item]  # generation order (a causal order); the genesis is not in it
-    wrong_claims: set[bytes]
+    ghosts: frozenset[bytes]
     founders: list[bytes]
     agents: list[bytes]
-    # tally id -> (claimed, computed by the simulator on the tally's closure, the fold's verdict then)
+    strangers: frozenset[bytes]
+    liar: bytes | None
+    missing: frozenset[bytes]  # ids named as deps that never arrive
+    wrong_claims: set[bytes]
+    moves: Counter[str]
+    # tally id -> (claimed, what the simulator's fold previewed, the fold's verdict then)
     claims: dict[bytes, tuple[str, str, str | None]] = field(default_factory=dict)
 
     @property
@@ -368,18 +392,27 @@ class History:
         d[self.genesis.id] = Item.of(self.genesis)
         return d
 
+    def without(self, authors: Iterable[bytes]) -> list[Item]:
+        drop = set(authors)
+        return [it for it in self.items if it.author not in drop]
+
 
 class Simulator:
     def __init__(
-        self, seed: int, *, founders: int, outsiders: int, custom_charter: bool, equivocations: bool = True, sequential: bool = False
+        self,
+        seed: int,
+        *,
+        founders: int,
+        outsiders: int,
+        custom_charter: bool,
+        moves: Iterable[str] = MOVES,
+        strangers: int = 2,
+        equivocations: bool = True,
     ) -> None:
         self.rng = rng = random.Random(seed)
         self.seed = seed
+        self.moves = set(moves)
         self.equivocations = equivocations
-        # sequential: every governance action (all but votes and application actions) follows every
-        # earlier one causally; votes and application actions still come from lagging views.
-        self.sequential = sequential
-        self.last_gov: bytes | None = None
         self.charter = random_charter(rng) if custom_charter else None
         founder_ids = [make_id("sim-founder", seed, i) for i in range(founders)]
         self.genesis = genesis(charter_=self.charter, founders=founder_ids, ts=TS0)
@@ -387,21 +420,25 @@ class Simulator:
         self.global_: list[Item] = [g]
         self.index: dict[bytes, int] = {g.id: 0}
         self.by_id: dict[bytes, Item] = {g.id: g}
+        self.ghosts: set[bytes] = set()
         self.fold = Fold(self.genesis, snapshot_every=8)
         self.agents = [Agent(FOUNDER_KEY.public_key, (1, g.id), own=[0])]
         self.agents += [Agent(f, (0, None)) for f in founder_ids]
-        self.agents += [Agent(make_id("sim-outsider", seed, i), (0, None), liar=rng.random() < 0.2) for i in range(outsiders)]
+        self.agents += [Agent(make_id("sim-outsider", seed, i), (0, None)) for i in range(outsiders)]
+        n_strangers = strangers if "strangers" in self.moves else 0
+        self.strangers = [Agent(make_id("sim-stranger", seed, i), (0, None), stranger=True) for i in range(n_strangers)]
         self.founders = [FOUNDER_KEY.public_key, *founder_ids]
+        members = self.agents[: 1 + founders]
+        self.liar = rng.choice(members).id if "liar" in self.moves else None
         self.clock = TS0
+        self.missing: set[bytes] = set()
         self.wrong_claims: set[bytes] = set()
         self.claims: dict[bytes, tuple[str, str, str | None]] = {}
         self.votes_on: dict[bytes, list[bytes]] = {}
+        self.stats: Counter[str] = Counter()
         self._n = 0
 
     # ---- plumbing ----
-
-    def view_ids(self, a: Agent) -> list[bytes]:
-        return [self.global_[i].id for i in range(a.horizon)]
 
     def sees(self, a: Agent, x: bytes) -> bool:
         i = self.index.get(x)
@@ -413,48 +450,68 @@ class Simulator:
         if i >= a.horizon and i not in a.own:
             a.horizon = i + 1
 
-    def recent(self, a: Agent) -> list[bytes]:
-        k = self.rng.choice((1, 1, 2, 3, 5, 8, 32))
-        cand = [
-            self.global_[i].id
-            for i in range(max(0, a.horizon - 40), a.horizon)
-            if self.global_[i].kind != EQUIVOCATION and self.global_[i].author != a.id
-        ]
-        cand = cand[-k:] if self.rng.random() < 0.7 else self.rng.sample(cand, min(k, len(cand)))
-        return cand
+    def usable(self, x: Item, a: Agent) -> bool:
+        """What an honest client could name: folded, not a proof, not a stranger's, not its own."""
+        return x.kind != EQUIVOCATION and x.author != a.id and x.id in self.fold.height and x.author not in self.stranger_ids
 
-    def make(self, a: Agent, kind: str, body: Any, extra: Sequence[bytes] = (), *, commit: bool = True) -> Item:
+    @property
+    def stranger_ids(self) -> set[bytes]:
+        return {s.id for s in self.strangers}
+
+    def recent(self, a: Agent, upto: int | None = None) -> list[bytes]:
+        top = a.horizon if upto is None else upto
+        k = self.rng.choice((1, 1, 2, 3, 5, 8, 32))
+        cand = [self.global_[i].id for i in range(max(0, top - 40), top) if self.usable(self.global_[i], a)]
+        return cand[-k:] if self.rng.random() < 0.7 else self.rng.sample(cand, min(k, len(cand)))
+
+    def stamp(self, a: Agent) -> int:
+        ts = max(0, self.clock + self.rng.randint(-3_600_000, 3_600_000))
+        if a.id == self.liar and self.rng.random() < 0.5:
+            ts = self.clock + self.rng.choice((1, -1, 3, 10)) * self.rng.randint(1, 5) * DAY_MS
+        elif a.stranger and self.rng.random() < 0.6:
+            ts = self.clock + self.rng.randint(2, 3650) * DAY_MS
+        return max(0, ts)
+
+    def make(
+        self,
+        a: Agent,
+        kind: str,
+        body: Any,
+        extra: Sequence[bytes] = (),
+        *,
+        commit: bool = True,
+        deps: Sequence[bytes] | None = None,
+        ts: int | None = None,
+    ) -> Item:
         self._n += 1
         seq, prev = a.head
-        if (self.sequential and kind not in (VOTE, *APP_KINDS)) or kind == "fork":
-            a.horizon = len(self.global_)
-            extra = [self.last_gov, *extra] if self.last_gov is not None else list(extra)
-        if kind == "fork":
-            kind = self.rng.choice(APP_KINDS)
-        deps = list(dict.fromkeys([*extra, *self.recent(a)]))
-        deps = [d for d in deps if d != prev][:32]
+        if deps is None:
+            deps = list(dict.fromkeys([*extra, *self.recent(a)]))
+        deps = [d for d in dict.fromkeys(deps) if d != prev][:32]
         if not deps and prev is None:
             deps = [self.genesis.id]
-        ts = max(0, self.clock + self.rng.randint(-3_600_000, 3_600_000))
-        if a.liar and self.rng.random() < 0.3:
-            ts = self.clock + self.rng.randint(2, 10) * DAY_MS
         body = canon(body)
         check_governance_body(kind, body)
         iid = hashlib.sha256(b"sim-item|%d|%d" % (self.seed, self._n)).digest()
-        it = Item(iid, a.id, seq + 1, prev, tuple(sorted(deps)), ts, kind, body)
+        it = Item(iid, a.id, seq + 1, prev, tuple(sorted(deps)), self.stamp(a) if ts is None else ts, kind, body)
         if commit:
             self.commit(a, it)
         return it
 
-    def commit(self, a: Agent, it: Item, *, governance: bool | None = None) -> None:
-        if governance if governance is not None else it.kind not in (VOTE, *APP_KINDS):
-            self.last_gov = it.id
-        a.head = (it.seq, it.id)
+    def commit(self, a: Agent, it: Item, *, ghost: bool = False) -> None:
+        if not ghost:
+            a.head = (it.seq, it.id)
         self.index[it.id] = len(self.global_)
         a.own.append(len(self.global_))
         self.global_.append(it)
         self.by_id[it.id] = it
-        self.fold.add_items([it])
+        if ghost:
+            self.ghosts.add(it.id)
+        self.fold.add_items([it], ghosts={it.id} if ghost else set())
+        if not ghost and a.rival is not None and a.rival.seq == it.seq:
+            # the kept side's next action and the displaced device's: a proof whose prevs differ
+            self.push_proof(proof_item(*sorted((it, a.rival), key=lambda i: i.id)))
+            a.rival = None
 
     def push_proof(self, p: Item) -> None:
         self.index[p.id] = len(self.global_)
@@ -462,18 +519,51 @@ class Simulator:
         self.by_id[p.id] = p
         self.fold.add_items([p])
 
-    # ---- choosing ----
+    def status(self, who: bytes) -> str:
+        return self.fold.state.status(who)
+
+    def good(self, who: bytes) -> bool:
+        return self.fold.in_good_standing(who, self.fold.now())
+
+    def members_in_good_standing(self) -> list[Agent]:
+        return [a for a in self.agents if not a.frozen and self.good(a.id)]
 
     def items_of_kind(self, a: Agent, kind: str) -> list[Item]:
         return [self.global_[i] for i in range(a.horizon) if self.global_[i].kind == kind]
 
+    # ---- one step ----
+
     def step(self) -> None:
         rng = self.rng
-        self.clock += rng.randint(0, DAY_MS // 3)
-        a = rng.choice(self.agents)
+        self.clock += rng.randint(0, HOUR_MS)
+        r = rng.random()
+        specials = [
+            ("disputes", 0.12, self.dispute),
+            ("mutual", 0.01, self.mutual),
+            ("strangers", 0.06, self.stranger_move),
+            ("missing", 0.01, self.missing_dep),
+            ("sanctioned", 0.1, self.sanctioned_move),
+            ("backdate", 0.03, self.backdated_vote),
+            ("ghosts", 0.012, self.fork_with_ghost),
+            ("stale", 0.05, self.stale_move),
+            ("campaign", 0.05, self.campaign),
+        ]
+        for name, p, fn in specials:
+            if name in self.moves:
+                if r < p:
+                    if fn():
+                        self.stats[name] += 1
+                    return
+                r -= p
+        if r < 0.04:
+            self.witness_round()
+            return
+        self.agent_step(rng.choice([a for a in self.agents if not a.frozen]))
+
+    def agent_step(self, a: Agent) -> None:
+        rng = self.rng
         a.horizon = len(self.global_) if rng.random() < 0.4 else rng.randint(a.horizon, len(self.global_))
-        s = self.fold.state
-        status = s.status(a.id)
+        status = self.status(a.id)
         r = rng.random()
         if status in ("none", "left"):
             if r < 0.6:
@@ -489,67 +579,98 @@ class Simulator:
             self.make(a, LEAVE, {})
             return
         r = rng.random()
-        if self.equivocations and r < 0.015 and status != "none":
+        if self.equivocations and r < 0.006 and status != "none":
             self.equivocate(a)
         elif r < 0.12:
             self.open_proposal(a)
-        elif r < 0.55:
+        elif r < 0.52:
             self.vote(a)
-        elif r < 0.72:
+        elif r < 0.7:
             self.tally(a)
-        elif r < 0.8:
+        elif r < 0.78:
             self.sponsor(a)
-        elif r < 0.97:
+        elif r < 0.95:
             self.make(a, rng.choice(APP_KINDS), {"n": self._n})
+        elif r < 0.97:
+            self.make(a, SEEN, {})
         else:
             self.make(a, APPLY, {})
 
-    def equivocate(self, a: Agent) -> None:
+    def witness_round(self) -> None:
+        """Three members in good standing stamp the current time (the co-op clock catches up)."""
+        good = self.members_in_good_standing()
+        for a in self.rng.sample(good, min(3, len(good))):
+            a.horizon = len(self.global_)
+            self.make(a, SEEN, {}, ts=self.clock)
+
+    # ---- ordinary moves ----
+
+    def fork_bodies(self, a: Agent) -> tuple[str, Any, Any]:
+        """What the two sides of a fork say: an everyday action, a member.seen, or two votes (or two
+        tallies) on one proposal that say different things."""
+        r = self.rng.random()
+        p = self.pick_proposal(a) if r < 0.4 else None
+        if p is not None and r < 0.25:
+            return VOTE, {"proposal": p.id, "choice": "yes"}, {"proposal": p.id, "choice": "no"}
+        if p is not None:
+            return TALLY, {"proposal": p.id, "outcome": "passed"}, {"proposal": p.id, "outcome": "rejected"}
+        if r < 0.5:
+            return SEEN, {}, {}
+        kind = self.rng.choice(APP_KINDS)
+        return kind, {"fork": 1}, {"fork": 2}
+
+    def equivocate(self, a: Agent, *, ghost: bool = False) -> tuple[Item, Item]:
+        """Two actions at ``a``'s next seq; keep the smaller id, publish the proof (and, ``ghost``,
+        the displaced one, which others may then build on, and which its author may even extend once
+        before going back to the kept side). Returns (kept, displaced)."""
         head = a.head
-        kind = "fork" if self.sequential else self.rng.choice(APP_KINDS)
-        x = self.make(a, kind, {"fork": 1}, commit=False)
-        y = self.make(a, kind, {"fork": 2}, commit=False)
+        kind, one, two = self.fork_bodies(a)
+        x = self.make(a, kind, one, [one["proposal"]] if "proposal" in one else (), commit=False)
+        y = self.make(a, kind, two, [two["proposal"]] if "proposal" in two else (), commit=False)
         assert a.head == head
         c, other = sorted((x, y), key=lambda i: i.id)
-        self.commit(a, c, governance=self.sequential)
+        self.commit(a, c)
+        if ghost:
+            self.commit(a, other, ghost=True)
+            if self.rng.random() < 0.3:  # the displaced device goes on once: a ghost too
+                kept_head, a.head = a.head, (other.seq, other.id)
+                a.rival = self.make(a, SEEN, {}, commit=False)
+                self.commit(a, a.rival, ghost=True)
+                a.head = kept_head
         self.push_proof(proof_item(c, other))
+        return c, other
 
-    def open_proposal(self, a: Agent) -> None:
+    def open_proposal(
+        self, a: Agent, *, ptype: str | None = None, target: bytes | None = None, deps: Sequence[bytes] | None = None
+    ) -> Item:
         rng = self.rng
         s = self.fold.state
-        ptype = rng.choice(PTYPES)
+        ptype = ptype or rng.choice(PTYPES)
         extra: list[bytes] = []
         mine = [x for x in s.sanctions.values() if x.member == a.id and x.lifted_by is None and self.sees(a, x.imposed_by)]
-        pending = {p.payload["sanction"] for p in s.proposals.values() if p.type == "lift" and p.status == "open"}
-        mine = [x for x in mine if x.id not in pending]
-        if mine and rng.random() < 0.5:
+        if mine and rng.random() < 0.3:
             ptype = "lift"
         members = [k for k, m in s.members.items() if m.status == MEMBER]
         if ptype == "admit":
             applicants = [k for k, m in s.members.items() if m.status == "applicant"]
             target = rng.choice(applicants) if applicants and rng.random() < 0.9 else rng.choice(self.agents).id
-            if target in s.members:
+            if target in s.members and deps is None:
                 extra.append(s.members[target].since)
             payload: dict[str, Any] = {"member": target}
         elif ptype == "amend":
             payload = {"charter": random_charter(rng)}
         elif ptype == "sanction":
-            target = rng.choice(members) if members else a.id
+            target = target or (rng.choice(members) if members else a.id)
             clauses = sorted(s.charter["offences"])
-            clause = rng.choice(clauses) if clauses and rng.random() < 0.9 else "unknown_offence"
-            own = [self.by_id[x] for x in self.view_ids(a) if self.by_id[x].author == target and self.by_id[x].kind != EQUIVOCATION]
-            evidence = [x.id for x in own[len(own) - rng.randint(0, min(3, len(own))) :]]
+            clause = rng.choice(clauses) if clauses and rng.random() < 0.95 else "unknown_offence"
+            own = [self.global_[i].id for i in range(a.horizon) if self.global_[i].author == target]
+            evidence = own[len(own) - rng.randint(0, min(3, len(own))) :]
             payload = {"member": target, "clause": clause, "evidence": evidence}
         elif ptype == "lift":
             live = [x for x in s.sanctions.values() if x.lifted_by is None]
-            if mine and rng.random() < 0.7:
-                x = rng.choice(mine)
-            elif live:
-                x = rng.choice(live)
-            else:
-                x = None
+            x = rng.choice(mine) if mine and rng.random() < 0.7 else (rng.choice(live) if live else None)
             sid = x.id if x is not None else make_id("no-sanction", self._n)
-            if x is not None and x.imposed_by in self.index:
+            if x is not None and x.imposed_by in self.index and deps is None:
                 extra.append(x.imposed_by)
             payload = {"sanction": sid}
         elif ptype == "federate":
@@ -557,7 +678,9 @@ class Simulator:
             payload = {"coop": coop, "terms": {"share": rng.choice(("rides", "food"))}}
         elif ptype == "unfederate":
             feds = sorted(s.federations)
-            payload = {"coop": rng.choice(feds) if feds and rng.random() < 0.8 else rng.choice(OTHER_COOPS)}
+            if feds and deps is None:
+                extra.append(s.federations[feds[0]][1])
+            payload = {"coop": feds[0] if feds and rng.random() < 0.8 else rng.choice(OTHER_COOPS)}
         elif ptype == "role":
             roles = sorted(s.charter["roles"])
             role = rng.choice(roles) if rng.random() < 0.9 else "pilot"
@@ -567,7 +690,8 @@ class Simulator:
             payload = {}
         for x in extra:
             self.see(a, x)
-        self.make(a, OPEN, {"type": ptype, "title": f"{ptype} #{self._n}", "payload": payload}, extra)
+        body = {"type": ptype, "title": f"{ptype} #{self._n}", "payload": payload}
+        return self.make(a, OPEN, body, extra, deps=deps)
 
     def pick_proposal(self, a: Agent) -> Item | None:
         s = self.fold.state
@@ -578,46 +702,247 @@ class Simulator:
         pool = live if live and self.rng.random() < 0.9 else opens
         return self.rng.choice(pool[-3:] if self.rng.random() < 0.75 else pool)
 
-    def vote(self, a: Agent) -> None:
-        p = self.pick_proposal(a)
+    def vote(self, a: Agent, p: Item | None = None, **kw: Any) -> Item | None:
+        p = p or self.pick_proposal(a)
         if p is None:
-            return
+            return None
         ptype = p.body["type"]
         weights = (6, 2, 1, 1) if ptype in ("sanction", "lift", "admit", "role") else (5, 3, 1, 1)
         choice = self.rng.choices(CHOICES, weights)[0]
-        it = self.make(a, VOTE, {"proposal": p.id, "choice": choice}, [p.id])
-        self.votes_on.setdefault(p.id, []).append(it.id)
+        it = self.make(a, VOTE, {"proposal": p.id, "choice": choice}, [p.id], **kw)
+        if not a.stranger:  # what members name as deps; nobody builds on a stranger's actions
+            self.votes_on.setdefault(p.id, []).append(it.id)
+        return it
 
-    def tally(self, a: Agent) -> None:
-        p = self.pick_proposal(a)
+    def tally(self, a: Agent, p: Item | None = None, deps: Sequence[bytes] | None = None) -> Item | None:
+        p = p or self.pick_proposal(a)
         if p is None:
-            return
-        seen_votes = [v for v in self.votes_on.get(p.id, []) if self.sees(a, v)]
-        extra = [p.id, *seen_votes[-30:]]
-        it = self.make(a, TALLY, {"proposal": p.id, "outcome": "open"}, extra, commit=False)
+            return None
+        if deps is None:
+            seen_votes = [v for v in self.votes_on.get(p.id, []) if self.sees(a, v)]
+            deps = list(dict.fromkeys([p.id, *seen_votes[-24:], *self.recent(a)]))
+        it = self.make(a, TALLY, {"proposal": p.id, "outcome": "open"}, deps=deps, commit=False)
         prop = self.fold.state.proposals.get(p.id)
-        computed = self.fold.preview(p.id, it.parents)[0] if prop is not None and all(x in self.fold.height for x in it.parents) else "open"
+        ready = prop is not None and all(x in self.fold.height for x in it.parents)
+        computed = self.fold.preview(p.id, it.parents)[0] if ready else "open"
         claim = computed
-        if self.rng.random() < 0.12:
+        if self.rng.random() < 0.1:
             claim = self.rng.choice([o for o in ("passed", "rejected", "open") if o != claim])
             self.wrong_claims.add(it.id)
         it = Item(it.id, it.author, it.seq, it.prev, it.deps, it.ts, it.kind, canon({"proposal": p.id, "outcome": claim}))
         self.commit(a, it)
-        self.claims[it.id] = (claim, computed, self.fold.results[it.id])
+        self.claims[it.id] = (claim, computed, self.fold.results.get(it.id))
+        return it
 
-    def sponsor(self, a: Agent) -> None:
+    def sponsor(self, a: Agent, **kw: Any) -> Item:
         s = self.fold.state
         applicants = [k for k, m in s.members.items() if m.status == "applicant"]
         target = self.rng.choice(applicants) if applicants and self.rng.random() < 0.9 else self.rng.choice(self.agents).id
-        extra = [s.members[target].since] if target in s.members else []
+        extra = [s.members[target].since] if target in s.members and "deps" not in kw else []
         for x in extra:
             self.see(a, x)
-        self.make(a, SPONSOR, {"member": target}, extra)
+        return self.make(a, SPONSOR, {"member": target}, extra, **kw)
+
+    # ---- adversarial moves (each returns whether it did something) ----
+
+    def stale_move(self) -> bool:
+        """A member names only old actions as deps (their own chain still says what they saw)."""
+        a = self.rng.choice([a for a in self.agents if not a.frozen])
+        upto = self.rng.randint(1, max(1, len(self.global_) // 2))
+        deps = self.recent(a, upto) or [self.genesis.id]
+        kind = self.rng.choice(("app", VOTE, OPEN, SPONSOR, TALLY, SEEN))
+        return self._act_with(a, kind, deps)
+
+    def _act_with(self, a: Agent, kind: str, deps: list[bytes]) -> bool:
+        if kind == "app":
+            self.make(a, self.rng.choice(APP_KINDS), {"n": self._n}, deps=deps)
+        elif kind == VOTE:
+            p = self.pick_proposal(a)
+            if p is None:
+                return False
+            # sometimes without the proposal among the deps: it may not even be in the past
+            self.vote(a, p, deps=[p.id, *deps] if self.rng.random() < 0.8 else deps)
+        elif kind == OPEN:
+            self.open_proposal(a, deps=deps)
+        elif kind == SPONSOR:
+            self.sponsor(a, deps=deps)
+        elif kind == TALLY:
+            p = self.pick_proposal(a)
+            if p is None:
+                return False
+            self.tally(a, p, deps=[p.id, *deps])
+        else:
+            self.make(a, kind, {} if kind in (SEEN, LEAVE) else {"note": "again"}, deps=deps)
+        return True
+
+    def sanctioned_move(self) -> bool:
+        """A sanctioned member acts, mostly with deps from before the decision that sanctioned them."""
+        s = self.fold.state
+        live = [x for x in s.sanctions.values() if x.kind in ("suspend", "expel") and x.imposed_by in self.index]
+        if not live:
+            return False
+        x = self.rng.choice(live)
+        a = next((a for a in self.agents if a.id == x.member and not a.frozen), None)
+        if a is None:
+            return False
+        upto = self.index[x.imposed_by] if self.rng.random() < 0.8 else len(self.global_)
+        deps = self.recent(a, upto) or [self.genesis.id]
+        kind = self.rng.choice(("app", "app", VOTE, OPEN, SPONSOR, TALLY, SEEN, APPLY, LEAVE))
+        return self._act_with(a, kind, deps)
+
+    def backdated_vote(self) -> bool:
+        """A vote stamped well before now, with stale deps (the proposal and little else)."""
+        a = self.rng.choice([a for a in self.agents if not a.frozen])
+        p = self.pick_proposal(a)
+        if p is None:
+            return False
+        ts = max(0, self.clock - self.rng.randint(1, 72) * HOUR_MS)
+        self.vote(a, p, deps=[p.id], ts=ts)
+        return True
+
+    def fork_with_ghost(self) -> bool:
+        """A member forks their chain and others build on the displaced side (a ghost)."""
+        cands = [a for a in self.agents if not a.frozen and self.status(a.id) != "none"]
+        if not cands:
+            return False
+        a = self.rng.choice(cands)
+        _, other = self.equivocate(a, ghost=True)
+        for b in self.rng.sample(self.agents, min(len(self.agents), self.rng.randint(1, 3))):
+            if b is not a and not b.frozen:
+                kind = self.rng.choice((*APP_KINDS, SEEN))
+                self.make(b, kind, {} if kind == SEEN else {"n": self._n}, deps=[other.id])
+        return True
+
+    def stranger_move(self) -> bool:
+        """A key the co-op does not know acts: any kind, far-future stamps, sometimes a fork."""
+        if not self.strangers:
+            return False
+        a = self.rng.choice(self.strangers)
+        if a.frozen:
+            return False
+        a.horizon = len(self.global_)
+        r = self.rng.random()
+        if r < 0.15:
+            self.equivocate(a, ghost=self.rng.random() < 0.5)
+        elif r < 0.3:
+            p = self.pick_proposal(a)
+            if p is not None:
+                self.vote(a, p)
+        elif r < 0.4:
+            p = self.pick_proposal(a)
+            if p is not None:
+                self.make(a, TALLY, {"proposal": p.id, "outcome": self.rng.choice(("passed", "rejected"))}, [p.id])
+        elif r < 0.5:
+            self.open_proposal(a, ptype="text")
+        elif r < 0.6:
+            self.make(a, SEEN, {})
+        elif r < 0.65:
+            self.missing_dep(a)
+        else:
+            self.make(a, self.rng.choice(APP_KINDS), {"n": self._n})
+        return True
+
+    def missing_dep(self, a: Agent | None = None) -> bool:
+        """An action naming an action that never arrives (another co-op's, or made up): it and its
+        author's later actions wait for good."""
+        if a is None:
+            live = [a for a in self.agents if not a.frozen]
+            if len(live) < 4:
+                return False
+            a = self.rng.choice(live)
+        gone = make_id("never arrives", self.seed, self._n)
+        self.missing.add(gone)
+        self.make(a, self.rng.choice(APP_KINDS), {"n": self._n}, [gone])
+        a.frozen = True
+        return True
+
+    def dispute(self) -> bool:
+        """A proposal gets a burst of votes; three witnesses who saw only the proposal let its window
+        close; then two members tally it concurrently, one counting every vote and one a part of the
+        vote chosen so that it decides the other way (when such a part exists)."""
+        s = self.fold.state
+        good = self.members_in_good_standing()
+        live = [pid for pid, p in s.proposals.items() if p.status == "open" and p.closes > self.clock]
+        if not live or len(good) < 2:
+            return False
+        pid = self.rng.choice(live)
+        p = s.proposals[pid]
+        electors = [a for a in good if a.id in p.electorate]
+        for a in [a for a in electors if self.rng.random() < 0.8]:
+            a.horizon = max(a.horizon, self.index[pid] + 1)
+            choice = self.rng.choice(("yes", "yes", "yes", "yes", "no", "block", "abstain"))
+            v = self.make(a, VOTE, {"proposal": pid, "choice": choice}, [pid], ts=min(self.clock, p.closes - 1))
+            self.votes_on.setdefault(pid, []).append(v.id)
+        self.clock = max(self.clock, p.closes + HOUR_MS)
+        witnesses = [self.make(w, SEEN, {}, deps=[pid], ts=self.clock).id for w in self.rng.sample(good, min(3, len(good)))]
+        votes = [v for v in self.votes_on.get(pid, []) if v in self.fold.height]
+        t1, t2 = self.rng.sample(good, 2)
+        first = self.tally(t1, self.by_id[pid], deps=[pid, *witnesses, *votes[-29:]])
+        assert first is not None
+        claim, part = first.body["outcome"], votes
+        for k in (0, 1, 2, *(self.rng.randint(0, max(0, len(votes) - 1)) for _ in range(5))):
+            part = self.rng.sample(votes, min(k, max(0, len(votes) - 1)))[:29]
+            head = [t2.head[1]] if t2.head[1] is not None else []
+            other = self.fold.preview(pid, [pid, *witnesses, *part, *head])[0]
+            if other != claim and other != "open":
+                break
+        self.tally(t2, self.by_id[pid], deps=[pid, *witnesses, *part])
+        return True
+
+    def campaign(self) -> bool:
+        """The electors of an open proposal turn out and mostly vote yes; once its window has
+        closed one of them tallies everything (so that proposals of every type get decided)."""
+        s = self.fold.state
+        live = [pid for pid, p in s.proposals.items() if p.status == "open" and p.closes > self.clock]
+        if not live:
+            return False
+        pid = self.rng.choice(live)
+        p = s.proposals[pid]
+        voters = [a for a in self.members_in_good_standing() if a.id in p.electorate]
+        if not voters:
+            return False
+        for a in voters:
+            a.horizon = max(a.horizon, self.index[pid] + 1)
+            choice = self.rng.choice(("yes", "yes", "yes", "yes", "no", "abstain"))
+            v = self.make(a, VOTE, {"proposal": pid, "choice": choice}, [pid], ts=min(self.clock, p.closes - 1))
+            self.votes_on.setdefault(pid, []).append(v.id)
+        self.clock = max(self.clock, p.closes + HOUR_MS)
+        good = self.members_in_good_standing()
+        witnesses = []
+        for w in self.rng.sample(good, min(3, len(good))):
+            w.horizon = len(self.global_)
+            witnesses.append(self.make(w, SEEN, {}, ts=self.clock).id)
+        votes = [v for v in self.votes_on.get(pid, []) if v in self.fold.height]
+        self.tally(self.rng.choice(good), self.by_id[pid], deps=[pid, *witnesses, *votes[-28:]])
+        return True
+
+    def mutual(self) -> bool:
+        """Two members open sanctions on each other at the same moment."""
+        good = self.members_in_good_standing()
+        if len(good) < 2:
+            return False
+        a, b = self.rng.sample(good, 2)
+        deps = self.recent(a) or [self.genesis.id]
+        self.open_proposal(a, ptype="sanction", target=b.id, deps=deps)
+        self.open_proposal(b, ptype="sanction", target=a.id, deps=deps)
+        return True
 
     def run(self, n: int) -> History:
         while len(self.global_) - 1 < n:
             self.step()
-        return History(self.genesis, self.global_[1:], self.wrong_claims, self.founders, [a.id for a in self.agents], self.claims)
+        return History(
+            self.genesis,
+            self.global_[1:],
+            frozenset(self.ghosts),
+            self.founders,
+            [a.id for a in self.agents],
+            frozenset(self.stranger_ids),
+            self.liar,
+            frozenset(self.missing),
+            self.wrong_claims,
+            self.stats,
+            self.claims,
+        )
 
 
 def simulate(
@@ -627,11 +952,18 @@ def simulate(
     founders: int = 3,
     outsiders: int = 6,
     custom_charter: bool = True,
+    moves: Iterable[str] = MOVES,
+    strangers: int = 2,
     equivocations: bool = True,
-    sequential: bool = False,
 ) -> History:
     sim = Simulator(
-        seed, founders=founders, outsiders=outsiders, custom_charter=custom_charter, equivocations=equivocations, sequential=sequential
+        seed,
+        founders=founders,
+        outsiders=outsiders,
+        custom_charter=custom_charter,
+        moves=moves,
+        strangers=strangers,
+        equivocations=equivocations,
     )
     return sim.run(n)
 
@@ -669,6 +1001,8 @@ def causal_shuffle(items: Sequence[Item], rng: random.Random, *, glue_proofs: bo
             waiting[c.id] -= 1
             if waiting[c.id] == 0:
                 ready.append(c)
+    # items waiting on something that never arrives, in their given order
+    out += [it for it in items if waiting[it.id] > 0]
     assert len(out) == len(items) + len(glued)
     return out
 
@@ -683,10 +1017,11 @@ def batches(items: Sequence[Item], rng: random.Random) -> list[list[Item]]:
     return out
 
 
-def fold_in(genesis: Action, deliveries: Iterable[Sequence[Item]], *, snapshot_every: int = 2000) -> Fold:
+def fold_in(genesis: Action, deliveries: Iterable[Sequence[Item]], ghosts: Iterable[bytes] = (), *, snapshot_every: int = 2000) -> Fold:
+    g = frozenset(ghosts)
     f = Fold(genesis, snapshot_every=snapshot_every)
     for batch in deliveries:
-        f.add_items(list(batch))
+        f.add_items(list(batch), ghosts={it.id for it in batch if it.id in g})
     return f
 
 

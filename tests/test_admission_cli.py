@@ -3,6 +3,7 @@ by invite, and a newcomer who posts before applying."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import urllib.error
@@ -64,8 +65,12 @@ def test_founding_by_invite_and_a_newcomer_who_posts_before_applying(tmp_path: P
 
         # A newcomer posts before applying: held, and told so; applying gets them in.
         coop = created["coop"]
-        held = cli.json("post", "--coop", coop, "--kind", "offer.produce", "--body", '{"kg": 1}', "--key", str(tmp_path / "alice.key"))
-        assert held["status"] == "held"
+        held_run = cli.run(
+            "--json", "post", "--coop", coop, "--kind", "offer.produce", "--body", '{"kg": 1}', "--key", str(tmp_path / "alice.key")
+        )
+        assert held_run.returncode == 1  # not stored: the CLI says so and exits 1
+        held = json.loads(held_run.stdout)
+        assert held["status"] == "held" and "member.apply" in held["message"]
         applied = cli.json("member", "apply", "--coop", coop, "--key", str(tmp_path / "alice.key"))
         assert applied["status"] == "accepted" and applied["seq"] == 1
         posted = cli.json("post", "--coop", coop, "--kind", "offer.produce", "--body", '{"kg": 2}', "--key", str(tmp_path / "alice.key"))
