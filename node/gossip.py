@@ -310,7 +310,7 @@ class Gossip:
         # The deps a co-op's governance fold waits for that no chain segment brings (an action kept
         # aside by an equivocation that this node never received): asked for by id after a sync.
         # Set by the node once governance exists; None: nothing is asked by id.
-        self.missing_deps: Callable[[bytes], Awaitable[list[bytes]]] | None = None
+        self.missing_deps: Callable[[bytes, bytes], Awaitable[list[bytes]]] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -609,7 +609,7 @@ class Gossip:
     async def _fetch_missing(self, peer: Peer, coop: bytes) -> int:
         """Ask ``peer`` by id for the deps ``coop``'s fold waits for, once; store what comes."""
         assert self.missing_deps is not None
-        ids = (await self.missing_deps(coop))[:MAX_FETCH_IDS]
+        ids = (await self.missing_deps(coop, peer.node_id))[:MAX_FETCH_IDS]
         if not ids:
             return 0
         reply = await self._fetch_call(peer, coop, (), [], tuple(ids))

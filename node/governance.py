@@ -26,7 +26,8 @@ log = logging.getLogger("coopnet.governance")
 
 CATCH_UP_PAGE = 5000
 ASK_MAX = 256  # deps asked for by id in one sync (protocol.messages.MAX_FETCH_IDS)
-ASK_AGAIN_MS = 600_000  # a dep nobody served is asked for again after this
+ASK_FIRST_MS = 1_000  # a dep a peer did not serve is asked of it again after this, doubling each time ...
+ASK_AGAIN_MS = 600_000  # ... up to this
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Governance:
         self.scope = scope
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._folds: dict[bytes, _Handle] = {}
-        self._asked: dict[bytes, dict[bytes, int]] = {}  # co-op -> dep -> when it was last asked for by id
+        self._asked: dict[bytes, dict[tuple[bytes, bytes], tuple[int, int]]] = {}  # co-op -> (dep, peer) -> (next ask, asks so far)
         store.listeners.append(self._on_commit)
 
     def _on_commit(self, committed: Committed) -> None:
@@ -92,21 +93,25 @@ class Governance:
             handle.fold.add(forked=forked)
             handle.ghosts.update(a.id for a in forked)
 
-    async def missing_deps(self, coop: bytes) -> list[bytes]:
-        """The deps ``coop``'s fold waits for and does not hold, not asked of a peer within
-        ASK_AGAIN_MS: gossip asks for them by id (a dep on an action kept aside by an
-        equivocation reaches a node by no chain). An id nobody has (an action of another co-op)
-        is asked again only now and then."""
+    async def missing_deps(self, coop: bytes, peer: bytes = b"") -> list[bytes]:
+        """The deps ``coop``'s fold waits for and does not hold, due to be asked of ``peer``:
+        gossip asks for them by id (a dep on an action kept aside by an equivocation reaches a
+        node by no chain). Each peer is asked on its own schedule, backing off from ASK_FIRST_MS
+        to ASK_AGAIN_MS: a peer that lacked it a moment ago may have fetched it since, and an id
+        nobody has (an action of another co-op) costs one small request now and then."""
         fold = await self.fold(coop) if coop in self._folds or self.scope(coop) else None
         if fold is None:
             return []
         now = self.clock_ms()
         asked = self._asked.setdefault(coop, {})
-        out = [x for x in fold.absent(ASK_MAX) if now - asked.get(x, -ASK_AGAIN_MS) >= ASK_AGAIN_MS]
-        for x in out:
-            asked[x] = now
+        out = []
+        for x in fold.absent(ASK_MAX):
+            due, tries = asked.get((x, peer), (0, 0))
+            if now >= due:
+                out.append(x)
+                asked[(x, peer)] = (now + min(ASK_AGAIN_MS, ASK_FIRST_MS << tries), tries + 1)
         if len(asked) > 4 * ASK_MAX:
-            self._asked[coop] = {k: v for k, v in asked.items() if now - v < ASK_AGAIN_MS}
+            self._asked[coop] = {k: v for k, v in asked.items() if v[0] > now}
         return out
 
     def _follow_federations(self, fold: Fold) -> None:

@@ -55,7 +55,7 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 
-from protocol import Action, EquivocationProof, RejectCode, decode_action
+from protocol import Action, EquivocationProof, ProtocolError, RejectCode, decode_action
 from protocol.forkchoice import ChainPlan
 from protocol.messages import Head, Want
 from protocol.reconcile import HeadSet
@@ -227,6 +227,16 @@ class IngestResult(NamedTuple):
     fork_below: bool = False  # its prev is not this node's action below it: the chains part further down
 
 
+def _complete(raw: bytes) -> bool:
+    """Whether stored bytes are an action a peer accepts as is (not an envelope known only from an
+    equivocation proof, without the body its kind needs)."""
+    try:
+        decode_action(raw, check_signature=False)
+    except ProtocolError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAction:
     pos: int | None  # None while pending
@@ -235,8 +245,10 @@ class StoredAction:
     received_at: int
 
     def action(self) -> Action:
-        # Stored bytes were validated on the way in; skip the signature on the way out.
-        return decode_action(self.raw, check_signature=False)
+        # Stored bytes were validated on the way in; skip the signature on the way out. An action
+        # kept aside may be known only from an equivocation proof, which carries no bodies: a
+        # displaced action is never judged, so its envelope is all the fold needs.
+        return decode_action(self.raw, check_signature=False, in_proof=self.status == "forked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1039,6 +1051,8 @@ class Store:
             marks = ",".join("?" * len(chunk))
             for table in ("actions", "forks", "pending"):
                 for (raw,) in await self._all(f"SELECT raw FROM {table} WHERE coop = ? AND id IN ({marks})", [coop, *chunk]):
+                    if table == "forks" and not _complete(raw):
+                        continue  # known only from a proof: a peer would refuse it without its body
                     if out and size + len(raw) > max_bytes:
                         return out
                     out.append(raw)
@@ -1463,7 +1477,9 @@ class _GroupPlan:
                 pool.setdefault((coop, author), {})[x.id] = x
         if has_forks:
             for coop, author, raw in await _rows_in(w, "SELECT coop, author, raw FROM forks WHERE (coop, author)", keys):
-                x = decode_action(raw, check_signature=False)
+                # in_proof: a proof's losing half is kept aside by its envelope alone. It is never
+                # taken back into the chain: its rival, with the same prev and a smaller id, stays.
+                x = decode_action(raw, check_signature=False, in_proof=True)
                 pool.setdefault((coop, author), {})[x.id] = x
                 aside.add(x.id)
         plan.chains = ChainPlan(heads, occupants, pool, aside, coops, room=plan._room, keep_ghost=plan._keep_ghost)
@@ -1682,8 +1698,30 @@ class _GroupPlan:
             held: set[bytes] = set()
             for table in ("actions", "forks", "pending"):
                 held |= {r[0] for r in await _rows_in(w, f"SELECT id FROM {table} WHERE (id)", [(i,) for i in losers])}
-            self.new_aside.update((i, a) for i, a in losers.items() if i not in held)
+            lost = {i: a for i, a in losers.items() if i not in held}
+            self.new_aside.update(lost)
+            if lost:
+                await self._cascade_pending(w, lost)
         return flags
+
+    async def _cascade_pending(self, w: aiosqlite.Connection, lost: dict[bytes, Action]) -> None:
+        """Pending actions built on a proof's losing half (they arrived before it, waiting for
+        their prev) lost too: aside with it, where the fold finds them as ghosts, instead of
+        waiting for a seq they can never take."""
+        chains = list({(a.coop, a.author) for a in lost.values()})
+        rows = await _rows_in(w, "SELECT coop, author, raw FROM pending WHERE (coop, author)", chains)
+        waiting = [decode_action(raw, check_signature=False) for _c, _a, raw in rows]
+        gone = set(lost)
+        for _ in range(len(waiting)):  # bounded: each pass moves one at least, or stops
+            moved = [x for x in waiting if x.prev in gone and x.id not in gone and x.id not in self.new_aside]
+            if not moved:
+                return
+            for x in moved:
+                gone.add(x.id)
+                self.new_aside[x.id] = x
+                self.unpended.append(x.id)
+                self.pending_removed[x.coop] = self.pending_removed.get(x.coop, 0) + 1
+                self.pending_count -= 1
 
     async def write(self, w: aiosqlite.Connection, now: int) -> None:
         if self.unpended:

@@ -145,7 +145,6 @@ async def test_1c_backdated_votes_outrank_only_a_decision_no_quorum_has_acknowle
         assert view["final"]["final"] is acknowledged
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): one stale re-vote spoils every later acknowledgement, and outranks")
 @pytest.mark.parametrize("order", ORDERS)
 async def test_1d_one_voter_cannot_overturn_a_decision_a_quorum_has_seen(net: Net, order: str) -> None:
     """All five vote (A, B, E yes; C, D no) and A's tally decides ``passed`` at once. E, who had
@@ -266,7 +265,6 @@ async def test_2_an_expulsion_binds_whatever_the_expelled_member_names_as_seen(n
         assert (view["status"], view["votes"]) == ("rejected", {"yes": 1, "no": 1, "abstain": 0, "block": 0})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): an admission resting on a void admission's sponsorship stands")
 @pytest.mark.parametrize("order", ORDERS)
 async def test_2_an_expelled_sponsor_cannot_admit_through_a_proxy(net: Net, order: str) -> None:
     """X, expelled, sponsors N with stale deps (void: N stays an applicant); N, a member in its own
@@ -287,7 +285,6 @@ async def test_2_an_expelled_sponsor_cannot_admit_through_a_proxy(net: Net, orde
         assert (await net.members(i, coop))[N2.id]["status"] == "applicant"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): a same-claim tally that sorts first replaces a final decision's bound")
 @pytest.mark.parametrize("order", ORDERS)
 async def test_2_a_sanctioned_member_cannot_decide_their_own_sanction_to_move_its_bound(net: Net, order: str) -> None:
     """A, B and C vote to expel S; after the window, and a busy stretch of co-op life, A tallies
@@ -296,8 +293,9 @@ async def test_2_a_sanctioned_member_cannot_decide_their_own_sanction_to_move_it
     ``passed`` (a valid count: three yes of four), naming only the votes and the clock witnesses.
     Its causal height is lower than A's tally, so it sorts first and, agreeing with A's, becomes
     the decision: the sanction's bound is S's highest seq in *S's* tally, which holds the ten
-    actions, so they are not bound. The fair outcome: the final decision is A's, and it binds
-    everything S signed beyond it."""
+    actions, so they were not bound. The fair outcome: whichever of the two agreeing tallies the
+    proposal names, the sanction binds everything S signed beyond what A's tally had seen (of two
+    tallies passing a sanction, the lower bound holds)."""
     A, B, C, S = (Member(x) for x in "ABCS")
     g = A.found("Self-tally Co-op", charter(quorum=50, minutes=5, offences=FRAUD), [B, C, S])
     coop = g.id
@@ -316,10 +314,9 @@ async def test_2_a_sanctioned_member_cannot_decide_their_own_sanction_to_move_it
     assert await net.results(coop, decided, own) == [("applied", None)] * 2
     for i in range(3):
         view = await net.proposal(i, coop, s)
-        assert (view["status"], view["decided_by"], view["final"]["final"]) == ("passed", act_text(decided), True), (
-            view["decided_by"] == act_text(own),
-            view["final"],
-        )
+        assert view["status"] == "passed" and view["decided_by"] in (act_text(decided), act_text(own))
+        (sanction,) = await net.sanctions(i, coop)
+        assert sanction["binds_after_seq"] == 0, sanction  # S had signed nothing in A's tally's past
     assert await net.results(coop, *stale) == [("rejected", "status_expelled")] * 10
 
 
@@ -506,7 +503,6 @@ class Fork:
         self.prefix = [self.g, self.p, self.vB, self.vC]
 
 
-@pytest.mark.xfail(reason="BUG on main (reported): a fork's loser known only from its proof breaks the co-op's fold (timing)")
 @pytest.mark.parametrize("order", ORDERS)
 async def test_4_an_honest_member_who_built_on_the_losing_fork_is_judged_not_frozen(net: Net, order: str) -> None:
     """A's two votes go through node 0 and node 2 (during the partition, one on each side); B, on
@@ -530,10 +526,6 @@ async def test_4_an_honest_member_who_built_on_the_losing_fork_is_judged_not_fro
         assert [(x["member"], x["clause"]) for x in await net.sanctions(i, coop)] == [(h.A.id, "equivocation")]
 
 
-@pytest.mark.xfail(
-    reason="BUG (reported): actions built on a displaced fork never reached the nodes that keep the other; fetch by id "
-    "(abeb0eb) fixes that, but a fork's loser known only from its proof breaks the co-op's fold on main (timing)"
-)
 @pytest.mark.parametrize("order", ORDERS)
 async def test_4_an_honest_member_who_built_on_the_equivocators_next_action_is_judged_not_frozen(net: Net, order: str) -> None:
     """As above, but A goes on from the displaced fork (``on_lost``, seq + 1 on top of ``lost``) and
@@ -556,7 +548,6 @@ async def test_4_an_honest_member_who_built_on_the_equivocators_next_action_is_j
     assert judged[0] == judged[2] == judged[3] == ("applied", None)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG on main (reported): a fork's loser kept aside without its body breaks the fold")
 async def test_4_a_forked_vote_known_only_from_its_proof_leaves_governance_readable(net: Net) -> None:
     """A signs two votes at one seq; node 0 takes one and node 1 the other while node 2 is cut
     off. Node 2 then learns the loser only from the equivocation proof, which carries the two

@@ -153,6 +153,33 @@ async def test_equivocation_is_proven_whatever_the_delivery_order(tmp_path: Path
     assert proofs["fork first"] == proofs["chain order"]
 
 
+async def test_a_proofs_losing_half_takes_what_waits_on_it_aside_bodies_or_not(store: Store) -> None:
+    """alice signs two votes at seq 2 (same prev); the node holds the smaller-id one and, waiting
+    for seq 2, an action built on the other. Then it learns the other only from the proof (no
+    body, though a vote needs one): the loser goes aside by its envelope and takes the waiting
+    action with it (it can never take seq 3), and both read back as actions, for the fold's
+    ghosts; a peer asking by id is not served the bodiless one."""
+    from protocol.chain import make_proof
+
+    alice = member_key(2)
+    a1 = next_action(alice, COOP, None)
+    votes = [next_action(alice, COOP, a1, kind="vote.cast", body={"proposal": a1.id, "choice": c}) for c in ("yes", "no")]
+    lo, hi = sorted(votes, key=lambda a: a.id)
+    on_hi = next_action(alice, COOP, hi)
+    assert statuses(await store.ingest([GENESIS, a1])) == ["accepted"] * 2
+    assert statuses(await store.ingest([on_hi])) == ["pending"]
+    assert statuses(await store.ingest([lo])) == ["accepted"]
+    assert (await store.counts())["pending"] == 1
+    proof = make_proof(lo, hi)
+    assert await store.ingest_proofs([decode_proof(proof.encode())]) == [True]
+    assert (await store.counts())["pending"] == 0
+    aside = {r.action().id: r.action() for r in await store.forked(COOP)}
+    assert set(aside) == {hi.id, on_hi.id}
+    assert aside[hi.id].body is None  # known from the proof alone
+    served = await store.raw_by_ids(COOP, [hi.id, on_hi.id], max_bytes=1 << 20)
+    assert [decode_action(r).id for r in served] == [on_hi.id]
+
+
 async def test_closed_store_refuses_ingest(db_path: Path) -> None:
     s = await open_store(db_path)
     await s.close()
