@@ -98,7 +98,8 @@ class Actor:
                 ) from None
             if found.get("coop") != self.coop_text:
                 continue
-            # pending: waiting for its predecessor; held: a stranger's, in quarantine, never folded.
+            # pending: waiting for its predecessor; held: a stranger's, in quarantine, folded only
+            # as far as something folded names it: a fresh action naming it has no use for it.
             waiting = found.get("status") in ("pending", "held") or (found.get("fold") or {}).get("result") == "deferred"
             if waiting:
                 raise ActingError(

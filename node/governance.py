@@ -26,6 +26,7 @@ log = logging.getLogger("coopnet.governance")
 
 CATCH_UP_PAGE = 5000
 ASK_MAX = 256  # deps asked for by id in one sync (protocol.messages.MAX_FETCH_IDS)
+HELD_DEPTH = 64  # links of strangers' actions (held in quarantine) followed to judge what names them
 ASK_FIRST_MS = 1_000  # a dep a peer did not serve is asked of it again after this, doubling each time ...
 ASK_AGAIN_MS = 600_000  # ... up to this
 
@@ -92,6 +93,14 @@ class Governance:
         if forked:
             handle.fold.add(forked=forked)
             handle.ghosts.update(a.id for a in forked)
+        for _ in range(HELD_DEPTH):
+            # A member's action may name a stranger's as a dep. Nodes that store strangers fold it
+            # (outside the state hash); a node that holds it in quarantine folds it too, as far as
+            # something folded waits for it, so that both judge the member's action alike.
+            held = await self.store.held_by_ids(coop, handle.fold.absent())
+            if not held:
+                break
+            handle.fold.add(held)
 
     async def missing_deps(self, coop: bytes, peer: bytes = b"") -> list[bytes]:
         """The deps ``coop``'s fold waits for and does not hold, due to be asked of ``peer``:

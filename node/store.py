@@ -885,6 +885,15 @@ class Store:
             return StoredAction(None, rows[0][0], "held", rows[0][1])
         return None
 
+    async def held_by_ids(self, coop: bytes, ids: Sequence[bytes]) -> list[Action]:
+        """The actions of ``coop`` among ``ids`` held in quarantine (strangers' actions)."""
+        out: list[Action] = []
+        for chunk in _chunks(list(dict.fromkeys(ids)), 250):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._all(f"SELECT raw FROM quarantine WHERE coop = ? AND id IN ({marks})", [coop, *chunk])
+            out.extend(decode_action(raw, check_signature=False) for (raw,) in rows)
+        return out
+
     async def list_coops(self) -> list[CoopRow]:
         rows = await self._all("SELECT id, name, founder, created_ts, actions FROM coops ORDER BY created_ts, id")
         return [CoopRow(*r) for r in rows]

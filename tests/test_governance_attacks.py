@@ -452,7 +452,6 @@ async def test_3_two_sanctioned_members_stale_stamps_end_a_suspension_a_document
     assert await net.one(coop, after) == ("applied", None)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): a member's dep on a stranger's action splits nodes with different admission")
 async def test_3_a_dep_on_a_strangers_action_does_not_split_nodes_with_different_admission(tmp_path: Path) -> None:
     """Admission is local ("two nodes with different settings still report the same state for what
     they both hold"): node 0 stores strangers' actions (``unknown_authors = "store"``), nodes 1 and
