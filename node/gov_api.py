@@ -199,6 +199,9 @@ class GovApi:
             view["payload"] = value_to_json(p.payload)
             view["ballots"] = {_mem(m): [{"seq": q, "choice": c} for q, c in v] for m, v in sorted(p.votes.items())}
             view["electors"] = sorted(_mem(m) for m in p.electorate)
+            # Beside the electorate: an opening on stale deps fixes a smaller one (docs/GOVERNANCE.md,
+            # "Dormant members decide among the members they knew"), and this is how it shows.
+            view["members_now"] = sum(1 for m in fold.state.members if fold.in_good_standing(m, now))
             if p.decided_by is not None:
                 acks, needed = fold.is_final(p)
                 view["final"] = {"final": acks >= needed, "acknowledged": acks, "needed": needed}
