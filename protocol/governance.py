@@ -33,7 +33,8 @@ node hears what first (docs/GOVERNANCE.md, "Threat model"). Five ideas carry the
    decides once the window has closed (or, earlier, once the whole electorate has voted). Two
    concurrent tallies that disagree are settled by the whole set, not by arrival: a decision that
    a quorum of the electorate has acknowledged (each elector's first action that saw a decision,
-   provided it counted every vote that elector had seen) is *final* and outranks any that is not;
+   provided it counted a vote of every elector whose vote that action had seen) is *final* and
+   outranks any that is not;
    otherwise, or between two final ones (only an electorate split into two quorums that never saw
    each other can make two), the tally that counted more of the vote decides. The fold re-folds
    from the decision it replaces (``Fold._settle``).
