@@ -247,21 +247,33 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
-def read_limit_middleware(
+SUBMIT_PATH = "/api/v1/actions"
+
+
+def client_limit_middleware(
     admission: ClientAdmission,
 ) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
-    """The read bucket for the client API's GETs (``/api/...`` and ``/metrics``; ``/healthz`` is
-    exempt, peers' routes have their own limits)."""
+    """The client API's buckets, on the request head: reads for GETs (``/api/...`` and
+    ``/metrics``; ``/healthz`` is exempt, peers' routes have their own limits), and the write
+    bucket for submissions, before their body is read: a client out of tokens would otherwise
+    have the node take in (and reserve room for) up to ``max_request_bytes`` only to be told 429.
+    Such a refusal closes the connection, so the unread body costs nothing either."""
 
     @web.middleware
-    async def limit_reads(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def limit_clients(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if request.method in ("GET", "HEAD") and (request.path.startswith("/api/") or request.path == "/metrics"):
             over = admission.read(admission.address(request))
             if over is not None:
                 return limited_response(over)
+        elif request.method == "POST" and request.path == SUBMIT_PATH:
+            over = admission.write(admission.address(request))
+            if over is not None:
+                resp = limited_response(over)
+                resp.force_close()
+                return resp
         return await handler(request)
 
-    return limit_reads
+    return limit_clients
 
 
 def limited_response(over: Limited) -> web.Response:

@@ -26,7 +26,7 @@ from protocol.ids import IdKind, format_id, parse_id
 from protocol.messages import Submission, check_submission, decode_submission
 
 from . import __version__, views
-from .admission import ClientAdmission, limited_response, read_limit_middleware
+from .admission import ClientAdmission, client_limit_middleware, limited_response
 from .config import Limits
 from .governance import Governance
 from .http import OFFLOAD_MIN_BYTES, BadParam, JsonError, int_param, parse_json
@@ -150,7 +150,7 @@ class Api:
     def app(self) -> web.Application:
         middlewares = [error_middleware]
         if self.admission is not None:
-            middlewares.append(read_limit_middleware(self.admission))
+            middlewares.append(client_limit_middleware(self.admission))
         app = web.Application(client_max_size=self.limits.max_request_bytes, middlewares=middlewares)
         app.add_routes(
             [
