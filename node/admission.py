@@ -184,6 +184,12 @@ class ClientAdmission:
             self.reads.charge(address, 1)
         return over
 
+    def answered(self, address: str, nbytes: int) -> None:
+        """A read's answer was ``nbytes`` long: charge a token per started ``read_token_bytes``
+        beyond its first (charged by ``read``), so a page of a thousand actions costs what it
+        costs the node to build, not what a status query does."""
+        self.reads.charge(address, -(-nbytes // self.config.read_token_bytes) - 1)
+
     def write(self, address: str) -> Limited | None:
         """Before reading a submission's body: is this address over its bucket?"""
         return self._over(self.writes, address, f"more than {self.config.write_rate:g} actions/s posted from this address")
@@ -254,7 +260,8 @@ def client_limit_middleware(
     admission: ClientAdmission,
 ) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
     """The client API's buckets, on the request head: reads for GETs (``/api/...`` and
-    ``/metrics``; ``/healthz`` is exempt, peers' routes have their own limits), and the write
+    ``/metrics``; ``/healthz`` is exempt, peers' routes have their own limits; a large answer
+    costs more once it is known), and the write
     bucket for submissions, before their body is read: a client out of tokens would otherwise
     have the node take in (and reserve room for) up to ``max_request_bytes`` only to be told 429.
     Such a refusal closes the connection, so the unread body costs nothing either."""
@@ -262,9 +269,15 @@ def client_limit_middleware(
     @web.middleware
     async def limit_clients(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if request.method in ("GET", "HEAD") and (request.path.startswith("/api/") or request.path == "/metrics"):
-            over = admission.read(admission.address(request))
+            address = admission.address(request)
+            over = admission.read(address)
             if over is not None:
                 return limited_response(over)
+            resp = await handler(request)
+            body = getattr(resp, "body", None)
+            if isinstance(body, (bytes, bytearray)):
+                admission.answered(address, len(body))
+            return resp
         elif request.method == "POST" and request.path == SUBMIT_PATH:
             over = admission.write(admission.address(request))
             if over is not None:

@@ -89,6 +89,7 @@ class Admission:
     # Client API token buckets: a rate per second and a burst; a rate of 0 turns the bucket off.
     read_rate: float = 20.0  # GET requests, per client address
     read_burst: int = 200
+    read_token_bytes: int = 64 * 1024  # a read costs one token per started this many bytes of its answer
     write_rate: float = 100.0  # actions posted (a request costs its action count), per client address
     write_burst: int = 2000
     author_rate: float = 10.0  # actions stored, per author

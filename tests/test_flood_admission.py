@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from node.node import Node, init_data_dir
+from protocol import SigningKey, sign_action, sign_genesis
+from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
 
 TS = 1_700_000_000_000
@@ -118,3 +120,42 @@ async def test_a_client_over_its_write_bucket_is_refused_before_its_body_is_read
 
     # Another client's write goes through meanwhile.
     await spend_write_bucket(port, MEMBER, 3)
+
+
+async def test_a_read_costs_tokens_by_the_size_of_its_answer(make_node: NodeMaker) -> None:
+    """A read cost one token whatever it asked for: a stranger reading pages of 1,000 actions
+    (~0.7 MB each) 20 times a second kept a quarter of the node's event loop busy building them
+    (abuse benchmark, py-spy: Api.list_actions and stored_view). Now a read costs one token per
+    started ``read_token_bytes`` of its answer: with a burst of 40 tokens, two or three reads of a
+    ~1.3 MB page get through, not forty; a small read from another client still does."""
+    clock = Clock()
+    node = await make_node(clock, read_rate=1.0, read_burst=40)
+    port = _port(node)
+    founder = SigningKey(b"\x07" * 32)
+    genesis = sign_genesis(founder, ts=TS, body={"name": "big pages"})
+    chain, prev = [genesis.raw], genesis.id  # the genesis is its founder's seq 1
+    for seq in range(2, 22):
+        a = sign_action(founder, coop=genesis.id, seq=seq, prev=prev, ts=TS + seq, kind="offer.produce", body={"blob": bytes(40_000)})
+        chain.append(a.raw)
+        prev = a.id
+    body = encode_submission(chain)
+    status, _, payload, _ = await raw_exchange(port, post_head(MEMBER, len(body)), body)
+    assert status == 200 and json.loads(payload)["accepted"] == 21, payload
+
+    page = f"/api/v1/coops/{format_id(IdKind.COOP, genesis.id)}/actions?limit=1000"
+    answered = []
+    for _ in range(40):  # bounded: the burst, if every read cost one token
+        status, headers, payload, _ = await raw_exchange(port, get_head(page, STRANGER))
+        answered.append(status)
+        if status == 429:
+            assert int(headers["retry-after"]) >= 1
+            break
+        assert status == 200 and len(payload) > 1_000_000, (status, len(payload))
+    # Each answer is ~1.3 MB, 20-odd tokens: the second or third read empties the burst.
+    assert answered[-1] == 429 and 2 <= answered.count(200) <= 3, answered
+    status, _, _, _ = await raw_exchange(port, get_head("/api/v1/node", MEMBER))
+    assert status == 200
+
+
+def get_head(path: str, address: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: {address}\r\n\r\n".encode()
