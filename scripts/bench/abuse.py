@@ -96,6 +96,7 @@ MEMBER_RETRIES = 50  # per member batch: 503 busy / dropped connections retried 
 UPLOAD_RETRIES = 200  # per upload: 503 busy answers honoured before it counts as refused
 IDLE_REOPENS = 20  # per idle socket: reopened at most this often after the node closes it
 RSS_SAMPLE_S = 0.02
+LARGE_BODY = 256 * 1024  # the stranger sends larger bodies in pieces, listening for an early answer
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 STRANGER_WEIGHTS: tuple[tuple[str, float], ...] = (
@@ -108,7 +109,8 @@ STRANGER_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("oversize", 1.0),  # Content-Length over the limit
     ("chunked", 0.5),  # a chunked body that never ends before the limit
     ("bad_http", 1.0),  # what the HTTP parser refuses
-    ("read", 1.0),  # expensive reads: a page of 1,000 actions, the co-op's state
+    ("read", 1.0),  # reads: a page of 1,000 actions, every chain head, the node's status
+    ("read_state", 0.5),  # the co-op's governance state: the node folds what is new first
     ("churn", 1.0),  # connect, half a request head, hang up
 )
 
@@ -190,8 +192,11 @@ class RawConn:
     async def exchange(self, data: bytes) -> Reply:
         """Send one whole request, read its answer; a closing answer closes this side too."""
         _, writer = await self.ensure()
-        writer.write(data)
-        await writer.drain()
+        try:
+            writer.write(data)
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass  # the node may have answered on the head and closed: its answer is still to read
         reply = await self.read_reply()
         if reply.closes:
             self.close()
@@ -442,6 +447,7 @@ class StrangerPlan:
     own_chain: int
     max_request_bytes: int
     weights: tuple[tuple[str, float], ...] = STRANGER_WEIGHTS
+    cpu: float = 0.0  # cores the stranger's process may use while flooding; 0: as much as it can get
 
 
 def stranger_key(kind: str, i: int) -> SigningKey:
@@ -528,7 +534,7 @@ class StrangerMaterial:
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + junk[:200] + b"\r\n\r\n",  # TLS to a plain port
         ]
         c = format_id(IdKind.COOP, coop)
-        reads = [f"/api/v1/coops/{c}/actions?limit=1000", f"/api/v1/coops/{c}/state", f"/api/v1/coops/{c}/chains", "/api/v1/node"]
+        reads = [f"/api/v1/coops/{c}/actions?limit=1000", f"/api/v1/coops/{c}/chains", "/api/v1/node"]
         chunk = rng.randbytes(256 * 1024)
         n_chunks = plan.max_request_bytes // len(chunk) + 4
         oversize_chunks = [b"%x\r\n" % len(chunk) + chunk + b"\r\n"] * n_chunks
@@ -564,6 +570,7 @@ class Stranger:
         self.applicant_tried = 0
         self.own_next = [0] * len(m.own)
         self.own_turn = 0
+        self.cpu0 = self.wall0 = 0.0
         self.reset_stats()
 
     def reset_stats(self) -> None:
@@ -605,6 +612,8 @@ class Stranger:
             for _ in range(1 << 40):  # until the window ends
                 if not self.flooding:
                     return
+                if self.plan.cpu:
+                    await self.pace()
                 kind = rng.choices(self.kinds, self.weights)[0]
                 self.requests[kind] += 1
                 try:
@@ -614,6 +623,13 @@ class Stranger:
                     conn.close()
         finally:
             conn.close()
+
+    async def pace(self) -> None:
+        """Sleep while this process has used more than ``plan.cpu`` cores since the flood began:
+        an attacker elsewhere spends its own CPU, not the node's machine's."""
+        ahead = (time.process_time() - self.cpu0) / self.plan.cpu - (time.perf_counter() - self.wall0)
+        if ahead > 0:
+            await asyncio.sleep(min(ahead, 1.0))
 
     async def idle_socket(self) -> None:
         for _ in range(IDLE_REOPENS + 1):
@@ -639,6 +655,7 @@ class Stranger:
     async def flood(self, stop: asyncio.Event) -> None:
         """Until ``stop``: every lane and idle socket; then what is in flight ends (with a deadline)."""
         self.flooding = True
+        self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
         tasks = [asyncio.create_task(self.lane(i)) for i in range(self.plan.conns)]
         idle = []
         for k in range(0, self.plan.idle, 100):  # opened 100 at a time: the listen backlog is 128
@@ -664,9 +681,16 @@ class Stranger:
         await getattr(self, f"_{kind}")(conn, kind)
 
     async def _post(self, conn: RawConn, kind: str, body: bytes, ctype: str = "application/msgpack") -> Reply:
-        data = http_request("POST", "/api/v1/actions", body, ctype=ctype, xff=self.address())
-        self.bytes_sent += len(data)
-        r = await conn.exchange(data)
+        if len(body) > LARGE_BODY:
+            # Sent while listening: once the node answers (on the head, or halfway), stop sending.
+            head = http_request("POST", "/api/v1/actions", ctype=ctype, xff=self.address(), extra=[f"Content-Length: {len(body)}"])
+            self.bytes_sent += len(head) + len(body)
+            pieces = [body[k : k + LARGE_BODY] for k in range(0, len(body), LARGE_BODY)]
+            r = await conn.send_then_reply(head, pieces)
+        else:
+            data = http_request("POST", "/api/v1/actions", body, ctype=ctype, xff=self.address())
+            self.bytes_sent += len(data)
+            r = await conn.exchange(data)
         self.outcomes[f"{kind} {r.status} {r.error_code() if r.status != 200 else ''}".rstrip()] += 1
         return r
 
@@ -786,6 +810,12 @@ class Stranger:
         self.counter += 1
         path = self.m.reads[self.counter % len(self.m.reads)]
         data = http_request("GET", path, xff=self.address())
+        self.bytes_sent += len(data)
+        r = await conn.exchange(data)
+        self.outcomes[f"{kind} {r.status}" + (f" {r.error_code()}" if r.status != 200 else "")] += 1
+
+    async def _read_state(self, conn: RawConn, kind: str) -> None:
+        data = http_request("GET", f"/api/v1/coops/{format_id(IdKind.COOP, self.plan.coop)}/state", xff=self.address())
         self.bytes_sent += len(data)
         r = await conn.exchange(data)
         self.outcomes[f"{kind} {r.status}" + (f" {r.error_code()}" if r.status != 200 else "")] += 1
@@ -1220,6 +1250,8 @@ async def members_part(
         own_coops=4,
         own_chain=2000,
         max_request_bytes=MAX_REQUEST_BYTES,
+        weights=args.flood_weights,
+        cpu=args.stranger_cpu,
     )
     stranger = Generator("stranger", stranger_main, plan)
     try:
@@ -1359,8 +1391,7 @@ async def uploads_part(ns: bl.NodeSet, args: argparse.Namespace, settings_public
             st = MemberStats()
             await post_members(session, node.url, encode_submission([genesis.raw] * ib.GENESIS_COPIES), 64, "192.0.2.4", st, check=False)
             await asyncio.sleep(0.5)  # the warm-up's memory given back (the node trims at most once a second)
-            idle = bl.tree_vmhwm_kb(node.pid)
-            idle_rss = sum(ib.status_kb(p, ("VmRSS",)).get("VmRSS", 0) for p in idle)
+            idle_rss = sum(ib.status_kb(p.pid, ("VmRSS",)).get("VmRSS", 0) for p in bl.tree_vmhwm(node.pid))
             sampler = ib.TreeSampler(node.pid, RSS_SAMPLE_S)
             sampler.start()
             try:
@@ -1368,7 +1399,7 @@ async def uploads_part(ns: bl.NodeSet, args: argparse.Namespace, settings_public
                 res = await asyncio.to_thread(gen.ask, "go")
             finally:
                 sampler.stop()
-            hwm = bl.tree_vmhwm_kb(node.pid)
+            hwm = bl.tree_vmhwm(node.pid)
             bl.check_alive([node])
             async with session.get(node.url + "/healthz") as r:
                 healthy = r.status
@@ -1385,8 +1416,8 @@ async def uploads_part(ns: bl.NodeSet, args: argparse.Namespace, settings_public
     finally:
         gen.close()
     ns.stop([node])
-    total_hwm = sum(v for _, v in hwm.values()) / 1024
-    procs = [{"pid": p, "role": _role(p, cmd, node.pid), "vmhwm_mb": round(kb / 1024, 1)} for p, (cmd, kb) in sorted(hwm.items())]
+    total_hwm = sum(p.vmhwm_kb for p in hwm) / 1024
+    procs = [{"pid": p.pid, "role": _role(p, node.pid), "vmhwm_mb": round(p.vmhwm_kb / 1024, 1)} for p in hwm]
     main_workers = sum(x["vmhwm_mb"] for x in procs if x["role"] in ("main", "verify worker"))
     return {
         "uploads": args.uploads,
@@ -1409,17 +1440,14 @@ async def uploads_part(ns: bl.NodeSet, args: argparse.Namespace, settings_public
     }
 
 
-def _role(pid: int, cmd: str, main: int) -> str:
+def _role(p: bl.ProcessPeak, main: int) -> str:
     """What a process of the node is: the verify workers are forked by the fork server (so their
     command line is the fork server's)."""
-    if pid == main:
+    if p.pid == main:
         return "main"
-    if "resource_tracker" in cmd:
+    if "resource_tracker" in p.command:
         return "resource tracker"
-    f = ib._stat_fields(f"/proc/{pid}/stat")
-    if f is not None and int(f[1]) == main:
-        return "fork server"
-    return "verify worker"
+    return "fork server" if p.ppid == main else "verify worker"
 
 
 # ---- part 3: idle sockets ---------------------------------------------------------------------------
@@ -1570,6 +1598,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--flood-conns", type=int, default=32, help="the stranger's requests in flight (default 32)")
     p.add_argument("--flood-idle", type=int, default=500, help="idle sockets the stranger holds while flooding (default 500)")
     p.add_argument("--stranger-addresses", type=int, default=1, help="client addresses the stranger sends from (default 1)")
+    p.add_argument(
+        "--flood-mix",
+        default="",
+        metavar="KIND=W,...",
+        help="weights of the stranger's kinds of request, over the defaults (e.g. large=0,chunked=0); kinds: "
+        + ", ".join(f"{k} ({w:g})" for k, w in STRANGER_WEIGHTS),
+    )
+    p.add_argument(
+        "--stranger-cpu",
+        type=float,
+        default=0.0,
+        metavar="CORES",
+        help="cores the stranger's process may use (it paces itself), as if it ran elsewhere; default 0: as much as it gets",
+    )
     p.add_argument("--unknown-keys", type=int, default=2000, help="throwaway keys posting in the members' co-op (default 2000)")
     p.add_argument(
         "--founding", choices=("open", "invite", "closed"), default=None, help="the public node's founding policy (default: the node's)"
@@ -1592,6 +1634,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--parts: a comma-separated subset of {','.join(PARTS)}")
     if not 1 <= a.rounds <= 50 or not 10 <= a.window_actions <= 1_000_000 or not 1 <= a.batch <= 2000 or not 1 <= a.inflight <= 64:
         p.error("--rounds 1-50, --window-actions 10-1000000, --batch 1-2000, --inflight 1-64")
+    weights = dict(STRANGER_WEIGHTS)
+    for part in (x.strip() for x in a.flood_mix.split(",") if x.strip()):
+        k, _, v = part.partition("=")
+        try:
+            w = float(v)
+        except ValueError:
+            w = -1.0
+        if k not in weights or not 0 <= w <= 1000:
+            p.error(f"--flood-mix: {part!r}: a kind of {', '.join(weights)} and a weight 0-1000")
+        weights[k] = w
+    if not any(weights.values()):
+        p.error("--flood-mix: at least one kind with a weight above 0")
+    a.flood_weights = tuple(weights.items())
     total = 2 * a.rounds * a.window_actions
     if a.members is None:
         a.members = max(a.inflight, 1000, -(-total // 100))
@@ -1615,6 +1670,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         or not 1 <= a.baseline_probes <= 100_000
     ):
         p.error("--idle-sockets 1-60000, --probes 1-100000, --probe-interval 0-10, --baseline-probes 1-100000")
+    if not 0 <= a.stranger_cpu <= 64:
+        p.error("--stranger-cpu 0-64 cores")
     if a.workers is not None and a.workers < 0:
         p.error("--workers must be >= 0")
     if not 0.05 <= a.rate_seconds <= 60 or a.sign_procs < 1:

@@ -772,19 +772,28 @@ def raise_open_files_limit() -> int | None:
     return open_files_limit()[0]
 
 
-def tree_vmhwm_kb(pid: int) -> dict[int, tuple[str, int]]:
-    """pid -> (command, VmHWM in kB) for a process and each live descendant: the peak resident
-    memory of each since it started. Their sum bounds the peak of the tree's summed RSS from above."""
-    out: dict[int, tuple[str, int]] = {}
+@dataclass(frozen=True)
+class ProcessPeak:
+    pid: int
+    ppid: int
+    command: str
+    vmhwm_kb: int  # the peak resident memory of the process since it started
+
+
+def tree_vmhwm(pid: int) -> list[ProcessPeak]:
+    """A process and each live descendant, with its VmHWM. The sum bounds the peak of the tree's
+    summed RSS from above (each process's peak may come at another moment)."""
+    out: list[ProcessPeak] = []
     for p in [pid, *ib.descendants(pid)]:
         hwm = ib.status_kb(p, ("VmHWM",)).get("VmHWM")
-        if hwm is None:
+        stat = ib._stat_fields(f"/proc/{p}/stat")
+        if hwm is None or stat is None:
             continue
         try:
             cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             cmd = "?"
-        out[p] = (cmd, hwm)
+        out.append(ProcessPeak(p, int(stat[1]), cmd, hwm))
     return out
 
 
