@@ -143,6 +143,20 @@ class ClientAdmission:
         self.applies = Buckets("apply", c.apply_rate, c.apply_burst, clock_ms)
         self.limited = 0
 
+    async def refusal(self, over: Limited, *, close: bool = False) -> web.Response:
+        """The 429 for a client over a bucket, after making it wait: its Retry-After, at most
+        ``tarpit_seconds``. A client that honours Retry-After loses nothing by it; one that asks
+        again at once (a flood) gets no more than its requests in flight answered per
+        ``tarpit_seconds``, instead of keeping the event loop busy refusing it. ``close``: the
+        connection is closed after the answer (the request's body was not read)."""
+        wait = min(over.retry_after, self.config.tarpit_seconds)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        resp = limited_response(over)
+        if close:
+            resp.force_close()
+        return resp
+
     # ---- who is asking -------------------------------------------------------------------------
 
     def address(self, request: web.BaseRequest) -> str:
@@ -264,7 +278,9 @@ def client_limit_middleware(
     costs more once it is known), and the write
     bucket for submissions, before their body is read: a client out of tokens would otherwise
     have the node take in (and reserve room for) up to ``max_request_bytes`` only to be told 429.
-    Such a refusal closes the connection, so the unread body costs nothing either."""
+    Such a refusal closes the connection, so the unread body costs nothing either. Refusals wait
+    (``ClientAdmission.refusal``); meanwhile the connection counts as idle, so it is among the
+    first to make way when the node is at ``max_connections``."""
 
     @web.middleware
     async def limit_clients(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
@@ -272,7 +288,7 @@ def client_limit_middleware(
             address = admission.address(request)
             over = admission.read(address)
             if over is not None:
-                return limited_response(over)
+                return await admission.refusal(over)
             resp = await handler(request)
             body = getattr(resp, "body", None)
             if isinstance(body, (bytes, bytearray)):
@@ -281,9 +297,7 @@ def client_limit_middleware(
         elif request.method == "POST" and request.path == SUBMIT_PATH:
             over = admission.write(admission.address(request))
             if over is not None:
-                resp = limited_response(over)
-                resp.force_close()
-                return resp
+                return await admission.refusal(over, close=True)
         return await handler(request)
 
     return limit_clients

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from node.node import Node, init_data_dir
 from protocol import SigningKey, sign_action, sign_genesis
 from protocol.ids import IdKind, format_id
 from protocol.messages import encode_submission
+from tests.fed_helpers import metric, wait_until
 
 TS = 1_700_000_000_000
 PROXY = ("127.0.0.1",)
@@ -159,3 +161,42 @@ async def test_a_read_costs_tokens_by_the_size_of_its_answer(make_node: NodeMake
 
 def get_head(path: str, address: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: {address}\r\n\r\n".encode()
+
+
+async def test_a_client_over_a_bucket_waits_for_its_429(make_node: NodeMaker) -> None:
+    """A 429 came back at once, so a stranger that ignores Retry-After and asks again at once kept
+    the node's event loop busy answering 429s: in the abuse benchmark, one address with 32
+    requests in flight sent 700-900 requests a second, nearly all refused, and members still
+    ingested at a quarter of their rate. Now the answer itself waits (Retry-After, at most
+    ``tarpit_seconds``): such a client gets no more than its requests in flight answered per
+    ``tarpit_seconds``. Meanwhile other clients are served; the refused one still gets its 429."""
+    clock = Clock()
+    node = await make_node(clock, write_rate=0.1, write_burst=10, tarpit_seconds=3.0)
+    port = _port(node)
+    await spend_write_bucket(port, STRANGER, 10)
+
+    refused = socket.create_connection(("127.0.0.1", port))
+    try:
+        refused.sendall(post_head(STRANGER, 1000) + b"\x00" * 1000)
+
+        async def counted() -> bool:  # the node has seen the request and decided to refuse it
+            _, _, text, _ = await raw_exchange(port, get_head("/metrics", MEMBER))
+            return (metric(text.decode(), "coopnet_rate_limited_total", bucket="write") or 0) >= 1
+
+        await wait_until(counted, within=ANSWER_DEADLINE_S, what="the refusal")
+        await spend_write_bucket(port, MEMBER, 3)  # a whole exchange of another client meanwhile
+        with pytest.raises(BlockingIOError):  # and still no answer for the refused one
+            refused.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        refused.settimeout(3.0 + ANSWER_DEADLINE_S)
+        answer = b""
+        for _ in range(100):  # to EOF: the node closes after the 429
+            chunk = await asyncio.to_thread(refused.recv, 65536)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        refused.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 429"), answer[:300]
+    assert json.loads(payload)["error"] == "rate_limited"
+    assert b"Retry-After:" in head
