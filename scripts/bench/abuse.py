@@ -577,6 +577,7 @@ class Stranger:
         self.outcomes: Counter[str] = Counter()  # "kind status code"
         self.actions: Counter[str] = Counter()  # "kind status[:code]" per action in answers
         self.requests: Counter[str] = Counter()
+        self.slowest: dict[str, float] = {}  # per kind, the longest a request took (a 429 waits up to tarpit_seconds)
         self.bytes_sent = 0
         self.idle_opened = 0
         self.idle_closed_by_node = 0
@@ -592,6 +593,7 @@ class Stranger:
             "requests": dict(self.requests),
             "outcomes": dict(self.outcomes),
             "actions": dict(self.actions),
+            "slowest_s": {k: round(v, 3) for k, v in sorted(self.slowest.items())},
             "bytes_sent": self.bytes_sent,
             "idle_sockets": {
                 "opened": self.idle_opened,
@@ -616,8 +618,10 @@ class Stranger:
                     await self.pace()
                 kind = rng.choices(self.kinds, self.weights)[0]
                 self.requests[kind] += 1
+                t = time.perf_counter()
                 try:
                     await asyncio.wait_for(self.one(kind, conn), REQUEST_TIMEOUT_S)
+                    self.slowest[kind] = max(self.slowest.get(kind, 0.0), time.perf_counter() - t)
                 except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as e:
                     self.outcomes[f"{kind} {outcome_of(e)}"] += 1
                     conn.close()
@@ -1311,9 +1315,12 @@ def members_figures(r: MembersResult, rates: ib.MachineRates) -> dict[str, Any]:
     requests: Counter[str] = Counter()
     idle: Counter[str] = Counter()
     node_metrics: Counter[str] = Counter()
+    slowest: dict[str, float] = {}
     sent = 0
     for w in flood:
         s = w.stranger or {}
+        for k, v in s.get("slowest_s", {}).items():
+            slowest[k] = max(slowest.get(k, 0.0), v)
         actions.update(s.get("actions", {}))
         outcomes.update(s.get("outcomes", {}))
         requests.update(s.get("requests", {}))
@@ -1355,6 +1362,7 @@ def members_figures(r: MembersResult, rates: ib.MachineRates) -> dict[str, Any]:
             "answers": dict(sorted(outcomes.items())),
             "actions": dict(sorted(actions.items())),
             "idle_sockets": dict(idle),
+            "slowest_answer_s": dict(sorted(slowest.items())),
             "node_metrics_during_floods": dict(node_metrics),
             "node_metrics_during_alone_windows": dict(totals),
             "material": r.stranger_material,
@@ -1535,6 +1543,7 @@ def render(fig: dict[str, Any], out: TextIO) -> None:
             f" idle sockets {f['flood']['idle_sockets']}",
             "  what the node answered the stranger (kind status code: count):",
             *_columns(f["flood"]["answers"]),
+            f"  the slowest answer of each kind, s: {f['flood']['slowest_answer_s']}",
             "  per action in those answers:",
             *_columns(f["flood"]["actions"]),
             "  the node's counters during the floods:",
