@@ -7,7 +7,9 @@ of a stranger, a rejected or deferred action, nor an action of another co-op, so
 action can never freeze what others build. An action names at most 32 deps; when there are more
 tips than fit (a large co-op, or a tally of thousands of voters), the client first posts
 ``member.seen`` actions, each naming 32 of them: the member's chain then carries that knowledge,
-and the final action sees all of it through its ``prev``.
+and the final action sees all of it through its ``prev``. The node offers at most ``ALL_TIPS``
+tips a request; while a page comes back full, the client covers the whole page and asks again (its
+``member.seen`` actions now build on those tips, so the next page holds the rest).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .client import Client, ClientError
 
 MAX_DEPS = DEFAULT_ACTION_LIMITS.max_deps
 SEEN_BATCH = 200  # member.seen actions posted per request
-ALL_TIPS = 1024
+ALL_TIPS = 1024  # tips asked for in one request (the node's most, gov_api.MAX_TIPS)
+MAX_TIP_PAGES = 1000  # bound on full pages of tips covered before acting (about a million tips)
 
 
 def now_ms() -> int:
@@ -75,6 +78,35 @@ class Actor:
         found = self._get(f"/api/v1/coops/{self.coop_text}/tips", limit=limit)["tips"]
         return [parse_id(IdKind.ACTION, t) for t in found]
 
+    def check_deps(self, deps: list[bytes]) -> None:
+        """Refuse to build on an action this node does not hold, one still waiting for its own deps,
+        or one held in quarantine (its author unknown): the new action would wait for it, and so
+        would every later action of this member (each names the one before as prev), for ever if
+        it never arrives. An action of another co-op is left to the node, which refuses it at the
+        door (foreign_dep)."""
+        for d in dict.fromkeys(deps):
+            text = format_id(IdKind.ACTION, d)
+            try:
+                found = self.client.get(f"/api/v1/actions/{text}")
+            except ClientError as e:
+                if e.code != "not_found":
+                    raise ActingError(e.code, e.message) from None
+                raise ActingError(
+                    "unknown_dep",
+                    f"{text} is not held by this node: an action depending on it would wait for it, "
+                    "and so would every later action of yours",
+                ) from None
+            if found.get("coop") != self.coop_text:
+                continue
+            # pending: waiting for its predecessor; held: a stranger's, in quarantine, never folded.
+            waiting = found.get("status") in ("pending", "held") or (found.get("fold") or {}).get("result") == "deferred"
+            if waiting:
+                raise ActingError(
+                    "unknown_dep",
+                    f"{text} is not part of this co-op's state here (it waits for actions this node does not hold, "
+                    "or its author is unknown): an action depending on it would wait too, and so would every later action of yours",
+                )
+
     def _sign(self, seq: int, prev: bytes | None, kind: str, body: Any, deps: list[bytes]) -> Action:
         return sign_action(self.key, coop=self.coop, seq=seq, prev=prev, deps=deps, ts=self.clock(), kind=kind, body=body)
 
@@ -85,13 +117,13 @@ class Actor:
             raise ActingError(e.code, e.message, {"results": e.body.get("results", [])}) from None
         return list(resp["results"])
 
-    def cover(self, deps: list[bytes]) -> tuple[int, bytes | None, list[bytes]]:
-        """Post ``member.seen`` actions until what is left of ``deps`` fits one action; returns the
-        chain's new (seq, head) and the deps left to name."""
+    def cover(self, deps: list[bytes], *, whole: bool = False) -> tuple[int, bytes | None, list[bytes]]:
+        """Post ``member.seen`` actions until what is left of ``deps`` fits one action (``whole``:
+        until nothing is left); returns the chain's new (seq, head) and the deps left to name."""
         seq, head = self.head()
         deps = [d for d in dict.fromkeys(deps) if d != head]
         pending: list[Action] = []
-        while len(deps) > MAX_DEPS:
+        while len(deps) > MAX_DEPS or (whole and deps):
             chunk, deps = deps[:MAX_DEPS], deps[MAX_DEPS:]
             a = self._sign(seq + 1, head, SEEN, {}, chunk)
             pending.append(a)
@@ -121,8 +153,18 @@ class Actor:
         whose author cannot post ``member.seen`` yet). ``body`` may be a function of the final (seq, prev,
         deps), for a tally whose claim depends on exactly what it will have seen. Returns what the
         node said, with the co-op's verdict."""
-        wanted = list(extra) + self.tips(ALL_TIPS if see_all else MAX_DEPS)
+        self.check_deps(list(extra))
+        tips = self.tips(ALL_TIPS if see_all else MAX_DEPS)
+        wanted = list(extra) + tips
         if see_all:
+            for _ in range(MAX_TIP_PAGES):
+                if len(tips) < ALL_TIPS:
+                    break
+                # A full page: there may be more tips than one request returns. Having seen this
+                # page, the member's chain builds on it, so the next page holds what is left.
+                self.cover(wanted, whole=True)
+                tips = self.tips(ALL_TIPS)
+                wanted = tips
             seq, head, deps = self.cover(wanted)
         else:
             seq, head = self.head()

@@ -14,9 +14,11 @@ Adding endpoints (one line in ``node/node.py``): write a class whose ``routes()`
 
     admin.add_routes(Quarantine(store).routes())
 
-Handlers read a JSON body with ``await read_json(request)``, answer with ``web.json_response``,
-raise ``ApiError(code, message)`` for errors (the status comes from ``node.statuses``), and call ``audit(action, message, **fields)``
-for every change they make. ``GET /api/v1/admin`` lists every registered route.
+Handlers read a JSON body with ``await read_json(request)`` and refuse fields they do not know
+with ``only_fields`` (query parameters: ``only_params``), parse ids and numbers with ``id_arg`` and
+``int_arg``, answer with ``web.json_response``, raise ``ApiError(code, message)`` for errors (the
+status comes from ``node.statuses``), and call ``audit(action, message, **fields)`` for every
+change they make. ``GET /api/v1/admin`` lists every registered route.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,7 @@ MAX_PURGE_IDS = 2000
 MAX_PENDING_PAGE = 10_000
 DEFAULT_PENDING_PAGE = 100
 UNAUTHORIZED_LOG_INTERVAL_S = 60.0  # refused requests are logged once per interval, with a count
+MAX_REASON = 500  # characters of a block's reason
 
 
 class AdminTokenError(KeyFileError):
@@ -112,7 +116,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return doc
 
 
-def _id_arg(kind: IdKind, value: Any, what: str) -> bytes:
+def id_arg(kind: IdKind, value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise ApiError("bad_id", f"{what} must be a {kind.value}_... id")
     try:
@@ -121,13 +125,40 @@ def _id_arg(kind: IdKind, value: Any, what: str) -> bytes:
         raise ApiError(e.code.value, e.message) from None
 
 
-def _int_arg(q: Any, name: str, default: int, hi: int) -> int:
+def int_arg(q: Any, name: str, default: int, hi: int, lo: int = 1) -> int:
     raw = q.get(name)
     if raw is None or raw == "":
         return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= hi:
-        raise ApiError("bad_request", f"{name} must be an integer from 1 to {hi}")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not lo <= int(raw) <= hi:
+        raise ApiError("bad_request", f"{name} must be an integer from {lo} to {hi}")
     return int(raw)
+
+
+def only_fields(doc: dict[str, Any], allowed: Iterable[str]) -> None:
+    """A 400 for a body field the endpoint does not know: a misspelt field would otherwise be
+    ignored, and a purge or a block would do something else than the operator meant."""
+    unknown = sorted(set(doc) - set(allowed))
+    if unknown:
+        raise ApiError("bad_request", f"unknown field {unknown[0]!r} (this endpoint takes {', '.join(sorted(allowed))})")
+
+
+def only_params(request: web.Request, allowed: Iterable[str]) -> Any:
+    """The query, refused (400) if it names a parameter the endpoint does not know, or one twice."""
+    q = request.query
+    allowed = set(allowed)
+    for name in q:
+        if name not in allowed:
+            raise ApiError("bad_request", f"unknown query parameter {name!r} (this endpoint takes {', '.join(sorted(allowed)) or 'none'})")
+        if len(q.getall(name)) > 1:
+            raise ApiError("bad_request", f"query parameter {name!r} given more than once")
+    return q
+
+
+def reason_arg(doc: dict[str, Any]) -> str:
+    reason = doc.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        raise ApiError("bad_request", f"reason must be a string of at most {MAX_REASON} characters")
+    return reason
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -194,6 +225,7 @@ class NodeAdmin:
         ]
 
     async def peers(self, request: web.Request) -> web.Response:
+        only_params(request, ())
         blocked = await self.store.blocked_nodes()
         return web.json_response(
             {
@@ -206,10 +238,9 @@ class NodeAdmin:
 
     async def block(self, request: web.Request) -> web.Response:
         doc = await read_json(request)
-        node = _id_arg(IdKind.NODE, doc.get("id"), "id")
-        reason = doc.get("reason", "")
-        if not isinstance(reason, str) or len(reason) > 500:
-            raise ApiError("bad_request", "reason must be a string of at most 500 characters")
+        only_fields(doc, ("id", "reason"))
+        node = id_arg(IdKind.NODE, doc.get("id"), "id")
+        reason = reason_arg(doc)
         if node == self.book.my_id:
             raise ApiError("bad_request", "that is this node's own id")
         changed = await self.store.set_blocked(node, reason or "blocked by the operator")
@@ -221,7 +252,8 @@ class NodeAdmin:
 
     async def unblock(self, request: web.Request) -> web.Response:
         doc = await read_json(request)
-        node = _id_arg(IdKind.NODE, doc.get("id"), "id")
+        only_fields(doc, ("id",))
+        node = id_arg(IdKind.NODE, doc.get("id"), "id")
         changed = await self.store.set_blocked(node, None)
         self.book.unblock(node)
         text = format_id(IdKind.NODE, node)
@@ -230,12 +262,13 @@ class NodeAdmin:
         return web.json_response({"id": text, "blocked": False, "changed": changed})
 
     async def pending(self, request: web.Request) -> web.Response:
-        q = request.query
-        coop = _id_arg(IdKind.COOP, q["coop"], "coop") if q.get("coop") else None
-        author = _id_arg(IdKind.MEMBER, q["author"], "author") if q.get("author") else None
-        limit = _int_arg(q, "limit", DEFAULT_PENDING_PAGE, MAX_PENDING_PAGE)
+        q = only_params(request, ("coop", "author", "limit"))
+        coop = id_arg(IdKind.COOP, q["coop"], "coop") if q.get("coop") else None
+        author = id_arg(IdKind.MEMBER, q["author"], "author") if q.get("author") else None
+        limit = int_arg(q, "limit", DEFAULT_PENDING_PAGE, MAX_PENDING_PAGE)
         rows = await self.store.pending_rows(coop=coop, author=author, limit=limit)
         now = self.clock_ms()
+        ttl = self.store.policy.pending_ms  # expire() drops a pending action this long after it came (0: never)
         return web.json_response(
             {
                 "pending": [
@@ -246,36 +279,57 @@ class NodeAdmin:
                         "seq": r.seq,
                         "received_at_ms": r.received_at,
                         "age_s": max(0, now - r.received_at) // 1000,
+                        "expires_at_ms": r.received_at + ttl if ttl else None,
+                        "expires_in_s": max(0, r.received_at + ttl - now) // 1000 if ttl else None,
                         "reason": r.reason,
                     }
                     for r in rows
                 ],
                 "total": (await self.store.counts())["pending"],
                 "max_pending": self.store.max_pending,
+                "pending_seconds": ttl // 1000,
             }
         )
 
     async def purge(self, request: web.Request) -> web.Response:
-        doc = await read_json(request)
-        unknown = set(doc) - {"ids", "coop", "author"}
-        if unknown:
-            raise ApiError("bad_request", f"unknown field {sorted(unknown)[0]!r} (give ids, coop and/or author)")
-        ids = None
-        if "ids" in doc:
-            if not isinstance(doc["ids"], list) or not doc["ids"] or len(doc["ids"]) > MAX_PURGE_IDS:
-                raise ApiError("bad_request", f"ids must be a list of 1 to {MAX_PURGE_IDS} act_... ids")
-            ids = [_id_arg(IdKind.ACTION, x, "ids[]") for x in doc["ids"]]
-        coop = _id_arg(IdKind.COOP, doc["coop"], "coop") if "coop" in doc else None
-        author = _id_arg(IdKind.MEMBER, doc["author"], "author") if "author" in doc else None
-        if ids is None and coop is None and author is None:
-            raise ApiError("bad_request", "say what to purge: ids, coop and/or author")
-        n = await self.store.purge_pending(ids=ids, coop=coop, author=author)
-        what = {
-            k: v for k, v in (("coop", doc.get("coop")), ("author", doc.get("author")), ("ids", len(ids) if ids else None)) if v is not None
-        }
+        what = await purge_scope(request)
+        n = await self.store.purge_pending(ids=what.ids, coop=what.coop, author=what.author)
         if n:
-            audit("pending.purge", f"purged {n} pending actions ({', '.join(f'{k}={v}' for k, v in what.items())})", purged=n, **what)
+            audit("pending.purge", f"purged {n} pending actions ({what.text})", purged=n, **what.fields)
         return web.json_response({"purged": n})
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeScope:
+    """What a purge request names: ids, and/or everything of a co-op and/or an author."""
+
+    ids: list[bytes] | None
+    coop: bytes | None
+    author: bytes | None
+    fields: dict[str, Any]  # as given (ids counted), for the audit line
+
+    @property
+    def text(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.fields.items())
+
+
+async def purge_scope(request: web.Request) -> PurgeScope:
+    """A purge's body: at least one of ``ids``, ``coop``, ``author`` (never everything by accident)."""
+    doc = await read_json(request)
+    only_fields(doc, ("ids", "coop", "author"))
+    ids = None
+    if "ids" in doc:
+        if not isinstance(doc["ids"], list) or not doc["ids"] or len(doc["ids"]) > MAX_PURGE_IDS:
+            raise ApiError("bad_request", f"ids must be a list of 1 to {MAX_PURGE_IDS} act_... ids")
+        ids = [id_arg(IdKind.ACTION, x, "ids[]") for x in doc["ids"]]
+    coop = id_arg(IdKind.COOP, doc["coop"], "coop") if "coop" in doc else None
+    author = id_arg(IdKind.MEMBER, doc["author"], "author") if "author" in doc else None
+    if ids is None and coop is None and author is None:
+        raise ApiError("bad_request", "say what to purge: ids, coop and/or author")
+    fields = {
+        k: v for k, v in (("coop", doc.get("coop")), ("author", doc.get("author")), ("ids", len(ids) if ids else None)) if v is not None
+    }
+    return PurgeScope(ids, coop, author, fields)
 
 
 # ---- the client side: coopnet admin ... ------------------------------------------------------------

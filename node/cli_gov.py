@@ -27,6 +27,23 @@ def _get(c: Ctx, path: str, **query: Any) -> dict[str, Any]:
         _fail(e.code, e.message, c.as_json)
 
 
+def _proposal(c: Ctx, coop_text: str, proposal_id: str) -> dict[str, Any]:
+    """The proposal's view in this co-op. An id of another co-op's proposal (a wrong --coop) is
+    said so in plain words: a vote or tally naming it would be refused at the door (foreign_dep)."""
+    try:
+        return c.client.get(f"/api/v1/coops/{coop_text}/proposals/{proposal_id}")
+    except ClientError as e:
+        if e.code != "not_found":
+            _fail(e.code, e.message, c.as_json)
+        try:
+            other = c.client.get(f"/api/v1/actions/{proposal_id}")["coop"]
+        except ClientError:
+            other = coop_text
+        if other != coop_text:
+            _fail("foreign_dep", f"{proposal_id} is an action of co-op {other}, not of {coop_text} (check --coop)", c.as_json)
+        _fail(e.code, e.message, c.as_json)
+
+
 def _open(c: Ctx, coop_text: str, key_file: Path, ptype: str, title: str, payload: dict[str, Any]) -> None:
     _finish(c, _act(c, key_file, coop_text, OPEN, {"payload": payload, "title": title, "type": ptype}))
 
@@ -125,7 +142,7 @@ def _decided(view: dict[str, Any]) -> str:
 def proposal_vote(c: Ctx, coop_text: str, key_file: Path, proposal_id: str, choice: str) -> None:
     """Vote on a proposal; voting again replaces your earlier vote while the window is open."""
     pid = _parse(c, IdKind.ACTION, proposal_id)
-    view = _get(c, f"/api/v1/coops/{coop_text}/proposals/{proposal_id}")
+    view = _proposal(c, coop_text, proposal_id)
     if view["status"] != "open":
         _fail("proposal_closed", _decided(view) + "; a vote now would be rejected", c.as_json)
     if not view["window_open"]:
@@ -141,7 +158,7 @@ def proposal_tally(c: Ctx, coop_text: str, key_file: Path, proposal_id: str) -> 
     """Tally a proposal: having seen everything this node holds (every voter's latest vote, however
     many), claim the outcome the node computes for exactly that causal past; every node checks it."""
     pid = _parse(c, IdKind.ACTION, proposal_id)
-    view = _get(c, f"/api/v1/coops/{coop_text}/proposals/{proposal_id}")
+    view = _proposal(c, coop_text, proposal_id)
     if view["status"] != "open":
         out = {"status": "not_signed", "outcome": view["status"], "decided_by": view["decided_by"], "votes": view["votes"]}
         _out(out, c.as_json, lambda o: console.print(_decided(view) + "; nothing to tally"))
@@ -182,7 +199,7 @@ def proposal_tally(c: Ctx, coop_text: str, key_file: Path, proposal_id: str) -> 
 @pass_ctx
 def proposal_show(c: Ctx, coop_text: str, proposal_id: str) -> None:
     """A proposal with its votes, window and outcome."""
-    view = _get(c, f"/api/v1/coops/{coop_text}/proposals/{proposal_id}")
+    view = _proposal(c, coop_text, proposal_id)
 
     def readable(o: dict[str, Any]) -> None:
         v = o["votes"]

@@ -58,6 +58,34 @@ def _config(c: Ctx, data_dir: Path | None) -> Config:
         _fail("bad_config", str(e), c.as_json)
 
 
+def _plain(text: Any) -> str:
+    """``text`` as it is, not as rich markup: names, kinds, reasons, URLs and errors come from
+    others (a stranger names a co-op ``[/]``, and an unescaped print of it raises MarkupError)."""
+    from rich.markup import escape  # only readable output loads rich
+
+    return escape(str(text))
+
+
+def _duration(seconds: int | None) -> str:
+    """A span for people: ``45 s``, ``12 min``, ``3 h 20 min``, ``2 d 4 h``; None is ``never``."""
+    if seconds is None:
+        return "never"
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        h, m = divmod(seconds // 60, 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(seconds // 3600, 24)
+    return f"{d} d {h} h" if h else f"{d} d"
+
+
+def _share(used: int, bound: int) -> str:
+    """How much of a bound is used, as the operator compares them (a bound of 0 is none)."""
+    return "no bound" if not bound else f"{100 * used / bound:.1f} %"
+
+
 def _size(n: int) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -106,11 +134,19 @@ def admin_peers_list(c: Ctx, data_dir: Path | None) -> None:
     def readable(o: dict[str, Any]) -> None:
         t = Table("peer", "url", "origin", "state", "failures", "score", "last error")
         for p in o["peers"]:
-            t.add_row(p["id"], p["url"], p["origin"], p["state"], str(p["failures"]), str(p["score"]), p["last_error"] or "")
+            t.add_row(
+                p["id"],
+                _plain(p["url"]),
+                _plain(p["origin"]),
+                p["state"],
+                str(p["failures"]),
+                str(p["score"]),
+                _plain(p["last_error"] or ""),
+            )
         console.print(t if o["peers"] else "no peers")
         for b in o["blocked"]:
             since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(b["blocked_at_ms"] / 1000))
-            console.print(f"[red]blocked[/] {b['id']} since {since} UTC: {b['reason']}")
+            console.print(f"[red]blocked[/] {b['id']} since {since} UTC: {_plain(b['reason'])}")
 
     _out(doc, c.as_json, readable)
 
@@ -152,11 +188,20 @@ def admin_pending_list(c: Ctx, coop_text: str | None, author: str | None, limit:
     doc = _admin_call(c, data_dir, "GET", "/pending", coop=coop_text, author=author, limit=limit)
 
     def readable(o: dict[str, Any]) -> None:
-        t = Table("action", "co-op", "author", "seq", "age", "reason")
+        t = Table("action", "co-op", "author", "seq", "age", "expires in", "reason")
         for r in o["pending"]:
-            t.add_row(r["id"], r["coop"][:20] + "…", r["author"][:20] + "…", str(r["seq"]), f"{r['age_s']} s", r["reason"])
+            t.add_row(
+                r["id"],
+                r["coop"][:20] + "…",
+                r["author"][:20] + "…",
+                str(r["seq"]),
+                _duration(r["age_s"]),
+                _duration(r["expires_in_s"]),
+                _plain(r["reason"]),
+            )
         console.print(t if o["pending"] else "nothing pending")
-        console.print(f"{o['total']} pending in all (at most {o['max_pending']})")
+        expiry = f"each dropped {_duration(o['pending_seconds'])} after it came" if o["pending_seconds"] else "they never expire"
+        console.print(f"{o['total']} pending in all (at most {o['max_pending']}); {expiry}")
 
     _out(doc, c.as_json, readable)
 
@@ -182,6 +227,193 @@ def admin_pending_purge(c: Ctx, ids: tuple[str, ...], coop_text: str | None, aut
     _out(doc, c.as_json, lambda o: console.print(f"purged {o['purged']} pending actions"))
 
 
+@admin.group("held")
+def admin_held() -> None:
+    """Actions of authors not known in their co-op, held in the quarantine: list them, purge some."""
+
+
+@admin_held.command("list")
+@click.option("--coop", "coop_text", default=None, help="Only this co-op (coop_...).")
+@click.option("--author", default=None, help="Only this author (mem_...).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@_data_dir_option
+@pass_ctx
+def admin_held_list(c: Ctx, coop_text: str | None, author: str | None, limit: int, data_dir: Path | None) -> None:
+    """Held actions, oldest first, each with its kind, size, age, expiry and reason."""
+    doc = _admin_call(c, data_dir, "GET", "/held", coop=coop_text, author=author, limit=limit)
+
+    def readable(o: dict[str, Any]) -> None:
+        reasons = {r["reason"] for r in o["held"]}
+        columns = ["action", "co-op", "author", "seq", "kind", "size", "age", "expires in"]
+        t = Table(*columns, *(["reason"] if len(reasons) > 1 else []))
+        for r in o["held"]:
+            row = [r["id"], r["coop"][:20] + "…", r["author"], str(r["seq"]), _plain(r["kind"]), _size(r["size"])]
+            row += [_duration(r["age_s"]), _duration(r["expires_in_s"])]
+            t.add_row(*row, *([_plain(r["reason"])] if len(reasons) > 1 else []))
+        console.print(t if o["held"] else "nothing held")
+        if len(reasons) == 1:
+            console.print(f"why: {_plain(reasons.pop())}")
+        console.print(
+            f"{o['total']} held in all (at most {o['max_quarantine']}; {o['quarantine_per_coop']} per co-op, "
+            f"{o['quarantine_per_author']} per author in a co-op; each dropped {_duration(o['quarantine_seconds'])} after it came)"
+        )
+        if not o["hold_unknown"]:
+            console.print('[yellow]this node stores unknown authors\' actions (unknown_authors = "store"): it holds nothing new[/]')
+
+    _out(doc, c.as_json, readable)
+
+
+@admin_held.command("purge")
+@click.option("--id", "ids", multiple=True, help="A held action id (act_...); repeatable.")
+@click.option("--coop", "coop_text", default=None, help="Every held action of this co-op (with --author: of that author there).")
+@click.option("--author", default=None, help="Every held action of this author (mem_...).")
+@_data_dir_option
+@pass_ctx
+def admin_held_purge(c: Ctx, ids: tuple[str, ...], coop_text: str | None, author: str | None, data_dir: Path | None) -> None:
+    """Drop held actions by id, co-op or author (the author may send them again, and is held again)."""
+    body: dict[str, Any] = {}
+    if ids:
+        body["ids"] = list(ids)
+    if coop_text:
+        body["coop"] = coop_text
+    if author:
+        body["author"] = author
+    if not body:
+        raise click.UsageError("say what to purge: --id, --coop and/or --author")
+    doc = _admin_call(c, data_dir, "POST", "/held/purge", body)
+    _out(doc, c.as_json, lambda o: console.print(f"purged {o['purged']} held actions"))
+
+
+@admin.group("authors")
+def admin_authors() -> None:
+    """Authors this node refuses: list them, block or unblock one (in one co-op or in all)."""
+
+
+@admin_authors.command("list")
+@_data_dir_option
+@pass_ctx
+def admin_authors_list(c: Ctx, data_dir: Path | None) -> None:
+    """Every blocked author, where, since when and why."""
+    doc = _admin_call(c, data_dir, "GET", "/authors/blocked")
+
+    def readable(o: dict[str, Any]) -> None:
+        t = Table("author", "where", "since (UTC)", "reason")
+        for b in o["blocked"]:
+            since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(b["since_ms"] / 1000))
+            t.add_row(b["author"], b["coop"] or "every co-op", since, _plain(b["reason"]))
+        console.print(t if o["blocked"] else "no author is blocked")
+
+    _out(doc, c.as_json, readable)
+
+
+@admin_authors.command("block")
+@click.argument("author")
+@click.option("--coop", "coop_text", default=None, help="Only in this co-op (coop_...; default: in every co-op).")
+@click.option("--reason", default="", help="Why (kept with the block, shown in the list and the log).")
+@_data_dir_option
+@pass_ctx
+def admin_authors_block(c: Ctx, author: str, coop_text: str | None, reason: str, data_dir: Path | None) -> None:
+    """Refuse an author's actions on this node, from clients and peers, at once and until unblocked;
+    what they have held or pending here is dropped, what is stored stays (it is shared state)."""
+    body: dict[str, Any] = {"author": author, "reason": reason}
+    if coop_text:
+        body["coop"] = coop_text
+    doc = _admin_call(c, data_dir, "POST", "/authors/block", body)
+
+    def readable(o: dict[str, Any]) -> None:
+        where = o["coop"] or "every co-op"
+        if o["changed"]:
+            console.print(f"blocked {o['author']} in {where}: {_plain(o['reason'])}")
+        else:
+            console.print(f"{o['author']} was blocked in {where} already (reason now: {_plain(o['reason'])})")
+        if o["dropped"]["held"] or o["dropped"]["pending"]:
+            console.print(f"  dropped {o['dropped']['held']} held and {o['dropped']['pending']} pending actions of theirs")
+
+    _out(doc, c.as_json, readable)
+
+
+@admin_authors.command("unblock")
+@click.argument("author")
+@click.option("--coop", "coop_text", default=None, help="The co-op of a block in one co-op (default: the block in every co-op).")
+@_data_dir_option
+@pass_ctx
+def admin_authors_unblock(c: Ctx, author: str, coop_text: str | None, data_dir: Path | None) -> None:
+    """Lift a block: the author's next actions are taken (peers bring what was refused meanwhile)."""
+    body: dict[str, Any] = {"author": author}
+    if coop_text:
+        body["coop"] = coop_text
+    doc = _admin_call(c, data_dir, "POST", "/authors/unblock", body)
+
+    def readable(o: dict[str, Any]) -> None:
+        where = o["coop"] or "every co-op"
+        console.print(f"unblocked {o['author']} in {where}" if o["changed"] else f"{o['author']} was not blocked in {where}")
+        for other in o["still_blocked_in"]:
+            hint = f"lift it with --coop {other}" if other else "lift it by unblocking without --coop"
+            console.print(f"[yellow]  still blocked in {other or 'every co-op'}[/] ({hint})")
+
+    _out(doc, c.as_json, readable)
+
+
+@admin.command("usage")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000), help="Co-ops shown, the largest first.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(0, 100), help="Authors shown per co-op, the largest first.")
+@_data_dir_option
+@pass_ctx
+def admin_usage(c: Ctx, limit: int, top: int, data_dir: Path | None) -> None:
+    """What this node stores, holds and refuses, beside its quotas and bounds."""
+    doc = _admin_call(c, data_dir, "GET", "/usage", limit=limit, top=top)
+
+    def readable(o: dict[str, Any]) -> None:
+        n, p = o["node"], o["policy"]
+        t = Table("node", "now", "bound", "used")
+        t.add_row(
+            "stored",
+            _size(n["stored_bytes"]),
+            _size(n["quota_bytes"]) if n["quota_bytes"] else "no quota",
+            _share(n["stored_bytes"], n["quota_bytes"]),
+        )
+        t.add_row("held (quarantine)", str(n["held"]), str(n["max_held"]), _share(n["held"], n["max_held"]))
+        t.add_row("pending", str(n["pending"]), str(n["max_pending"]), _share(n["pending"], n["max_pending"]))
+        t.add_row("co-ops", str(n["coops"]), "", "")
+        t.add_row("blocked authors", f"{n['blocked_authors']} ({n['blocked_everywhere']} in every co-op)", "", "")
+        t.add_row("blocked peers", str(n["blocked_peers"]), "", "")
+        console.print(t)
+        if o["coops"]:
+            t = Table("co-op", "name", "actions", "stored", "of quota", "held", "pending", "blocked")
+            for r in o["coops"]:
+                t.add_row(
+                    r["coop"][:20] + "…",
+                    _plain(r["name"]),
+                    str(r["actions"]),
+                    _size(r["stored_bytes"]),
+                    _share(r["stored_bytes"], r["quota_bytes"]),
+                    f"{r['held']}/{r['max_held']}",
+                    f"{r['pending']}/{r['max_pending']}" if r["max_pending"] else str(r["pending"]),
+                    str(r["blocked_authors"]),
+                )
+            console.print(t)
+            if any(r["top_authors"] for r in o["coops"]):
+                t = Table("co-op", "largest authors", "stored", "of author quota")
+                for r in o["coops"]:
+                    for a in r["top_authors"]:
+                        t.add_row(
+                            _plain(r["name"]) or r["coop"][:20] + "…",
+                            a["author"],
+                            _size(a["stored_bytes"]),
+                            _share(a["stored_bytes"], a["quota_bytes"]),
+                        )
+                console.print(t)
+            if len(o["coops"]) < n["coops"]:
+                console.print(f"(the {len(o['coops'])} largest of {n['coops']} co-ops; --limit shows more)")
+        quota = " per author in a co-op, ".join(_size(p[k]) if p[k] else "none" for k in ("quota_author_bytes", "quota_coop_bytes"))
+        console.print(
+            f"quotas: {quota} per co-op, {_size(p['quota_node_bytes']) if p['quota_node_bytes'] else 'none'} node-wide; "
+            f"founding {p['founding']}, unknown authors {p['unknown_authors']}"
+        )
+
+    _out(doc, c.as_json, readable)
+
+
 # ---- backup and restore -----------------------------------------------------------------------------
 
 
@@ -201,7 +433,7 @@ def backup(c: Ctx, data_dir: Path | None, out: Path, force: bool) -> None:
     _out(
         doc,
         c.as_json,
-        lambda o: console.print(f"Backed up {o['actions']} actions to [bold]{o['out']}[/] ({_size(o['bytes'])}, integrity ok)"),
+        lambda o: console.print(f"Backed up {o['actions']} actions to [bold]{_plain(o['out'])}[/] ({_size(o['bytes'])}, integrity ok)"),
     )
 
 
@@ -232,10 +464,10 @@ def restore_cmd(c: Ctx, data_dir: Path | None, source: Path) -> None:
 
     def readable(o: dict[str, Any]) -> None:
         console.print(
-            f"Restored [bold]{o['database']}[/] from {o['from']}: {o['actions']} actions in {o['coops']} co-ops, schema v{o['schema']}"
+            f"Restored [bold]{_plain(o['database'])}[/] from {_plain(o['from'])}: {o['actions']} actions in {o['coops']} co-ops, schema v{o['schema']}"
         )
         if o["kept_aside"]:
-            console.print(f"  the store it replaced is kept at {o['kept_aside']}")
+            console.print(f"  the store it replaced is kept at {_plain(o['kept_aside'])}")
         console.print("  Start the node; it catches up with its peers on what happened since the backup.")
 
     _out(doc, c.as_json, readable)
@@ -274,8 +506,8 @@ def export_cmd(c: Ctx, coop_text: str, out: Path, force: bool, data_dir: Path | 
         doc,
         c.as_json,
         lambda o: console.print(
-            f"Exported [bold]{o['name']}[/] ({o['coop']}): {o['actions']} actions, {o['proofs']} proofs\n"
-            f"  to {o['out']} ({_size(o['bytes'])}), sha256 {o['sha256']}"
+            f"Exported [bold]{_plain(o['name'])}[/] ({o['coop']}): {o['actions']} actions, {o['proofs']} proofs\n"
+            f"  to {_plain(o['out'])} ({_size(o['bytes'])}), sha256 {o['sha256']}"
         ),
     )
 
@@ -309,7 +541,7 @@ def verify_cmd(c: Ctx, file: Path) -> None:
         _archive_doc(file, summary, genesis),
         c.as_json,
         lambda o: console.print(
-            f"[green]valid[/] archive of [bold]{o['name']}[/] ({o['coop']}): {o['actions']} actions by {o['authors']} members, "
+            f"[green]valid[/] archive of [bold]{_plain(o['name'])}[/] ({o['coop']}): {o['actions']} actions by {o['authors']} members, "
             f"{o['proofs']} proofs\n  sha256 {o['sha256']}"
         ),
     )
@@ -349,7 +581,7 @@ def import_cmd(c: Ctx, file: Path, data_dir: Path | None) -> None:
             f"{s['rejected']} refused; {o['proofs_new']} new proofs of {o['proofs']}"
         )
         if not o["in_scope"]:
-            console.print("[yellow]this node's [federation] replicate list does not name this co-op: peers will not get it from here[/]")
+            console.print("[yellow]this node's \\[federation] replicate list does not name this co-op: peers will not get it from here[/]")
 
     if done.statuses.get("rejected"):
         _fail("rejected", f"the store refused {done.statuses['rejected']} actions: {dict(done.rejected)}", c.as_json, doc)
@@ -409,7 +641,8 @@ def federation_new(
 
     def readable(o: dict[str, Any]) -> None:
         console.print(
-            f"Wrote [bold]{o['file']}[/]: federation {o['name']} ({'open' if o['open'] else 'closed'}), first peer {o['peers'][0]['url']}"
+            f"Wrote [bold]{_plain(o['file'])}[/]: federation {_plain(o['name'])} ({'open' if o['open'] else 'closed'}), "
+            f"first peer {_plain(o['peers'][0]['url'])}"
         )
         if "127.0.0.1" in o["peers"][0]["url"] or "localhost" in o["peers"][0]["url"]:
             console.print("[yellow]that URL is loopback: only nodes on this machine can reach it (give --url)[/]")
@@ -433,7 +666,11 @@ def federation_add_peer(c: Ctx, file: Path, url: str, node_id: str) -> None:
         _fail("bad_peer", str(e), c.as_json)
     write_atomically(file, text)
     doc = {"file": str(file), "name": fed.name, "peers": [{"url": p.url, "id": p.node_id} for p in fed.peers]}
-    _out(doc, c.as_json, lambda o: console.print(f"{o['file']}: {len(o['peers'])} bootstrap peers (added {fed.peers[-1].url})"))
+    _out(
+        doc,
+        c.as_json,
+        lambda o: console.print(f"{_plain(o['file'])}: {len(o['peers'])} bootstrap peers (added {_plain(fed.peers[-1].url)})"),
+    )
 
 
 # ---- the node key ----------------------------------------------------------------------------------
@@ -471,7 +708,9 @@ def rotate_node_key(c: Ctx, data_dir: Path | None) -> None:
     def readable(o: dict[str, Any]) -> None:
         console.print(f"New node id [bold]{o['node_id']}[/]" + (f" (was {o['old_node_id']})" if o["old_node_id"] else ""))
         if o["old_key"]:
-            console.print(f"  the old key is kept at {o['old_key']}: delete it once peers know the new id")
-        console.print("  Closed federations: every peer must list the new id (coopnet federation add-peer, their [[federation.peers]]).")
+            console.print(f"  the old key is kept at {_plain(o['old_key'])}: delete it once peers know the new id")
+        console.print(
+            "  Closed federations: every peer must list the new id (coopnet federation add-peer, their \\[\\[federation.peers]])."
+        )
 
     _out(doc, c.as_json, readable)

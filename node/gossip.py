@@ -489,6 +489,10 @@ class Gossip:
             if rec.probes:
                 mine = await self.store.ids_at(coop, [(p.author, p.seq) for p in rec.probes])
                 wants += resolve_probes(rec.probes, mine)
+            if self.store.blocked:
+                # A blocked author's actions would be fetched and signature-checked only to be
+                # refused at the door, every round for as long as the block lasts.
+                wants = [w for w in wants if not self.store.is_blocked(coop, w.author)]
             peer.ahead = rec.missing
             peer.behind = rec.peer_lacks
             peer.reconciled_ms = self.clock_ms()

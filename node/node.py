@@ -25,6 +25,7 @@ from protocol.ids import IdKind, format_id
 
 from .admin import ADMIN_URL_FILE, TOKEN_FILE, AdminApi, NodeAdmin, ensure_token
 from .admission import ClientAdmission, expire_loop, store_policy
+from .admission_admin import AdmissionAdmin
 from .api import Api, respond, status_named_error
 from .config import CONFIG_NAME, Config, ConfigError, Federation, load_config, render_config
 from .gossip import Gossip, Scope, node_record
@@ -225,6 +226,7 @@ class Node:
         app.add_routes(GovApi(governance, respond, status_named_error).routes())  # type: ignore[arg-type]
         # Other parts of the node add their admin endpoints here: admin.add_routes(x.routes()).
         admin = AdminApi(token or "", NodeAdmin(store, book, clock_ms).routes())
+        admin.add_routes(AdmissionAdmin(store, config.admission, clock_ms).routes())
         runner = http.runner(app)
         admin_runner: web.AppRunner | None = None
         http.start()

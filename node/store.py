@@ -320,6 +320,16 @@ class BlockRow:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockOutcome:
+    """What ``block_author`` did: a new block or a new reason, and the waiting actions it dropped."""
+
+    added: bool  # False: the block was there already (its reason is replaced)
+    reason_was: str | None  # the reason it replaced (None when added)
+    held: int  # quarantined actions of the author dropped with it
+    pending: int  # pending actions of the author dropped with it
+
+
+@dataclass(frozen=True, slots=True)
 class InviteRow:
     hash: bytes
     note: str
@@ -747,10 +757,21 @@ class Store:
             )
         return out
 
-    async def purge_held(self, coop: bytes | None = None, author: bytes | None = None) -> int:
-        """Drop quarantined actions (all, or of one co-op and/or author); returns how many."""
+    async def purge_held(self, coop: bytes | None = None, author: bytes | None = None, *, ids: Sequence[bytes] | None = None) -> int:
+        """Drop quarantined actions (all, or of one co-op and/or author, or these ids within that
+        scope); returns how many."""
         where, params = _scope_filter(coop, author)
-        return int(await self._write(lambda w: _rowcount(w, f"DELETE FROM quarantine {where}", params)))
+        if ids is None:
+            return int(await self._write(lambda w: _rowcount(w, f"DELETE FROM quarantine {where}", params)))
+        scope = "AND " + where.removeprefix("WHERE ") if where else ""
+
+        async def purge(w: aiosqlite.Connection) -> int:
+            n = 0
+            for chunk in _chunks(list(ids)):
+                n += await _rowcount(w, f"DELETE FROM quarantine WHERE id IN ({','.join('?' * len(chunk))}) {scope}", [*chunk, *params])
+            return n
+
+        return int(await self._write(purge))
 
     async def expire(self) -> tuple[int, int]:
         """Drop held and pending actions past their expiry; returns (held, pending) dropped."""
@@ -767,23 +788,27 @@ class Store:
             log.info("expired %d held and %d pending actions", *out)
         return out
 
-    async def block_author(self, coop: bytes | None, author: bytes, reason: str = "") -> None:
+    async def block_author(self, coop: bytes | None, author: bytes, reason: str = "") -> BlockOutcome:
         """Refuse ``author``'s actions (in ``coop``, or in every co-op) on this node from now on, and
         drop what they have held or pending here. What is stored stays: it is shared state."""
         at = self._clock_ms()
         c = ANY_COOP if coop is None else coop
 
-        async def call(w: aiosqlite.Connection) -> None:
+        async def call(w: aiosqlite.Connection) -> BlockOutcome:
+            async with w.execute("SELECT reason FROM blocked_authors WHERE coop = ? AND author = ?", (c, author)) as cur:
+                row = await cur.fetchone()
             await w.execute(
                 "INSERT INTO blocked_authors (coop, author, reason, since) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (coop, author) DO UPDATE SET reason = excluded.reason",
                 (c, author, reason, at),
             )
-            for table in ("quarantine", "pending"):
-                where, params = _scope_filter(coop, author)
-                await w.execute(f"DELETE FROM {table} {where}", params)
+            where, params = _scope_filter(coop, author)
+            held = await _rowcount(w, f"DELETE FROM quarantine {where}", params)
+            pending = await _rowcount(w, f"DELETE FROM pending {where}", params)
+            return BlockOutcome(row is None, None if row is None else row[0], held, pending)
 
-        await self._write(call)
+        out: BlockOutcome = await self._write(call)
+        return out
 
     async def unblock_author(self, coop: bytes | None, author: bytes) -> bool:
         """Take a block off; False if there was none."""
@@ -793,6 +818,24 @@ class Store:
     async def blocked_authors(self) -> list[BlockRow]:
         rows = await self._all("SELECT coop, author, reason, since FROM blocked_authors ORDER BY since, author")
         return [BlockRow(c or None, a, r, t) for c, a, r, t in rows]
+
+    async def top_authors(self, coops: Sequence[bytes], per_coop: int) -> dict[bytes, list[tuple[bytes, int]]]:
+        """In each of ``coops``, the ``per_coop`` authors storing the most bytes, most first (what
+        an operator compares with ``quota_author_bytes``). Reads the chains of those co-ops only."""
+        out: dict[bytes, list[tuple[bytes, int]]] = {}
+        if per_coop <= 0:
+            return out
+        for chunk in _chunks(list(coops)):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._all(
+                "SELECT coop, author, bytes FROM (SELECT coop, author, bytes, "
+                "ROW_NUMBER() OVER (PARTITION BY coop ORDER BY bytes DESC, author) AS r "
+                f"FROM chains WHERE coop IN ({marks})) WHERE r <= ? ORDER BY coop, r",
+                [*chunk, per_coop],
+            )
+            for coop, author, size in rows:
+                out.setdefault(coop, []).append((author, size))
+        return out
 
     async def add_invite(self, token_hash: bytes, *, expires: int = 0, note: str = "") -> None:
         """Record an invite (the SHA-256 of its token): it lets one genesis found a co-op here

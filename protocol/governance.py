@@ -21,10 +21,12 @@ node hears what first (docs/GOVERNANCE.md, "Threat model"). Five ideas carry the
    tally is never bound): that keeps the rules free of cycles (two concurrent sanctions on each
    other's tallier both hold, as in p2panda), and an honest tally sees every sanction decided
    before it.
-3. **Time is the co-op's, not the signer's.** ``clock(X)`` is the third latest timestamp among
-   distinct members in good standing whose applied actions are in X's causal past (fewer
-   witnesses: the oldest of them), never lower than its parents' clocks. One key, or two, cannot
-   move it; strangers and sanctioned members are not witnesses; stale deps only make it older.
+3. **Time is the co-op's, not the signer's.** ``clock(X)`` is the second latest timestamp among
+   distinct members in good standing whose applied actions are in X's causal past (one witness:
+   its stamp), never lower than its parents' clocks. One key cannot move it; strangers and
+   sanctioned members are not witnesses; stale deps only make it older. Two, not more: a co-op
+   whose clock needed three active members would stop deciding whenever only two of its members
+   act (a small co-op on holiday), and one key still cannot move it.
    Suspensions end, voting windows close and tallies decide by it. Where a signer's own stamp can
    only hurt the signer (a vote stamped after the window closes), the stamp counts too.
 4. **Decisions stay decided.** A proposal has a voting window; a vote after it is late. A tally
@@ -88,7 +90,7 @@ __all__ = [
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
-CLOCK_WITNESSES = 3  # distinct members whose stamps it takes to move the co-op clock
+CLOCK_WITNESSES = 2  # distinct members whose stamps it takes to move the co-op clock
 WITNESS_LIST = CLOCK_WITNESSES + 1
 SNAPSHOT_EVERY = 2000
 RECENT_EVERY = 256  # how stale the snapshot kept at the tip may get
@@ -127,8 +129,13 @@ class Sanction:
     evidence: tuple[bytes, ...]
     imposed_by: bytes  # the deciding tally, or the proof
     bound: int  # the member's actions with a higher seq are judged under this sanction
-    lifted_by: bytes | None = None
+    lifted_by: bytes | None = None  # the first lift in fold order (what the state shows)
     pending_days: int | None = None  # an equivocation suspension waiting for the member's next action
+    lifts: tuple[bytes, ...] = ()  # every lift, fold order: an action that saw any of them is not bound
+    started_by: bytes | None = None  # the action whose co-op time started an equivocation suspension
+
+    def lifted_in(self, seen: Callable[[bytes | None], bool]) -> bool:
+        return any(seen(x) for x in self.lifts)
 
     def copy(self) -> Sanction:
         return replace(self)
@@ -166,6 +173,8 @@ class State:
     proposals: dict[bytes, Proposal] = field(default_factory=dict)
     sanctions: dict[bytes, Sanction] = field(default_factory=dict)
     federations: dict[bytes, tuple[Any, bytes]] = field(default_factory=dict)  # coop -> (terms, deciding tally)
+    # coop -> every federation decision about it, fold order: (deciding tally, federated after it)
+    fed_log: dict[bytes, tuple[tuple[bytes, bool], ...]] = field(default_factory=dict)
     sanctioned: dict[bytes, list[bytes]] = field(default_factory=dict)  # member -> sanction ids (an index)
     pos: int = 0  # items folded so far (the position in the fold order)
     clock: int = 0  # the latest co-op time among the items folded so far
@@ -184,6 +193,7 @@ class State:
         self.epoch = next(_EPOCHS)
         s.sanctions = {k: x.copy() for k, x in self.sanctions.items()}
         s.federations = dict(self.federations)
+        s.fed_log = dict(self.fed_log)
         s.sanctioned = {k: list(v) for k, v in self.sanctioned.items()}
         s.pos, s.clock, s.charter_by, s.charters = self.pos, self.clock, self.charter_by, self.charters
         s.tallied = dict(self.tallied)
@@ -365,7 +375,7 @@ def _open(s: State, c: Ctx) -> str | None:
     ptype, payload, author = b["type"], b["payload"], it.author
     charter = f.charter_seen(seen)
     x = s.sanctions.get(payload["sanction"]) if ptype == "lift" else None
-    if x is not None and (not seen(x.imposed_by) or seen(x.lifted_by)):
+    if x is not None and (not seen(x.imposed_by) or x.lifted_in(seen)):
         x = None
     appeal = x is not None and x.member == author
     standing = f.standing_seen(author, seen, c.time)
@@ -387,7 +397,7 @@ def _open(s: State, c: Ctx) -> str | None:
         return "unknown_role"
     if ptype == "federate" and payload["coop"] == s.coop:
         return "self_federation"
-    if ptype == "unfederate" and (payload["coop"] not in s.federations or not seen(s.federations[payload["coop"]][1])):
+    if ptype == "unfederate" and not _federated_seen(s, payload["coop"], seen):
         return "not_federated"
     rule = charter["decisions"].get(ptype, charter["decisions"]["default"])
     electorate = frozenset(k for k in s.members if f.standing_seen(k, seen, c.time) == MEMBER)
@@ -411,17 +421,26 @@ def _open(s: State, c: Ctx) -> str | None:
     return None
 
 
+def _federated_seen(s: State, coop: bytes, seen: Seen) -> bool:
+    """Whether the latest federation decision about ``coop`` that ``seen`` covers federated it."""
+    for by, present in reversed(s.fed_log.get(coop, ())):
+        if seen(by):
+            return present
+    return False
+
+
 def _status(m: Member | None) -> str:
     return m.status if m is not None else NONE
 
 
 def _about(s: State, c: Ctx) -> tuple[Proposal | None, str | None]:
     """The proposal a vote or tally names, or the reason it cannot be acted on."""
-    p = s.proposals.get(c.item.body["proposal"])
+    pid = c.item.body["proposal"]
+    p = s.proposals.get(pid)
+    if not c.seen(pid) and (p is not None or pid in c.fold.graph.height):
+        return None, "proposal_not_in_deps"  # an opening it had not seen, wherever that sorts
     if p is None:
         return None, "unknown_proposal"
-    if not c.seen(p.id):
-        return None, "proposal_not_in_deps"
     if c.fold.bound_seen(p.author, p.seq, c.seen) and not _is_appeal(s, p.author, p.type, p.payload):
         return None, "proposal_void"
     if any(c.seen(x) for x in s.tallied.get(p.id, ())):
@@ -544,7 +563,11 @@ def _sanction(
 
 def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
     x = s.sanctions.get(p.payload["sanction"])
-    if x is None or x.lifted_by is not None:
+    if x is None:
+        return
+    # Every lift is recorded: one the member's action saw frees it, whichever sorts first.
+    x.lifts = (*x.lifts, c.item.id)
+    if x.lifted_by is not None:
         return
     x.lifted_by = c.item.id
     still_expelled = any(s.sanctions[i].kind == "expel" and s.sanctions[i].lifted_by is None for i in s.sanctioned.get(x.member, ()))
@@ -553,11 +576,15 @@ def _pass_lift(s: State, p: Proposal, c: Ctx) -> None:
 
 
 def _pass_federate(s: State, p: Proposal, c: Ctx) -> None:
-    s.federations[p.payload["coop"]] = (p.payload["terms"], c.item.id)
+    coop = p.payload["coop"]
+    s.federations[coop] = (p.payload["terms"], c.item.id)
+    s.fed_log[coop] = (*s.fed_log.get(coop, ()), (c.item.id, True))
 
 
 def _pass_unfederate(s: State, p: Proposal, c: Ctx) -> None:
-    s.federations.pop(p.payload["coop"], None)
+    coop = p.payload["coop"]
+    s.federations.pop(coop, None)
+    s.fed_log[coop] = (*s.fed_log.get(coop, ()), (c.item.id, False))
 
 
 def _pass_role(s: State, p: Proposal, c: Ctx) -> None:
@@ -885,7 +912,7 @@ class Fold:
         for i in s.sanctioned[it.author]:
             x = s.sanctions[i]
             if x.pending_days is not None and it.seq > x.bound:
-                x.until, x.pending_days = t + x.pending_days * DAY_MS, None
+                x.until, x.pending_days, x.started_by = t + x.pending_days * DAY_MS, None, it.id
 
     # ---- reading a view ----------------------------------------------------------------------
 
@@ -893,15 +920,40 @@ class Fold:
         """``who``'s latest version whose cause the view has seen and that the view does not know
         to rest on sponsorships made under a sanction."""
         m = self.state.members.get(who)
-        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, seen))):
+        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, seen)) or self._bound_apply(who, m, seen)):
             m = m.prev
         return m
+
+    def _bound_apply(self, who: bytes, m: Member, seen: Seen | None) -> bool:
+        """Whether version ``m`` was made by ``who``'s own application under a sanction binding it
+        (as far as ``seen`` knows of sanctions; None: all of them): its effect never happens."""
+        if who not in self.state.sanctioned:
+            return False
+        it = self.graph.items.get(m.since)
+        return it is not None and it.author == who and it.kind == APPLY and self.bound_seen(who, it.seq, seen)
 
     def _short_of_sponsors(self, m: Member, seen: Seen | None) -> bool:
         if not self.state.sanctioned:
             return False
-        good = sum(1 for x, q in m.sponsors if not self.bound_seen(x, q, seen))
+        good = sum(1 for x, q in m.sponsors if not self._void_sponsorship(x, q, seen))
         return good < m.needed
+
+    def _void_sponsorship(self, who: bytes, seq: int, seen: Seen | None) -> bool:
+        """Whether ``who``'s sponsorship at ``seq`` is void as far as ``seen`` knows (None: the
+        state): bound by a sanction, or made on a membership that is itself void (an admission
+        resting on void sponsorships, or a bound application), so that an expelled member cannot
+        admit someone through a proxy they admitted. Admissions only rest on earlier ones: the
+        recursion ends."""
+        if self.bound_seen(who, seq, seen):
+            return True
+        y = self.graph.chain.get(who, {}).get(seq)
+        if y is None:
+            return False
+        at = Seen(self, self.graph.items[y])
+        v = self.state.members.get(who)
+        while v is not None and not at(v.since):
+            v = v.prev
+        return v is not None and ((v.needed > 0 and self._short_of_sponsors(v, seen)) or self._bound_apply(who, v, seen))
 
     def standing_seen(self, who: bytes, seen: Seen, t: int) -> str:
         """MEMBER (in good standing), SUSPENDED, or the status, from what ``seen`` covers."""
@@ -916,9 +968,11 @@ class Fold:
         s = self.state
         for i in s.sanctioned.get(who, ()):
             x = s.sanctions[i]
-            if x.kind != "suspend" or not seen(x.imposed_by) or seen(x.lifted_by):
+            if x.kind != "suspend" or not seen(x.imposed_by) or x.lifted_in(seen):
                 continue
-            if x.until is None or t < x.until:
+            # An equivocation suspension this view has not seen start is in force: the action that
+            # started it may have arrived late and sort anywhere before.
+            if x.until is None or t < x.until or not seen(x.started_by or x.imposed_by):
                 return True
         return False
 
@@ -946,9 +1000,9 @@ class Fold:
             x = s.sanctions[i]
             if x.kind not in BINDING or seq <= x.bound or (seen is not None and not seen(x.imposed_by)):
                 continue
-            if x.lifted_by is not None:
+            if x.lifts:
                 own = own or Seen(self, self.graph.items[x_id])
-                if own(x.lifted_by):
+                if x.lifted_in(own):
                     continue
             if x.kind == "expel" or x.until is None or self.clock.get(x_id, 0) < x.until:
                 return True
@@ -963,7 +1017,7 @@ class Fold:
         for i in s.sanctioned[it.author]:
             x = s.sanctions[i]
             if x.kind in BINDING and it.seq > x.bound and action_id in g.height:
-                if x.lifted_by is not None and Seen(self, it)(x.lifted_by):
+                if x.lifts and x.lifted_in(Seen(self, it)):
                     continue
                 if x.kind == "expel" or x.until is None or self.clock.get(action_id, 0) < x.until:
                     return x
@@ -997,11 +1051,27 @@ class Fold:
         if pinned is None and p.status != "open":
             if result != p.status:
                 self.disputed.add(p.id)
+            elif result == "passed" and p.type == "sanction":
+                self._harden(s, p, c)
             return
         p = s.own(p.id)
         p.status, p.decided_by, p.frontier = result, c.item.id, None
         if result == "passed":
             _EFFECTS[p.type](s, p, c)
+
+    def _harden(self, s: State, p: Proposal, c: Ctx) -> None:
+        """A second tally that also passes a sanction: the sanction binds from the lower of the two
+        bounds and a suspension ends at the later end. Otherwise the sanctioned member could tally
+        their own sanction on stale deps (a valid count) and, sorting first, set its bound past
+        actions they signed meanwhile, or its end earlier."""
+        x = s.sanctions.get(p.id)
+        if x is None or x.imposed_by != p.decided_by:
+            return
+        x.bound = min(x.bound, self.graph.frontier(c.item.id).get(x.member, 0))
+        if x.kind == "suspend" and x.until is not None:
+            offence = self.charter_seen(c.seen)["offences"].get(x.clause)
+            if offence is not None:
+                x.until = max(x.until, c.time + offence["days"] * DAY_MS)
 
     def _settle(self) -> bool:
         """At the tip: for each disputed proposal, the decision the whole set gives it. If that is
@@ -1041,13 +1111,15 @@ class Fold:
     def acks(self, p: Proposal, deciders: tuple[bytes, ...]) -> dict[bytes, int]:
         """For each deciding tally, the electors who acknowledged it: an elector acknowledges the
         best decision among those their first action that saw any of them saw, provided it counted
-        every vote that action had seen (a count that left out a vote its reader knew of is not
-        acknowledged)."""
+        a vote of every elector whose vote that action had seen (a count that left out an elector
+        its reader knew had voted is not acknowledged; a re-vote made around the decision, which it
+        could not count, does not spoil it: otherwise one voter could flip an early decision by
+        re-voting on stale deps before the others acknowledge it)."""
         g = self.graph
         hp = g.height[p.id]
         out: dict[bytes, int] = {}
         order_rank = {t: (self.ranks.get(t, (0, 0)), -g.position(t)) for t in deciders}
-        tally_frontiers = {t: g.frontier_since(t, hp) for t in deciders}
+        tally_electors = {t: {m for m, _ in count_votes(p, g.frontier_since(t, hp))[1]} for t in deciders}
         for e in sorted(p.electorate):
             chain = g.chain.get(e)
             if not chain:
@@ -1064,8 +1136,8 @@ class Fold:
                 continue
             x = chain[seqs[lo]]
             fx = g.frontier_since(x, hp)
-            mine = set(count_votes(p, fx)[1])
-            complete = [t for t in deciders if g.reaches(x, t) and set(count_votes(p, tally_frontiers[t])[1]) == mine]
+            mine = {m for m, _ in count_votes(p, fx)[1]}
+            complete = [t for t in deciders if g.reaches(x, t) and tally_electors[t] == mine]
             if complete:
                 best = max(complete, key=lambda t: order_rank[t])
                 out[best] = out.get(best, 0) + 1
@@ -1128,9 +1200,9 @@ class Fold:
             e = s.sanctions[i]
             if e.kind != "expel" or seq <= e.bound:
                 continue
-            if e.lifted_by is not None:
+            if e.lifts:
                 own = own or Seen(self, self.graph.items[x])
-                if own(e.lifted_by):
+                if e.lifted_in(own):
                     continue
             return True
         return False
@@ -1152,7 +1224,7 @@ class Fold:
 
     def _standing_in_state(self, who: bytes, seen: Seen, t: int) -> str:
         m = self.state.members.get(who)
-        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, None))):
+        while m is not None and (not seen(m.since) or (m.needed and self._short_of_sponsors(m, None)) or self._bound_apply(who, m, None)):
             m = m.prev
         if m is None:
             return NONE
@@ -1163,12 +1235,12 @@ class Fold:
     def member_final(self, who: bytes) -> Member | None:
         """``who``'s latest version in the state, skipping admissions that rest on bound sponsorships."""
         m = self.state.members.get(who)
-        while m is not None and m.needed and self._short_of_sponsors(m, None):
+        while m is not None and ((m.needed and self._short_of_sponsors(m, None)) or self._bound_apply(who, m, None)):
             m = m.prev
         return m
 
     def sponsors_final(self, m: Member) -> list[bytes]:
-        return [x for x, q in m.sponsors if not self.bound_seen(x, q, None)]
+        return [x for x, q in m.sponsors if not self._void_sponsorship(x, q, None)]
 
     def suspended(self, who: bytes, t: int) -> bool:
         """Whether a suspension of ``who`` in the state is in force at co-op time ``t``."""

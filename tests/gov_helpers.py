@@ -2,7 +2,7 @@
 
 ``Hist`` builds a history one ``Item`` at a time and folds it as it goes (by default each item
 depends on the previous one, so the history is a line and the fold order is the build order). The
-co-op clock moves only when three members in good standing stamp later actions (``advance``), and
+co-op clock moves only when two members in good standing stamp later actions (``advance``), and
 ``decide`` closes a proposal's voting window that way before it tallies.
 
 ``simulate`` runs a small co-op of members acting on their own lagging views, plus adversaries
@@ -125,7 +125,7 @@ class Hist:
 
     ``founders`` members besides the genesis author (so three members by default, enough witnesses
     for the co-op clock). ``self.clock`` is the stamp the next item gets unless told otherwise
-    (1 s later each time); the co-op clock follows it only as far as three members stamp it.
+    (1 s later each time); the co-op clock follows it only as far as two members stamp it.
     """
 
     def __init__(
@@ -235,7 +235,7 @@ class Hist:
         return self.act(who, kind, {"from": "Ghent", "seats": 3}, **kw)
 
     def advance(self, ms: int, witnesses: Sequence[bytes] | None = None) -> list[Item]:
-        """Move the co-op clock ``ms`` on: three members in good standing post ``member.seen``
+        """Move the co-op clock ``ms`` on: three members in good standing (two would do) post ``member.seen``
         stamped that much later, one after the other; what follows sees the new time."""
         self.clock += ms
         return [self.act(w, SEEN, {}, ts=self.clock) for w in (self.witnesses if witnesses is None else witnesses)]

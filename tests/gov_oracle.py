@@ -27,6 +27,7 @@ from typing import Any
 from protocol import codec
 from protocol.causal import EQUIVOCATION, Item
 from protocol.charter import APPLY, DEFAULT_CHARTER, GENESIS, LEAVE, OPEN, SEEN, SPONSOR, TALLY, VOTE
+from protocol.governance import CLOCK_WITNESSES
 
 MINUTE = 60_000
 DAY = 86_400_000
@@ -55,6 +56,8 @@ class Sanction:
     bound: int
     lifted_by: bytes | None = None
     pending_days: int | None = None  # an equivocation suspension waiting for the member's next action
+    lifts: list[bytes] = field(default_factory=list)  # every lift, fold order
+    started_by: bytes | None = None  # the member's action whose co-op time started an equivocation suspension
 
 
 @dataclass
@@ -89,7 +92,7 @@ class Evaluation:
     rank: dict[bytes, tuple[int, int]] = field(default_factory=dict)
     charters: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)  # (put in force by, charter), fold order
     federations: dict[bytes, tuple[Any, bytes]] = field(default_factory=dict)
-    unresolved: set[bytes] = field(default_factory=set)  # votes/tallies naming an opening not folded before them
+    fed_log: list[tuple[bytes, bytes, bool]] = field(default_factory=list)  # (coop, deciding tally, federated after it)
 
 
 # Readings the doc leaves open or states in a way the fold does not follow; each is reported.
@@ -100,10 +103,6 @@ READINGS = {
     # A's past with those in T's past, bindings ignored, and needs T in A's past. The literal reading
     # lets a sanction's own binding make the tally that imposed it acknowledged (two fixed points).
     "acks_in_view": "acknowledgement compares the votes in view, bindings ignored, T in A's past",
-    # "unknown_proposal (no such applied opening)"; the reason table: "not in the state". The fold
-    # says unknown_proposal when no applied opening sorts before the vote or tally, so a vote that
-    # sorts before the (applied) opening it names gets unknown_proposal, not proposal_not_in_deps.
-    "unknown_proposal_in_order": "unknown_proposal when no applied opening sorts before it",
 }
 
 
@@ -219,11 +218,6 @@ class Oracle:
             reason = self._judge(ev, it)
             ev.verdict[x] = reason
             ev.witness[x] = reason is None and self._good_after(ev, it)
-        for x in ev.unresolved:  # the opening named sorts after the vote or tally
-            pid = self.items[x].body["proposal"]
-            opened = pid in ev.verdict and self.items[pid].kind == OPEN and ev.verdict[pid] is None and pid not in self.ghosts
-            in_order = "unknown_proposal_in_order" in self.readings
-            ev.verdict[x] = "proposal_not_in_deps" if opened and not in_order else "unknown_proposal"
         return ev
 
     def _clock(self, ev: Evaluation, x: bytes) -> int:
@@ -240,7 +234,7 @@ class Oracle:
         if not latest:
             return base
         w = sorted(((t, a) for a, t in latest.items()), reverse=True)
-        return max(base, w[min(3, len(w)) - 1][0])
+        return max(base, w[min(CLOCK_WITNESSES, len(w)) - 1][0])
 
     # ---- views ---------------------------------------------------------------------------------
 
@@ -282,7 +276,7 @@ class Oracle:
                 continue
             if knower is not None and not self.sees(knower, s.imposed_by):
                 continue
-            if s.lifted_by is not None and self.sees(y, s.lifted_by):
+            if any(self.sees(y, lift) for lift in s.lifts):
                 continue
             if s.kind == "expel" or s.until is None or self._ev.clock[y] < s.until:
                 found.append(s)
@@ -292,20 +286,43 @@ class Oracle:
     def _voided(self, v: Version, knower: bytes | None) -> bool:
         if not v.needed:
             return False
-        good = sum(1 for s, q in v.sponsors if self.bound(s, q, knower) is None)
+        good = sum(1 for s, q in v.sponsors if not self.void_sponsorship(s, q, knower))
         return good < v.needed
 
-    def member_seen(self, who: bytes, x: bytes, state_voids: bool = False) -> Version | None:
+    def void_sponsorship(self, who: bytes, seq: int, knower: bytes | None) -> bool:
+        """Bound, or made on a membership that is void as far as ``knower`` knows: the version of
+        the sponsor that the sponsorship saw rests on void sponsorships or a bound application."""
+        if self.bound(who, seq, knower) is not None:
+            return True
+        y = self.chain.get(who, {}).get(seq)
+        if y is None:
+            return False
         for v in reversed(self._ev.versions.get(who, [])):
-            if self.sees(x, v.since) and not self._voided(v, None if state_voids else x):
+            if self.sees(y, v.since):
+                return self._voided(v, knower) or self._void_apply(v, knower)
+        return False
+
+    def _void_apply(self, v: Version, knower: bytes | None) -> bool:
+        """The doc: an application beyond a sanction's bound is rejected and its effects never happen."""
+        it = self.items.get(v.since)
+        return it is not None and it.kind == APPLY and it.author == v.member and self.bound(v.member, it.seq, knower) is not None
+
+    def member_seen(self, who: bytes, x: bytes, state_voids: bool = False) -> Version | None:
+        knower = None if state_voids else x
+        for v in reversed(self._ev.versions.get(who, [])):
+            if self.sees(x, v.since) and not self._voided(v, knower) and not self._void_apply(v, knower):
                 return v
         return None
 
     def suspended(self, who: bytes, x: bytes, t: int) -> bool:
         for s in self._ev.sanctions.values():
-            if s.member == who and s.kind == "suspend" and self.sees(x, s.imposed_by) and not self.sees(x, s.lifted_by):
-                if s.until is None or t < s.until:
-                    return True
+            if s.member != who or s.kind != "suspend" or not self.sees(x, s.imposed_by):
+                continue
+            if any(self.sees(x, lift) for lift in s.lifts):
+                continue
+            # an equivocation suspension whose start x has not seen is in force
+            if s.until is None or t < s.until or not self.sees(x, s.started_by or s.imposed_by):
+                return True
         return False
 
     def standing(self, who: bytes, x: bytes, t: int, state_voids: bool = False) -> str:
@@ -370,7 +387,7 @@ class Oracle:
     def _start_pending(self, ev: Evaluation, it: Item) -> None:
         for s in ev.sanctions.values():
             if s.member == it.author and s.pending_days is not None and it.seq > s.bound:
-                s.until, s.pending_days = ev.clock[it.id] + s.pending_days * DAY, None
+                s.until, s.pending_days, s.started_by = ev.clock[it.id] + s.pending_days * DAY, None, it.id
 
     def _good_after(self, ev: Evaluation, it: Item) -> bool:
         """A witness: just after it, its author is a member not suspended in its own view."""
@@ -445,7 +462,7 @@ class Oracle:
         target_sanction: Sanction | None = None
         if ptype == "lift":
             s = ev.sanctions.get(payload["sanction"])
-            if s is not None and self.sees(x, s.imposed_by) and not self.sees(x, s.lifted_by):
+            if s is not None and self.sees(x, s.imposed_by) and not any(self.sees(x, lift) for lift in s.lifts):
                 target_sanction = s
         appeal = target_sanction is not None and target_sanction.member == it.author
         standing = self.standing(it.author, x, t)
@@ -473,12 +490,10 @@ class Oracle:
         if ptype == "federate" and payload["coop"] == self.coop:
             return "self_federation"
         if ptype == "unfederate":
-            # DOC GAP: "an agreement exists": the agreement in the state at the opening's place, and
-            # the opener has seen the decision that made it (the fold's reading; it lets a late
-            # concurrent re-federation reject an opening after the fact, see
-            # test_an_unfederate_opening_is_judged_by_the_agreements_it_saw).
-            fed = ev.federations.get(payload["coop"])
-            if fed is None or not self.sees(x, fed[1]):
+            # "an agreement exists" in the opening's view: the latest federation decision about the
+            # co-op that it has seen federated it.
+            seen = [present for coop, by, present in ev.fed_log if coop == payload["coop"] and self.sees(x, by)]
+            if not seen or not seen[-1]:
                 return "not_federated"
         rule = charter["decisions"].get(ptype, charter["decisions"]["default"])
         electorate = frozenset(k for k in ev.versions if self.standing(k, x, t) == "member")
@@ -496,11 +511,10 @@ class Oracle:
         x, t = it.id, ev.clock[it.id]
         pid = it.body["proposal"]
         p = ev.proposals.get(pid)
+        if pid in self.pos and not self.sees(x, pid):
+            return "proposal_not_in_deps"  # wherever the opening sorts
         if p is None:
-            ev.unresolved.add(x)
-            return "unknown_proposal"  # settled after the walk (see _evaluate)
-        if not self.sees(x, pid):
-            return "proposal_not_in_deps"
+            return "unknown_proposal"
         if self.bound(p.author, p.seq, x) is not None and not self.is_appeal(p):
             return "proposal_void"
         if any(self.sees(x, d) for d in ev.deciding.get(pid, ())):
@@ -526,6 +540,16 @@ class Oracle:
             p.status, p.decided_by = result, x
             if result == "passed":
                 self._effect(ev, p, it)
+        elif pin is None and p.status == result == "passed" and p.type == "sanction":
+            # another tally passing the same sanction: the lower bound, the later end
+            s = ev.sanctions.get(pid)
+            if s is not None and s.imposed_by == p.decided_by:
+                s.bound = min(
+                    s.bound, max((self.items[y].seq for y in self.past[x] if self.kept(y) and self.items[y].author == s.member), default=0)
+                )
+                offence = self.charter_of(x)["offences"].get(s.clause)
+                if s.kind == "suspend" and s.until is not None and offence is not None:
+                    s.until = max(s.until, t + offence["days"] * DAY)
         return None
 
     def count(self, p: Proposal, x: bytes, *, binding: bool = True) -> list[tuple[bytes, int, str, bytes]]:
@@ -581,7 +605,10 @@ class Oracle:
                 self._become(ev, who, "expelled", (), t)
         elif p.type == "lift":
             s = ev.sanctions.get(pay["sanction"])
-            if s is None or s.lifted_by is not None:
+            if s is None:
+                return
+            s.lifts.append(t)
+            if s.lifted_by is not None:
                 return
             s.lifted_by = t
             v = self.latest(s.member)
@@ -590,8 +617,10 @@ class Oracle:
                 self._become(ev, s.member, "member", ("member",), t)
         elif p.type == "federate":
             ev.federations[pay["coop"]] = (pay["terms"], t)
+            ev.fed_log.append((pay["coop"], t, True))
         elif p.type == "unfederate":
             ev.federations.pop(pay["coop"], None)
+            ev.fed_log.append((pay["coop"], t, False))
         elif p.type == "role":
             v = self.latest(pay["member"])
             if v is not None:
@@ -602,7 +631,8 @@ class Oracle:
 
     def acks(self, p: Proposal, deciders: list[bytes]) -> dict[bytes, int]:
         """Electors acknowledging each deciding tally: their first chain action that sees any of them
-        sees it, and would count exactly the votes it counted; the best such by (rank, fold order)."""
+        sees it, and would count a vote of exactly the electors it counted (a re-vote it did not count
+        does not spoil it); the best such by (rank, fold order)."""
         out: dict[bytes, int] = {}
         for e in sorted(p.electorate):
             first = next(
@@ -612,15 +642,13 @@ class Oracle:
             if first is None:
                 continue
             if "acks_in_view" in self.readings:
-                mine = frozenset((v[0], v[1]) for v in self.count(p, first, binding=False))
+                mine = frozenset(v[0] for v in self.count(p, first, binding=False))
                 complete = [
-                    d
-                    for d in deciders
-                    if d in self.past[first] and frozenset((v[0], v[1]) for v in self.count(p, d, binding=False)) == mine
+                    d for d in deciders if d in self.past[first] and frozenset(v[0] for v in self.count(p, d, binding=False)) == mine
                 ]
             else:
-                mine = frozenset((v[0], v[1]) for v in self.count(p, first))
-                complete = [d for d in deciders if self.sees(first, d) and self._ev.counted[d] == mine]
+                mine = frozenset(v[0] for v in self.count(p, first))
+                complete = [d for d in deciders if self.sees(first, d) and frozenset(e for e, _ in self._ev.counted[d]) == mine]
             if complete:
                 best = max(complete, key=lambda d: (self._ev.rank[d], -self.pos[d]))
                 out[best] = out.get(best, 0) + 1
@@ -676,8 +704,8 @@ class Oracle:
         self.members: dict[bytes, tuple[str, tuple[str, ...], tuple[bytes, ...]]] = {}
         for who, vs in ev.versions.items():
             for v in reversed(vs):
-                if not self._voided(v, None):
-                    sponsors = tuple(sorted(s for s, q in v.sponsors if self.bound(s, q, None) is None))
+                if not self._voided(v, None) and not self._void_apply(v, None):
+                    sponsors = tuple(sorted(s for s, q in v.sponsors if not self.void_sponsorship(s, q, None)))
                     self.members[who] = (v.status, tuple(sorted(v.roles)), sponsors)
                     break
 

@@ -305,16 +305,24 @@ async def test_pending_is_listed_with_reasons_and_age_and_purged_by_id_coop_or_a
     assert doc["total"] == 4 and doc["max_pending"] == node.store.max_pending
     rows = {r["id"]: r for r in doc["pending"]}
     alice_text = format_id(IdKind.MEMBER, member_key(2).public_key)
-    assert rows[format_id(IdKind.ACTION, alice[2].id)] | {"age_s": 0, "received_at_ms": 0} == {
+    row = rows[format_id(IdKind.ACTION, alice[2].id)]
+    assert row | {"age_s": 0, "received_at_ms": 0, "expires_at_ms": 0, "expires_in_s": 0} == {
         "id": format_id(IdKind.ACTION, alice[2].id),
         "coop": COOP_TEXT,
         "author": alice_text,
         "seq": 3,
         "received_at_ms": 0,
         "age_s": 0,
+        "expires_at_ms": 0,
+        "expires_in_s": 0,
         "reason": "waiting for seq 1",
     }
+    # Each entry says when expire() drops it: pending_seconds after it came.
+    ttl = node.config.limits.pending_seconds
+    assert doc["pending_seconds"] == ttl > 0
     assert all(r["age_s"] >= 0 and r["received_at_ms"] > 0 for r in doc["pending"])
+    assert all(r["expires_at_ms"] == r["received_at_ms"] + ttl * 1000 for r in doc["pending"])
+    assert all(ttl - 60 <= r["expires_in_s"] <= ttl for r in doc["pending"])
     only_other = await admin.ok("GET", f"{ADMIN_PREFIX}/pending", params={"coop": format_id(IdKind.COOP, other.id)})
     assert [r["seq"] for r in only_other["pending"]] == [2]
     assert len((await admin.ok("GET", f"{ADMIN_PREFIX}/pending", params={"limit": "1"}))["pending"]) == 1

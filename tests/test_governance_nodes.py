@@ -3,144 +3,39 @@
 A whole co-op life through the HTTP API: found, apply, admit by vote, propose, vote from different
 nodes, tally, sanction, appeal, federate two co-ops; then a partition during which both sides act,
 and an equivocation posted through two nodes. After each step every node must report the same
-state hash. Waits are conditions with deadlines, never fixed sleeps.
+state hash. Waits are conditions with deadlines, never fixed sleeps. Proposals decide here because
+the whole electorate votes (their windows stay open); tests/test_governance_attacks.py moves the
+co-op clock past windows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from node.config import Federation, PeerAddress
-from node.node import Node, init_data_dir
-from protocol import Action, SigningKey, sign_action, sign_genesis
+from protocol import Action, sign_action
 from protocol.charter import DEFAULT_CHARTER
 from protocol.ids import IdKind, format_id
-from protocol.messages import encode_submission
+
+from .attack_helpers import Member, Net, three_nodes
+from .fed_helpers import wait_until
 
 DEADLINE_S = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _until(what: str, check: Callable[[], Awaitable[bool]], deadline_s: float = DEADLINE_S) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if await check():
-            return
-        await asyncio.sleep(0.05)  # poll interval; the deadline bounds the wait
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Member:
-    """A member's key and chain position per co-op; signs its next action."""
-
-    def __init__(self, seed: int) -> None:
-        self.key = SigningKey(bytes([seed]) * 32)
-        self.heads: dict[bytes, tuple[int, bytes | None]] = {}
-
-    @property
-    def id(self) -> str:
-        return format_id(IdKind.MEMBER, self.key.public_key)
-
-    def found(self, name: str, charter: dict[str, Any], founders: list[Member]) -> Action:
-        body = {"name": name, "charter": charter, "founders": [f.key.public_key for f in founders]}
-        g = sign_genesis(self.key, ts=1_000, body=body)
-        self.heads[g.id] = (1, g.id)
-        return g
-
-    def act(self, coop: bytes, kind: str, body: Any, deps: list[Action] = (), ts: int = 2_000) -> Action:  # type: ignore[assignment]
-        seq, prev = self.heads.get(coop, (0, None))
-        a = sign_action(self.key, coop=coop, seq=seq + 1, prev=prev, deps=[d.id for d in deps], ts=ts, kind=kind, body=body)
-        self.heads[coop] = (seq + 1, a.id)
-        return a
-
-
-class Net:
-    def __init__(self, nodes: list[Node], http: aiohttp.ClientSession) -> None:
-        self.nodes = nodes
-        self.http = http
-
-    async def post(self, i: int, action: Action) -> dict[str, Any]:
-        async with self.http.post(
-            self.nodes[i].url + "/api/v1/actions", data=encode_submission([action.raw]), headers={"Content-Type": "application/msgpack"}
-        ) as r:
-            body = await r.json()
-            assert r.status == 200 and body["results"][0]["status"] in ("accepted", "pending"), body
-            return body
-
-    async def get(self, i: int, path: str) -> Any:
-        async with self.http.get(self.nodes[i].url + path) as r:
-            assert r.status == 200, (path, r.status, await r.text())
-            return await r.json()
-
-    async def has(self, i: int, action: Action) -> bool:
-        async with self.http.get(f"{self.nodes[i].url}/api/v1/actions/{format_id(IdKind.ACTION, action.id)}") as r:
-            return r.status == 200 and (await r.json())["status"] == "stored"
-
-    async def everywhere(self, *actions: Action, nodes: tuple[int, ...] = (0, 1, 2)) -> None:
-        async def check() -> bool:
-            return all([await self.has(i, a) for i in nodes for a in actions])
-
-        await _until(f"{len(actions)} actions on nodes {nodes}", check)
-
-    async def result(self, i: int, coop: bytes, action: Action) -> tuple[str, str | None]:
-        r = await self.get(i, f"/api/v1/coops/{format_id(IdKind.COOP, coop)}/results/{format_id(IdKind.ACTION, action.id)}")
-        return r["result"], r["reason"]
-
-    async def same_state(self, coop: bytes, nodes: tuple[int, ...] = (0, 1, 2)) -> str:
-        """Wait until the nodes hold the same actions for ``coop`` and report one state hash."""
-        text = format_id(IdKind.COOP, coop)
-        hashes: list[str] = []
-
-        async def check() -> bool:
-            nonlocal hashes
-            chains = [await self.get(i, f"/api/v1/coops/{text}/chains") for i in nodes]
-            if any(c != chains[0] for c in chains):
-                return False
-            hashes = [(await self.get(i, f"/api/v1/coops/{text}/state"))["state_hash"] for i in nodes]
-            return len(set(hashes)) == 1
-
-        await _until(f"nodes {nodes} to agree on co-op {text[:16]}", check)
-        return hashes[0]
-
-    async def partition(self, groups: list[set[int]]) -> None:
-        for i, node in enumerate(self.nodes):
-            block = [format_id(IdKind.NODE, self.nodes[j].node_id) for g in groups if i not in g for j in g]
-            async with self.http.post(node.url + "/_test/partition", json={"block": block}) as r:
-                assert r.status == 200
-
-
 @pytest.fixture
 async def net(tmp_path: Path) -> AsyncIterator[Net]:
-    ports = [_free_port() for _ in range(3)]
-    cfgs = [init_data_dir(tmp_path / f"n{i}", port=ports[i]) for i in range(3)]
-    ids = []
-    for c in cfgs:
-        from node.keyfile import read_key_file
+    async with three_nodes(tmp_path) as n:
+        yield n
 
-        ids.append(format_id(IdKind.NODE, read_key_file(c.key_path, "node").public_key))
-    peers = tuple(PeerAddress(f"http://127.0.0.1:{ports[i]}", ids[i]) for i in range(3))
-    fed = Federation(name="gov", peers=peers, anti_entropy_interval=0.3, request_timeout=3.0, fault_hooks=True)
-    nodes = [await Node.start(replace(c, federation=fed, limits=replace(c.limits, verify_workers=0))) for c in cfgs]
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Net(nodes, http)
-    finally:
-        for n in nodes:
-            await n.stop()
+
+async def _result(net: Net, i: int, coop: bytes, action: Action) -> tuple[str, str | None]:
+    r = await net.result(i, coop, action)
+    return r["result"], r["reason"]
 
 
 def _charter(policy: str = "vote") -> dict[str, Any]:
@@ -166,7 +61,7 @@ async def _vote_and_tally(
 
 
 async def test_a_coops_whole_life_across_three_nodes(net: Net) -> None:
-    f0, f1, x, y, g0 = Member(1), Member(2), Member(3), Member(4), Member(5)
+    f0, f1, x, y, g0 = (Member(n) for n in ("f0", "f1", "x", "y", "g0"))
     genesis = f0.found("Valley Food Hub", _charter("vote"), [f1])
     coop = genesis.id
     await net.post(0, genesis)
@@ -191,7 +86,7 @@ async def test_a_coops_whole_life_across_three_nodes(net: Net) -> None:
     wrong = f0.act(coop, "proposal.tally", {"outcome": "passed", "proposal": room.id}, [room])
     await net.post(0, wrong)
     await net.everywhere(wrong)
-    assert [await net.result(i, coop, wrong) for i in range(3)] == [("rejected", "wrong_outcome:open")] * 3
+    assert [await _result(net, i, coop, wrong) for i in range(3)] == [("rejected", "wrong_outcome:open")] * 3
     room_passed = await _vote_and_tally(net, coop, room, [(f0, "yes", 0), (f1, "no", 1), (x, "yes", 2)], x, 2, "passed")
 
     # Sanction x under the charter's misconduct clause; x's next action is rejected on every node.
@@ -209,11 +104,12 @@ async def test_a_coops_whole_life_across_three_nodes(net: Net) -> None:
     )
     await net.post(0, sanction)
     await net.everywhere(sanction)
-    decided = await _vote_and_tally(net, coop, sanction, [(f0, "yes", 0), (f1, "yes", 1)], f1, 1, "passed")
+    # The whole electorate votes (x against), so the sanction is decided while its window is open.
+    decided = await _vote_and_tally(net, coop, sanction, [(f0, "yes", 0), (f1, "yes", 1), (x, "no", 2)], f1, 1, "passed")
     blocked = x.act(coop, "ride.offer", {"seats": 1}, [decided])
     await net.post(1, blocked)
     await net.everywhere(blocked)
-    assert [await net.result(i, coop, blocked) for i in range(3)] == [("rejected", "suspended")] * 3
+    assert [await _result(net, i, coop, blocked) for i in range(3)] == [("rejected", "suspended")] * 3
     sanctions = (await net.get(0, f"/api/v1/coops/{format_id(IdKind.COOP, coop)}/sanctions"))["sanctions"]
     [s] = sanctions
     assert s["member"] == x.id and s["clause"] == "misconduct" and s["clause_text"] and s["active"]
@@ -225,12 +121,12 @@ async def test_a_coops_whole_life_across_three_nodes(net: Net) -> None:
     )
     await net.post(2, appeal)
     await net.everywhere(appeal)
-    assert [await net.result(i, coop, appeal) for i in range(3)] == [("applied", None)] * 3
+    assert [await _result(net, i, coop, appeal) for i in range(3)] == [("applied", None)] * 3
     lifted = await _vote_and_tally(net, coop, appeal, [(f0, "yes", 0), (f1, "yes", 2)], f0, 0, "passed")
     again = x.act(coop, "ride.offer", {"seats": 3}, [lifted])
     await net.post(0, again)
     await net.everywhere(again)
-    assert [await net.result(i, coop, again) for i in range(3)] == [("applied", None)] * 3
+    assert [await _result(net, i, coop, again) for i in range(3)] == [("applied", None)] * 3
     hash_a = await net.same_state(coop)
 
     # Federate with a second co-op founded on node 2: both sides pass the proposal.
@@ -270,7 +166,7 @@ async def test_a_coops_whole_life_across_three_nodes(net: Net) -> None:
     await net.post(2, plan)
     await net.everywhere(plan, nodes=(1, 2))
     await _vote_during_partition(net, coop, plan, f1, x)
-    assert not await net.has(0, plan) and not await net.has(1, left)
+    assert await net.status_of(0, plan) is None and await net.status_of(1, left) is None
     await net.partition([{0, 1, 2}])
     final = await net.same_state(coop)
     assert final == await net.same_state(coop)
@@ -284,14 +180,15 @@ async def _vote_during_partition(net: Net, coop: bytes, plan: Action, f1: Member
     await net.post(1, v1)
     await net.post(2, v2)
     await net.everywhere(v1, v2, nodes=(1, 2))
-    tally = x.act(coop, "proposal.tally", {"outcome": "passed", "proposal": plan.id}, [plan, v1, v2])
+    # f0, on the other side, has not voted and the window is open: the right claim is "open".
+    tally = x.act(coop, "proposal.tally", {"outcome": "open", "proposal": plan.id}, [plan, v1, v2])
     await net.post(2, tally)
     await net.everywhere(tally, nodes=(1, 2))
-    assert await net.result(1, coop, tally) == ("applied", None)
+    assert await _result(net, 1, coop, tally) == ("applied", None)
 
 
 async def test_an_equivocating_member_is_sanctioned_on_every_node(net: Net) -> None:
-    f0, x = Member(1), Member(3)
+    f0, x = Member("f0"), Member("x")
     genesis = f0.found("Brakes and Bells", _charter("open"), [])
     coop = genesis.id
     await net.post(0, genesis)
@@ -311,7 +208,7 @@ async def test_an_equivocating_member_is_sanctioned_on_every_node(net: Net) -> N
     async def proven_everywhere() -> bool:
         return all([len((await net.get(i, f"/api/v1/coops/{text}/proofs"))["proofs"]) == 1 for i in range(3)])
 
-    await _until("the equivocation proof on every node", proven_everywhere)
+    await wait_until(proven_everywhere, within=DEADLINE_S, what="the equivocation proof on every node")
     await net.same_state(coop)
     for i in range(3):
         sanctions = (await net.get(i, f"/api/v1/coops/{text}/sanctions"))["sanctions"]
@@ -321,5 +218,5 @@ async def test_an_equivocating_member_is_sanctioned_on_every_node(net: Net) -> N
     later = sign_action(x.key, coop=coop, seq=seq + 2, prev=keep.id, deps=[keep.id], ts=4_000, kind="ride.offer", body={})
     await net.post(1, later)
     await net.everywhere(later)
-    assert [await net.result(i, coop, later) for i in range(3)] == [("rejected", "suspended")] * 3
+    assert [await _result(net, i, coop, later) for i in range(3)] == [("rejected", "suspended")] * 3
     await net.same_state(coop)
