@@ -143,6 +143,20 @@ class ClientAdmission:
         self.applies = Buckets("apply", c.apply_rate, c.apply_burst, clock_ms)
         self.limited = 0
 
+    async def refusal(self, over: Limited, *, close: bool = False) -> web.Response:
+        """The 429 for a client over a bucket, after making it wait: its Retry-After, at most
+        ``tarpit_seconds``. A client that honours Retry-After loses nothing by it; one that asks
+        again at once (a flood) gets no more than its requests in flight answered per
+        ``tarpit_seconds``, instead of keeping the event loop busy refusing it. ``close``: the
+        connection is closed after the answer (the request's body was not read)."""
+        wait = min(over.retry_after, self.config.tarpit_seconds)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        resp = limited_response(over)
+        if close:
+            resp.force_close()
+        return resp
+
     # ---- who is asking -------------------------------------------------------------------------
 
     def address(self, request: web.BaseRequest) -> str:
@@ -183,6 +197,12 @@ class ClientAdmission:
         if over is None:
             self.reads.charge(address, 1)
         return over
+
+    def answered(self, address: str, nbytes: int) -> None:
+        """A read's answer was ``nbytes`` long: charge a token per started ``read_token_bytes``
+        beyond its first (charged by ``read``), so a page of a thousand actions costs what it
+        costs the node to build, not what a status query does."""
+        self.reads.charge(address, -(-nbytes // self.config.read_token_bytes) - 1)
 
     def write(self, address: str) -> Limited | None:
         """Before reading a submission's body: is this address over its bucket?"""
@@ -247,21 +267,40 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
-def read_limit_middleware(
+SUBMIT_PATH = "/api/v1/actions"
+
+
+def client_limit_middleware(
     admission: ClientAdmission,
 ) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
-    """The read bucket for the client API's GETs (``/api/...`` and ``/metrics``; ``/healthz`` is
-    exempt, peers' routes have their own limits)."""
+    """The client API's buckets, on the request head: reads for GETs (``/api/...`` and
+    ``/metrics``; ``/healthz`` is exempt, peers' routes have their own limits; a large answer
+    costs more once it is known), and the write
+    bucket for submissions, before their body is read: a client out of tokens would otherwise
+    have the node take in (and reserve room for) up to ``max_request_bytes`` only to be told 429.
+    Such a refusal closes the connection, so the unread body costs nothing either. Refusals wait
+    (``ClientAdmission.refusal``); meanwhile the connection counts as idle, so it is among the
+    first to make way when the node is at ``max_connections``."""
 
     @web.middleware
-    async def limit_reads(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def limit_clients(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if request.method in ("GET", "HEAD") and (request.path.startswith("/api/") or request.path == "/metrics"):
-            over = admission.read(admission.address(request))
+            address = admission.address(request)
+            over = admission.read(address)
             if over is not None:
-                return limited_response(over)
+                return await admission.refusal(over)
+            resp = await handler(request)
+            body = getattr(resp, "body", None)
+            if isinstance(body, (bytes, bytearray)):
+                admission.answered(address, len(body))
+            return resp
+        elif request.method == "POST" and request.path == SUBMIT_PATH:
+            over = admission.write(admission.address(request))
+            if over is not None:
+                return await admission.refusal(over, close=True)
         return await handler(request)
 
-    return limit_reads
+    return limit_clients
 
 
 def limited_response(over: Limited) -> web.Response:

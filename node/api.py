@@ -26,7 +26,7 @@ from protocol.ids import IdKind, format_id, parse_id
 from protocol.messages import Submission, check_submission, decode_submission
 
 from . import __version__, views
-from .admission import ClientAdmission, limited_response, read_limit_middleware
+from .admission import ClientAdmission, client_limit_middleware
 from .config import Limits
 from .governance import Governance
 from .http import OFFLOAD_MIN_BYTES, BadParam, JsonError, int_param, parse_json
@@ -150,7 +150,7 @@ class Api:
     def app(self) -> web.Application:
         middlewares = [error_middleware]
         if self.admission is not None:
-            middlewares.append(read_limit_middleware(self.admission))
+            middlewares.append(client_limit_middleware(self.admission))
         app = web.Application(client_max_size=self.limits.max_request_bytes, middlewares=middlewares)
         app.add_routes(
             [
@@ -224,13 +224,13 @@ class Api:
         gate = self.admission
         address = gate.address(request) if gate is not None else (request.remote or "")
         if gate is not None and (over := gate.write(address)) is not None:
-            return limited_response(over)
+            return await gate.refusal(over)
         sub = await self._read_submission(request)
         if gate is not None:
             gate.posted(address, len(sub.actions))
         checked = await self.ingestor.check(sub.actions, Source.client(address, request.headers.get(INVITE_HEADER)))
         if gate is not None and (over := gate.admit(address, checked)) is not None:
-            return limited_response(over)  # before the store: nothing of it is kept
+            return await gate.refusal(over)  # before the store: nothing of it is kept
         outcome = await self.ingestor.store_checked(checked)
         if gate is not None:
             gate.charge(address, checked, outcome)

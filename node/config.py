@@ -89,6 +89,7 @@ class Admission:
     # Client API token buckets: a rate per second and a burst; a rate of 0 turns the bucket off.
     read_rate: float = 20.0  # GET requests, per client address
     read_burst: int = 200
+    read_token_bytes: int = 64 * 1024  # a read costs one token per started this many bytes of its answer
     write_rate: float = 100.0  # actions posted (a request costs its action count), per client address
     write_burst: int = 2000
     author_rate: float = 10.0  # actions stored, per author
@@ -97,6 +98,7 @@ class Admission:
     join_burst: int = 20
     apply_rate: float = 0.1  # applications, per co-op
     apply_burst: int = 30
+    tarpit_seconds: float = 1.0  # a client over a bucket waits for its 429 (its Retry-After, at most this); 0: at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +303,8 @@ def parse_admission(t: dict[str, Any], where: str) -> Admission:
             kw[f.name] = tuple(v)
         elif f.type == "float":
             if type(v) not in (int, float) or v < 0:
-                raise ConfigError(f"{at}: expected a rate of 0 (off) or more per second, got {v!r}")
+                what = "a number of seconds, 0 or more" if f.name == "tarpit_seconds" else "a rate of 0 (off) or more per second"
+                raise ConfigError(f"{at}: expected {what}, got {v!r}")
             kw[f.name] = float(v)
         else:
             kw[f.name] = _expect(at, v, int, minimum=0 if f.name.startswith("quota_") else 1)

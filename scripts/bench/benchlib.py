@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -141,6 +142,12 @@ class NodeSettings:
     request_timeout: float | None = None
     fetch_batch: int | None = None
     rate_limit: float | None = None
+    # A public node: the default admission (client rate limits on), behind a reverse proxy at these
+    # addresses, whose X-Forwarded-For names each client. False: every client rate limit off (one
+    # benchmark address posts everything).
+    public: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    founding: str | None = None  # [admission] founding; None: the node's default
 
 
 @dataclass
@@ -242,7 +249,12 @@ def render_config(node: BenchNode, peers: Sequence[BenchNode], s: NodeSettings) 
         "[federation]",
         *(f"{k} = {_toml_value(v)}" for k, v in fed.items()),
     ]
-    if hasattr(node_config, "Admission"):  # a coopnet with admission: one client address posts everything
+    if s.public:
+        adm = [f"trusted_proxies = [{', '.join(_toml_value(p) for p in s.trusted_proxies)}]"]
+        if s.founding is not None:
+            adm.append(f"founding = {_toml_value(s.founding)}")
+        lines += ["", "[admission]", *adm]
+    elif hasattr(node_config, "Admission"):  # a coopnet with admission: one client address posts everything
         lines += ["", "[admission]", *(f"{k} = 0.0" for k in ib.ADMISSION_RATES)]
     for p in peers:
         if p is not node:
@@ -294,6 +306,8 @@ class NodeSet:
         cfg = load_config(path, env={})
         if cfg.port != node.port or len(cfg.federation.peers) != len([p for p in peers if p is not node]):
             raise BenchError(f"{path}: the settings did not take")
+        if settings.public and (cfg.admission.trusted_proxies != settings.trusted_proxies or cfg.admission.write_rate == 0):
+            raise BenchError(f"{path}: the public node's admission did not take")
 
     def start(self, node: BenchNode) -> None:
         node.started_at = time.perf_counter()
@@ -725,6 +739,62 @@ class CpuWindow:
             "loadavg_start": [round(x, 2) for x in self.load0],
             "loadavg_end": [round(x, 2) for x in self.load1],
         }
+
+
+def mem_total_mb() -> float:
+    """The machine's RAM (MemTotal), in MB."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def open_files_limit(pid: int | None = None) -> tuple[int | None, int | None]:
+    """(soft, hard) RLIMIT_NOFILE of a process (this one if None); None stands for unlimited."""
+    if pid is None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (None if soft == resource.RLIM_INFINITY else soft), (None if hard == resource.RLIM_INFINITY else hard)
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft_s, hard_s = line.split()[3:5]
+                return (None if soft_s == "unlimited" else int(soft_s)), (None if hard_s == "unlimited" else int(hard_s))
+    raise BenchError(f"no open-file limit in /proc/{pid}/limits")
+
+
+def raise_open_files_limit() -> int | None:
+    """Raise this process's soft open-file limit to its hard one (a load generator holding many
+    sockets); returns the new soft limit (None: unlimited)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return open_files_limit()[0]
+
+
+@dataclass(frozen=True)
+class ProcessPeak:
+    pid: int
+    ppid: int
+    command: str
+    vmhwm_kb: int  # the peak resident memory of the process since it started
+
+
+def tree_vmhwm(pid: int) -> list[ProcessPeak]:
+    """A process and each live descendant, with its VmHWM. The sum bounds the peak of the tree's
+    summed RSS from above (each process's peak may come at another moment)."""
+    out: list[ProcessPeak] = []
+    for p in [pid, *ib.descendants(pid)]:
+        hwm = ib.status_kb(p, ("VmHWM",)).get("VmHWM")
+        stat = ib._stat_fields(f"/proc/{p}/stat")
+        if hwm is None or stat is None:
+            continue
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            cmd = "?"
+        out.append(ProcessPeak(p, int(stat[1]), cmd, hwm))
+    return out
 
 
 def code_digest() -> str:
