@@ -58,6 +58,14 @@ class _Console:
         self.get().__exit__(*exc)
 
 
+def _plain(text: Any) -> str:
+    """``text`` as it is, not as rich markup: names, purposes, titles, reasons, URLs and errors come
+    from others (a stranger names a co-op ``[/]``, and an unescaped print of it raises MarkupError)."""
+    from rich.markup import escape  # only readable output loads rich
+
+    return escape(str(text))
+
+
 def Table(*columns: str, **options: Any) -> Any:
     from rich.table import Table as RichTable
 
@@ -76,7 +84,7 @@ def _fail(code: str, message: str, as_json: bool, extra: dict[str, Any] | None =
     if as_json:
         click.echo(json.dumps({"error": code, "message": message, **(extra or {})}))
     else:
-        err_console.print(f"[bold red]error[/] [red]{code}[/]: {message}")
+        err_console.print(f"[bold red]error[/] [red]{_plain(code)}[/]: {_plain(message)}")
     sys.exit(1)
 
 
@@ -191,13 +199,13 @@ def init(c: Ctx, data_dir: Path | None, listen: str, join: Path | None, advertis
 
     def readable(o: dict[str, Any]) -> None:
         console.print(
-            f"Initialised [bold]{o['data_dir']}[/]\n  node id  {o['node_id']}\n  config   {o['config']}\n  listen   {o['listen']}"
+            f"Initialised [bold]{_plain(o['data_dir'])}[/]\n  node id  {o['node_id']}\n  config   {_plain(o['config'])}\n  listen   {_plain(o['listen'])}"
         )
         if federation is not None:
-            console.print(f"  joins    federation [bold]{federation.name}[/] ({len(federation.peers)} bootstrap peers)")
+            console.print(f"  joins    federation [bold]{_plain(federation.name)}[/] ({len(federation.peers)} bootstrap peers)")
             if not federation.open:
                 console.print("  The federation is closed: its members must list this node id before they accept it.")
-        console.print(f"Start it with: coopnet run --data-dir {o['data_dir']}")
+        console.print(f"Start it with: coopnet run --data-dir {_plain(o['data_dir'])}")
 
     _out(out, c.as_json, readable)
 
@@ -239,7 +247,7 @@ def keygen(c: Ctx, out: Path) -> None:
     _out(
         {"member_id": member, "key_file": str(out)},
         c.as_json,
-        lambda o: console.print(f"Member key written to [bold]{o['key_file']}[/]\n  member id  {o['member_id']}"),
+        lambda o: console.print(f"Member key written to [bold]{_plain(o['key_file'])}[/]\n  member id  {o['member_id']}"),
     )
 
 
@@ -295,7 +303,7 @@ def coop_create(c: Ctx, name: str, purpose: str, key_file: Path, invite: str | N
         "founder": format_id(IdKind.MEMBER, key.public_key),
         "status": result["status"],
     }
-    _out(out, c.as_json, lambda o: console.print(f"Co-op [bold]{o['name']}[/] founded ({o['status']})\n  id  {o['coop']}"))
+    _out(out, c.as_json, lambda o: console.print(f"Co-op [bold]{_plain(o['name'])}[/] founded ({o['status']})\n  id  {o['coop']}"))
 
 
 def _act(
@@ -318,19 +326,19 @@ def _act(
 def _print_acted(o: dict[str, Any]) -> None:
     console.print(f"{o['status']}: {o['kind']} #{o['seq']}\n  id  {o['id']}")
     if o["status"] == "held":
-        console.print(f"  [yellow]not stored yet: {o.get('message', 'this node holds it back')}[/]")
+        console.print(f"  [yellow]not stored yet: {_plain(o.get('message', 'this node holds it back'))}[/]")
         console.print("  (you are not known to this co-op on this node: `coopnet member apply` first)")
     elif o["status"] == "pending" and o.get("message"):
-        console.print(f"  {o['message']}")
+        console.print(f"  {_plain(o['message'])}")
     fold = o.get("fold")
     if not fold:
         return
     if fold["result"] == "rejected":
         console.print(
-            f"  [yellow]stored, but the co-op's rules reject it: {fold.get('explanation') or fold['reason']}[/] ({fold['reason']})"
+            f"  [yellow]stored, but the co-op's rules reject it: {_plain(fold.get('explanation') or fold['reason'])}[/] ({fold['reason']})"
         )
     elif fold["result"] == "deferred":
-        console.print(f"  {fold.get('explanation', 'waiting for actions it depends on')}")
+        console.print(f"  {_plain(fold.get('explanation', 'waiting for actions it depends on'))}")
         for w in fold.get("waits_for", [])[:5]:
             console.print(f"    waits for {w}")
     prop = fold.get("proposal") or {}
@@ -392,9 +400,9 @@ def post(c: Ctx, coop_text: str, key_file: Path, kind: str, body_json: str, deps
 def _print_action(o: dict[str, Any]) -> None:
     t = Table(show_header=False, box=None)
     for k in ("id", "coop", "author", "seq", "prev", "kind", "ts", "status"):
-        t.add_row(k, str(o.get(k)))
+        t.add_row(k, _plain(o.get(k)))
     t.add_row("deps", ", ".join(o.get("deps", [])) or "-")
-    t.add_row("body", json.dumps(o.get("body"), ensure_ascii=False) if o.get("body_present") else "(not carried)")
+    t.add_row("body", _plain(json.dumps(o.get("body"), ensure_ascii=False)) if o.get("body_present") else "(not carried)")
     console.print(t)
 
 
@@ -407,6 +415,7 @@ def show(c: Ctx, ident: str) -> None:
     paths = {"act": "/api/v1/actions/", "coop": "/api/v1/coops/", "eqv": "/api/v1/proofs/"}
     if prefix not in paths:
         _fail("bad_id", f"{ident!r}: expected an id starting with act_, coop_ or eqv_", c.as_json)
+    _parse(c, IdKind(prefix), ident)
     try:
         obj = c.client.get(paths[prefix] + ident)
     except ClientError as e:
@@ -417,11 +426,11 @@ def show(c: Ctx, ident: str) -> None:
             _print_action(o)
         elif prefix == "coop":
             console.print(
-                f"[bold]{o['name']}[/]  {o['id']}\n  founder  {o['founder']}\n  actions  {o['actions']}\n  members with a chain  {o['chains']}"
+                f"[bold]{_plain(o['name'])}[/]  {o['id']}\n  founder  {o['founder']}\n  actions  {o['actions']}\n  members with a chain  {o['chains']}"
             )
             body = o["genesis"].get("body") or {}
             if body.get("purpose"):
-                console.print(f"  purpose  {body['purpose']}")
+                console.print(f"  purpose  {_plain(body['purpose'])}")
         else:
             console.print(f"equivocation proof {o['id']}\n  co-op  {o['coop']}\n  author {o['author']}\n  seq    {o['seq']}")
 
@@ -449,7 +458,7 @@ def list_cmd(c: Ctx, coop_text: str | None, author: str | None, kind: str | None
         if coop_text is None:
             t = Table("co-op", "name", "actions", "founder")
             for x in o["coops"]:
-                t.add_row(x["id"], x["name"], str(x["actions"]), x["founder"])
+                t.add_row(x["id"], _plain(x["name"]), str(x["actions"]), x["founder"])
         else:
             t = Table("pos", "kind", "author", "seq", "id")
             for x in o["actions"]:
@@ -482,7 +491,7 @@ def status(c: Ctx) -> None:
         t.add_row("version", f"{o['version']} (protocol {o['protocol']})")
         t.add_row("uptime", f"{o['uptime_s']} s")
         if o.get("federation"):
-            t.add_row("federation", o["federation"])
+            t.add_row("federation", _plain(o["federation"]))
         for k, v in o["counts"].items():
             t.add_row(k, str(v))
         rejected = o["submitted"]["rejected"]
@@ -502,7 +511,7 @@ def status(c: Ctx) -> None:
             for p in o["peers"]:
                 ago = f"{(now_ms - p['last_success_ms']) / 1000:.0f} s ago" if p["last_success_ms"] else "never"
                 behind = "-" if p["behind"] is None else str(p["behind"])
-                pt.add_row(p["id"][:20] + "…", p["url"], p["state"], ago, str(p["failures"]), str(p["score"]), behind)
+                pt.add_row(p["id"][:20] + "…", _plain(p["url"]), p["state"], ago, str(p["failures"]), str(p["score"]), behind)
             console.print(pt)
 
     _out(info, c.as_json, readable)

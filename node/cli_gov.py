@@ -16,7 +16,7 @@ import click
 from protocol.charter import OPEN, TALLY, VOTE
 from protocol.ids import IdKind, format_id
 
-from .cli import Ctx, Table, _act, _acting, _fail, _finish, _json_body, _out, _parse, _print_acted, console, main, pass_ctx
+from .cli import Ctx, Table, _act, _acting, _fail, _finish, _json_body, _out, _parse, _plain, _print_acted, console, main, pass_ctx
 from .client import ClientError
 
 
@@ -203,7 +203,7 @@ def proposal_show(c: Ctx, coop_text: str, proposal_id: str) -> None:
 
     def readable(o: dict[str, Any]) -> None:
         v = o["votes"]
-        console.print(f"[bold]{o['title']}[/] ({o['type']}) — {o['status']}")
+        console.print(f"[bold]{_plain(o['title'])}[/] ({o['type']}) — {o['status']}")
         console.print(f"  rule: quorum {o['rule']['quorum']}%, {o['rule']['threshold']}; electorate {o['electorate']}")
         if o["status"] != "open":
             console.print(f"  window: closed by the decision (it was to close at {_when(o['closes_ms'])}, co-op time)")
@@ -270,7 +270,7 @@ def sanction_list(c: Ctx, coop_text: str) -> None:
                 x["member"][:20] + "…",
                 x["kind"],
                 _when(x["until_ms"]) if x["kind"] == "suspend" else "-",
-                f"{x['clause']}: {x['clause_text']}",
+                _plain(f"{x['clause']}: {x['clause_text']}"),
                 "yes" if x["active"] else "no",
             )
         console.print(t)

@@ -21,7 +21,7 @@ from protocol.ids import IdKind, format_id, parse_id
 from .admin import ADMIN_PREFIX, AdminClient, AdminClientError
 from .archive import ExportError, export_coop, import_file, verify_file
 from .backup import BadStoreFile, restore
-from .cli import Ctx, Table, _fail, _out, console, default_data_dir, main, pass_ctx
+from .cli import Ctx, Table, _fail, _out, _plain, console, default_data_dir, main, pass_ctx
 from .config import CONFIG_NAME, Config, ConfigError, PeerAddress, load_config
 from .keyfile import KeyFileError, read_key_file, write_key_file
 from .ops import (
@@ -56,14 +56,6 @@ def _config(c: Ctx, data_dir: Path | None) -> Config:
         return load_config(path, env=env)
     except ConfigError as e:
         _fail("bad_config", str(e), c.as_json)
-
-
-def _plain(text: Any) -> str:
-    """``text`` as it is, not as rich markup: names, kinds, reasons, URLs and errors come from
-    others (a stranger names a co-op ``[/]``, and an unescaped print of it raises MarkupError)."""
-    from rich.markup import escape  # only readable output loads rich
-
-    return escape(str(text))
 
 
 def _duration(seconds: int | None) -> str:

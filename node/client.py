@@ -32,7 +32,10 @@ class Client:
     def _request(
         self, method: str, path: str, data: bytes | None = None, content_type: str | None = None, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        req = urllib.request.Request(self.url + path, data=data, method=method)
+        # Paths carry ids as the user typed them: quote them, so a typo with a space or a bracket
+        # reaches the node (and gets its bad_id) instead of failing in urllib with a traceback.
+        route, sep, query = path.partition("?")
+        req = urllib.request.Request(self.url + urllib.parse.quote(route, safe="/") + sep + query, data=data, method=method)
         req.add_header("Accept", "application/json")
         if content_type:
             req.add_header("Content-Type", content_type)
