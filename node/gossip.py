@@ -61,7 +61,7 @@ from protocol.messages import (
     keep_asked,
 )
 from protocol.peer import BadRecordSignature, decode_node_record, sign_node_record
-from protocol.reconcile import Reconciliation, resolve_probes
+from protocol.reconcile import HeadSet, Reconciliation, resolve_probes
 
 from .config import Federation, Limits
 from .metrics import Metrics
@@ -486,6 +486,8 @@ class Gossip:
                 rec.receive(decode_reconcile_reply(reply))
                 request = rec.next_request()
             wants = list(rec.wants.values())
+            if self.store.policy.quotas:
+                wants = [w for w in (self._within_quota(coop, rec.mine, w) for w in wants) if w is not None]
             if rec.probes:
                 mine = await self.store.ids_at(coop, [(p.author, p.seq) for p in rec.probes])
                 wants += resolve_probes(rec.probes, mine)
@@ -512,6 +514,17 @@ class Gossip:
             self.book.penalize(peer.node_id, "bad_message")
             self.book.failure(peer, f"invalid reply: {e}")
         return 0, False
+
+    def _within_quota(self, coop: bytes, mine: HeadSet, want: Want) -> Want | None:
+        """``want``, or what of it is worth fetching when a quota refused the chain's next action
+        here: its extensions would be signature-checked only to be refused, every round; the action
+        at this node's own head is still compared (a fork there is evidence, whatever the quota)."""
+        if not self.store.over_quota(coop, want.author):
+            return want
+        head = mine.range(want.author, want.author + b"\x00")
+        if head and head[0].seq >= want.first:
+            return Want(want.author, want.first, want.first)
+        return None
 
     async def _fetch(self, peer: Peer, coop: bytes, wants: list[Want], proof_wants: list[bytes], missing: int | None = None) -> int:
         """Fetch the wanted chain segments and proofs in bounded batches, as a pipeline: while one

@@ -179,6 +179,7 @@ SYNCHRONOUS_MODES = ("full", "normal")
 MAX_ASIDE_PER_AUTHOR = 64  # actions kept aside per chain after losing a fork (evidence, and ghosts to judge by)
 APPLY_KIND = "member.apply"  # protocol.charter.APPLY: the action that makes a stranger known
 ANY_COOP = b""  # blocked_authors.coop for a block in every co-op
+MAX_OVER_QUOTA = 100_000  # chains remembered as refused for a quota (~10 MB at most)
 HEAD_SETS_MAX_HEADS = 100_000  # chain heads kept for reconciliation between rounds, all co-ops together (~20 MB)
 
 
@@ -420,6 +421,10 @@ class Store:
         self._bytes_total = 0
         self._founders: dict[bytes, frozenset[bytes]] = {}  # co-op -> its genesis author and founders
         self.blocked: frozenset[tuple[bytes, bytes]] = frozenset()  # (co-op or ANY_COOP, author)
+        # Chains whose next action was refused for a quota: gossip does not fetch their extensions
+        # again (each would be signature-checked only to be refused, every round). Forgotten when
+        # stored bytes are recounted (a fork may have freed some) and at restart (quotas may change).
+        self._over_quota: set[ChainKey] = set()
         self.released_total = 0  # held actions run through the plan again once their author was known
         self._releases: set[asyncio.Future[Any]] = set()
         self._has_forks = False  # while the forks table is empty, nothing is looked up in it
@@ -650,6 +655,10 @@ class Store:
             self._bytes_total += n
         if coop_bytes is not None:
             self._coop_bytes, self._bytes_total = coop_bytes, sum(coop_bytes.values())
+            self._over_quota.clear()
+        if len(self._over_quota) + len(plan.over_quota) > MAX_OVER_QUOTA:
+            self._over_quota.clear()  # a bound on memory; the price is one more refusal each
+        self._over_quota |= plan.over_quota
         self._has_forks = self._has_forks or bool(plan.demotions or plan.new_aside)
         for coop in {coop for coop, _author in plan.dirty_heads}:
             self._heads_epoch[coop] = self._heads_epoch.get(coop, 0) + 1
@@ -703,6 +712,10 @@ class Store:
     def hosts(self, coop: bytes) -> bool:
         """Whether ``coop``'s genesis is stored here."""
         return coop in self._coops
+
+    def over_quota(self, coop: bytes, author: bytes) -> bool:
+        """Whether this chain's next action was refused for a quota (see ``_over_quota``)."""
+        return (coop, author) in self._over_quota
 
     def is_blocked(self, coop: bytes, author: bytes) -> bool:
         """On this node's block list, in ``coop`` or in every co-op (a set lookup: the ingest path
@@ -1404,6 +1417,7 @@ class _GroupPlan:
         self.chain_added: dict[ChainKey, int] = {}
         self.coop_added: dict[bytes, int] = {}
         self.bytes_added = 0
+        self.over_quota: set[ChainKey] = set()  # chains whose next action a quota refused
         self.resync_bytes = False  # a fork displaced stored actions: recount the bytes
         self.invite_of: dict[bytes, bytes] = {}  # genesis id -> the invite its job carries
         self.usable_invites: set[bytes] = set()
@@ -1597,6 +1611,7 @@ class _GroupPlan:
             what = f"this node's quota ({p.quota_node_bytes} bytes)"
         if what is None:
             return None
+        self.over_quota.add(key)
         return IngestResult(a.id, "rejected", RejectCode.QUOTA_EXCEEDED, f"storing this action ({size} bytes) would exceed {what}")
 
     def pending_delta(self) -> dict[bytes, int]:

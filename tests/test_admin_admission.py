@@ -557,6 +557,14 @@ async def test_names_others_chose_are_printed_as_written_not_as_markup(start_nod
     usage = await acli("admin", "usage", *d, cwd=tmp_path)
     assert usage.returncode == 0 and "Traceback" not in usage.stderr, usage.stderr
     assert name in usage.stdout
+    # And the everyday readers: the co-op list, the co-op itself, and an error quoting the name.
+    for args in (("list",), ("show", coop_text(g.id))):
+        shown = await acli("--node", node.url, *args, cwd=tmp_path)
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, (args, shown.stderr)
+        assert name in shown.stdout.replace("\n", ""), (args, shown.stdout)
+    refused = await acli("--node", node.url, "show", "act_[/]" + name, cwd=tmp_path)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "[/]" + name in refused.stderr.replace("\n", ""), refused.stderr
     archive = tmp_path / "evil.coop"
     exported = await acli("export", "--coop", coop_text(g.id), "--out", str(archive), *d, cwd=tmp_path)
     assert exported.returncode == 0 and name in exported.stdout, (exported.stdout, exported.stderr)
@@ -612,5 +620,49 @@ async def test_a_block_refuses_the_authors_actions_from_peers_too_and_peers_brin
         await Admin_(http, a.running).ok("POST", f"{A}/authors/unblock", json={"author": alice.text})
         await wait_converged([a.running, b.running], [g.id], within=30)
         assert await a.running.store.known_ids([x.id for x in hers]) == {x.id for x in hers}
+    finally:
+        await cluster.close()
+
+
+async def test_a_chain_a_quota_refused_is_not_fetched_again_every_round(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A member over A's per-author quota: A stores what fits and refuses the next action once;
+    it does not fetch (and signature-check, and refuse) that chain's extensions from B every round."""
+    cluster = Cluster(tmp_path / "cluster")
+    try:
+        founder, alice = Signer("founder"), Signer("alice")
+        g = founder.found("Valley")
+        hers = [alice.act(g.id) for _ in range(6)]
+        quota = sum(len(x.raw) for x in hers[:3]) - 1  # her first two fit, not the third
+        (a,) = cluster.add(1, admission=dataclasses.replace(OPEN_ADMISSION, quota_author_bytes=quota))
+        (b,) = cluster.add(1)
+        cluster.mesh()
+        await cluster.start_all()
+        assert await statuses(http, b.url, [g, *hers]) == ["accepted"] * 7
+
+        async def counts() -> tuple[int, int]:
+            text = await get_text(http, a.url + "/metrics")
+            rounds = sum(int(metric(text, "coopnet_reconciliations_total", outcome=o) or 0) for o in ("differ", "in_sync"))
+            return rounds, int(metric(text, "coopnet_actions_rejected_total", code="quota_exceeded") or 0)
+
+        async def rounds_on_a(n: int) -> int:
+            start = (await counts())[0]
+
+            async def done() -> bool:
+                await cluster.run_rounds()
+                return (await counts())[0] >= start + n
+
+            await wait_until(done, within=20, what=f"{n} reconciliations on A")
+            return (await counts())[1]
+
+        async def stored_on_a() -> bool:
+            await cluster.run_rounds()
+            return await a.running.store.known_ids([x.id for x in hers[:2]]) == {x.id for x in hers[:2]}
+
+        await wait_until(stored_on_a, within=20, what="her first two actions on A")
+        refused = await rounds_on_a(3)
+        assert 1 <= refused <= len(hers), refused  # refused at least once (a push from B may add one)
+        assert await rounds_on_a(3) == refused
+        assert not await a.running.store.known_ids([hers[2].id])  # (her later ones wait in pending for it)
+        assert_honest_peers_unpunished([a.running, b.running])
     finally:
         await cluster.close()
