@@ -1377,6 +1377,11 @@ async def _rows_in(conn: aiosqlite.Connection, select: str, keys: Sequence[tuple
 _NO_HEAD: tuple[int, None] = (0, None)
 
 
+def _no_chains() -> ChainPlan:
+    """A plan's chains before ``build`` and after ``_collect``: an empty view, decided nothing."""
+    return ChainPlan({}, {}, {}, set(), frozenset())
+
+
 class _GroupPlan:
     """The decisions for one group, computed from a few set-based reads, then written at once."""
 
@@ -1391,7 +1396,7 @@ class _GroupPlan:
         self.demotions: list[tuple[bytes, bytes, int]] = []  # (coop, author, from seq) leaving the chain
         self.new_aside: dict[bytes, Action] = {}  # rows to add to forks (kept aside)
         self.unaside: list[bytes] = []  # forks rows taken back into a chain
-        self.chains: ChainPlan = ChainPlan({}, {}, {}, set(), frozenset())
+        self.chains: ChainPlan = _no_chains()
         self.proofs: list[tuple[bytes, bytes, bytes, int, bytes]] = []
         self.proof_origins: dict[bytes, bytes | None] = {}
         self.new_proof_ids: set[bytes] = set()
@@ -1694,6 +1699,9 @@ class _GroupPlan:
             c = coop_of.get(i)
             if c is not None:
                 self.pending_removed[c] = self.pending_removed.get(c, 0) + 1
+        # The ChainPlan calls back into this plan (room, keep_ghost): a cycle, which would keep the
+        # group's decoded actions until the (tuned-down) cyclic collector ran. Its work is done.
+        self.chains = _no_chains()
 
     async def add_proofs(self, w: aiosqlite.Connection, proofs: list[tuple[EquivocationProof, bytes | None]]) -> list[bool]:
         """Add received proofs to the plan; then find which of all the plan's proofs are new here."""
