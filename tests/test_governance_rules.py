@@ -881,3 +881,32 @@ def test_member_seen_records_what_its_author_saw_and_changes_nothing() -> None:
     }
     assert after["counted"] == before["counted"] + 1
     assert h.reason(h.seen(h.person("stranger"))) == "status_none"
+
+
+def test_a_tally_counts_an_electorate_of_ten_thousand() -> None:
+    """Issue #9: a tally can count any electorate, at least 10,000 voters. 10,000 members join an
+    open co-op, 6,001 vote yes and 3,999 no on a proposal they all see opened; a tally that has seen
+    the last vote counts every one of them, and a wrong claim is refused."""
+    h = Hist(charter_=charter(policy="open"))
+    people = [h.person(i) for i in range(10_000)]
+    for p in people:  # each seeing the one before, as members joining one after another
+        h.apply(p)
+    assert all(p in h.fold.state.members for p in people)
+    op = h.open(h.founders[0], "text", {})
+    electorate = h.fold.state.proposals[op.id].electorate
+    assert len(electorate) == 10_000 + len(h.founders) and set(people) <= electorate
+    for i, p in enumerate(people):
+        h.vote(p, op, "yes" if i <= 6_000 else "no")
+    p = h.fold.state.proposals[op.id]
+    assert len(p.votes) == 10_000 and p.status == "open"  # the founders have not voted: the window decides
+    h.close()
+    wrong = h.tally(h.founders[0], op, "rejected")
+    assert h.reason(wrong) == "wrong_outcome:passed"  # the claim that would have been right, named
+    right = h.tally(h.founders[1], op, "passed")
+    assert h.reason(right) is None
+    p = h.fold.state.proposals[op.id]
+    assert (p.status, p.decided_by) == ("passed", right.id)
+    every_vote = {m: votes[-1][0] for m, votes in p.votes.items()}
+    assert outcome(p, every_vote, closed=True) == ("passed", {"yes": 6_001, "no": 3_999, "abstain": 0, "block": 0})
+    # One vote fewer on the yes side would still pass; the counts are the claim's, not a sample.
+    assert count_votes(p, {m: s for m, s in every_vote.items() if m != people[0]})[0]["yes"] == 6_000
