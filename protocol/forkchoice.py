@@ -88,7 +88,9 @@ class ChainPlan:
             return Verdict(a.id, "rejected", RejectCode.UNKNOWN_COOP, "no genesis for this co-op is stored here")
         key = (coop, author)
         head_seq, head_id = self.heads.get(key, NO_HEAD)
-        pool = self.pool.setdefault(key, {})
+        pool = self.pool.get(key)
+        if pool is None:
+            pool = self.pool[key] = {}
         if seq <= head_seq:
             kept = self.occupants[at]
             proof = self._prove(a, kept)
@@ -111,6 +113,10 @@ class ChainPlan:
             )
         if seq == head_seq + 1 and a.prev == head_id:
             self._append(key, a)
+            if not pool:
+                # Nothing else of this author is held: no rival at this seq, nothing to settle or
+                # take back. The common case (a chain growing one action at a time), kept short.
+                return Verdict(a.id, "accepted")
             proof = None
             for rival in [x for x in pool.values() if x.seq == seq]:
                 proof = self._prove(a, rival)
