@@ -1783,18 +1783,26 @@ class _GroupPlan:
         if used:
             await w.executemany("UPDATE invites SET used_by = ?, used_at = ? WHERE hash = ?", used)
         if self.appends:
+            # One pass per appended action (rows and per-chain counts), then one per chain.
+            rows = []
+            per_chain: dict[ChainKey, int] = {}
+            chain_added: dict[ChainKey, int] = {}
+            for a in self.appends:
+                env, raw = a.env, a.raw
+                coop = a.coop
+                rows.append((a.id, coop, env.author, env.seq, env.kind, env.ts, raw, now))
+                key = (coop, env.author)
+                per_chain[key] = per_chain.get(key, 0) + 1
+                chain_added[key] = chain_added.get(key, 0) + len(raw)
             await w.executemany(
-                "INSERT INTO actions (id, coop, author, seq, kind, ts, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(a.id, a.coop, a.author, a.seq, a.kind, a.env.ts, a.raw, now) for a in self.appends],
+                "INSERT INTO actions (id, coop, author, seq, kind, ts, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
             per_coop: dict[bytes, int] = {}
             coop_added: dict[bytes, int] = {}
-            chain_added: dict[ChainKey, int] = {}
-            for a in self.appends:
-                coop, size, key = a.coop, len(a.raw), (a.coop, a.env.author)
-                per_coop[coop] = per_coop.get(coop, 0) + 1
-                coop_added[coop] = coop_added.get(coop, 0) + size
-                chain_added[key] = chain_added.get(key, 0) + size
+            for key, n in per_chain.items():
+                coop = key[0]
+                per_coop[coop] = per_coop.get(coop, 0) + n
+                coop_added[coop] = coop_added.get(coop, 0) + chain_added[key]
             self.coop_added, self.chain_added = coop_added, chain_added
             await w.executemany(
                 "UPDATE coops SET actions = actions + ?, bytes = bytes + ? WHERE id = ?",
