@@ -298,6 +298,7 @@ class Ingestor:
         in_scope = self.in_scope
         store = self.store
         client = source.label == "client"  # an operator's import founds what its archive holds
+        scope: dict[bytes, bool] = {}  # in_scope per co-op, asked once per call (a batch is mostly one co-op)
         for j, x in enumerate(checked):
             i = j if where is None else where[j]
             if isinstance(x, ProtocolError):
@@ -308,9 +309,12 @@ class Ingestor:
                     out.invalid += 1
                 continue
             c = x.coop
+            ok = scope.get(c)
+            if ok is None:
+                ok = scope[c] = in_scope(c)
             if coop is not None and c != coop:
                 refused.append((i, _refuse(x, RejectCode.OUT_OF_SCOPE, "not of the co-op this fetch asked for")))
-            elif not in_scope(c):
+            elif not ok:
                 refused.append((i, _refuse(x, RejectCode.OUT_OF_SCOPE, _out_of_scope_message(c))))
             elif store.blocked and store.is_blocked(c, x.env.author):
                 refused.append((i, _refuse(x, RejectCode.BLOCKED, "this node refuses this author's actions (its operator's block list)")))

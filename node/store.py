@@ -666,6 +666,7 @@ class Store:
         self.groups_committed += 1
         self.actions_committed += len(plan.appends)
         origins = {a.id: job.origin for job in jobs for a in job.actions}
+        unaside = set(plan.unaside)  # once, not once per append
         committed = Committed(
             [(a, origins.get(a.id)) for a in plan.appends],
             list(
@@ -675,7 +676,8 @@ class Store:
             ),
             # Co-ops whose chains changed under what was folded: a fork replaced stored actions, or
             # took some back from aside. Their folds are rebuilt from the store.
-            frozenset(coop for coop, _author, _seq in plan.demotions) | {a.coop for a in plan.appends if a.id in set(plan.unaside)},
+            frozenset(coop for coop, _author, _seq in plan.demotions)
+            | ({a.coop for a in plan.appends if a.id in unaside} if unaside else set()),
         )
         return plan.results, proof_flags, committed, plan.started
 
@@ -1498,7 +1500,7 @@ class _GroupPlan:
         # kept aside by an equivocation), which fork choice may take into the chain.
         pool: dict[ChainKey, dict[bytes, Action]] = {}
         aside: set[bytes] = set()
-        keys = list({k[:2] for a, k in zip(group, where, strict=True) if a.id not in known})
+        keys = list({k[:2] for a, k in zip(group, where, strict=True) if a.id not in known}) if pending_count or has_forks else []
         if pending_count:
             for coop, author, raw in await _rows_in(w, "SELECT coop, author, raw FROM pending WHERE (coop, author)", keys):
                 x = decode_action(raw, check_signature=False)
@@ -1781,18 +1783,26 @@ class _GroupPlan:
         if used:
             await w.executemany("UPDATE invites SET used_by = ?, used_at = ? WHERE hash = ?", used)
         if self.appends:
+            # One pass per appended action (rows and per-chain counts), then one per chain.
+            rows = []
+            per_chain: dict[ChainKey, int] = {}
+            chain_added: dict[ChainKey, int] = {}
+            for a in self.appends:
+                env, raw = a.env, a.raw
+                coop = a.coop
+                rows.append((a.id, coop, env.author, env.seq, env.kind, env.ts, raw, now))
+                key = (coop, env.author)
+                per_chain[key] = per_chain.get(key, 0) + 1
+                chain_added[key] = chain_added.get(key, 0) + len(raw)
             await w.executemany(
-                "INSERT INTO actions (id, coop, author, seq, kind, ts, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(a.id, a.coop, a.author, a.seq, a.kind, a.env.ts, a.raw, now) for a in self.appends],
+                "INSERT INTO actions (id, coop, author, seq, kind, ts, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
             per_coop: dict[bytes, int] = {}
             coop_added: dict[bytes, int] = {}
-            chain_added: dict[ChainKey, int] = {}
-            for a in self.appends:
-                coop, size, key = a.coop, len(a.raw), (a.coop, a.env.author)
-                per_coop[coop] = per_coop.get(coop, 0) + 1
-                coop_added[coop] = coop_added.get(coop, 0) + size
-                chain_added[key] = chain_added.get(key, 0) + size
+            for key, n in per_chain.items():
+                coop = key[0]
+                per_coop[coop] = per_coop.get(coop, 0) + n
+                coop_added[coop] = coop_added.get(coop, 0) + chain_added[key]
             self.coop_added, self.chain_added = coop_added, chain_added
             await w.executemany(
                 "UPDATE coops SET actions = actions + ?, bytes = bytes + ? WHERE id = ?",
@@ -1811,7 +1821,8 @@ class _GroupPlan:
             # Rare (an equivocation displaced a fork): count the bytes of what is stored again.
             self.resync_bytes = True
             chains = {(c, au) for c, au, _ in self.demotions} | {(x.coop, x.author) for x in self.new_aside.values()}
-            chains |= {(x.coop, x.author) for x in self.appends if x.id in set(self.unaside)}
+            unaside = set(self.unaside)
+            chains |= {(x.coop, x.author) for x in self.appends if x.id in unaside}
             await w.executemany(
                 "UPDATE chains SET bytes = (SELECT COALESCE(SUM(length(raw)), 0) FROM actions a WHERE a.coop = ? AND a.author = ?) "
                 "WHERE coop = ? AND author = ?",

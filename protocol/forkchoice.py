@@ -88,7 +88,9 @@ class ChainPlan:
             return Verdict(a.id, "rejected", RejectCode.UNKNOWN_COOP, "no genesis for this co-op is stored here")
         key = (coop, author)
         head_seq, head_id = self.heads.get(key, NO_HEAD)
-        pool = self.pool.setdefault(key, {})
+        pool = self.pool.get(key)
+        if pool is None:
+            pool = self.pool[key] = {}
         if seq <= head_seq:
             kept = self.occupants[at]
             proof = self._prove(a, kept)
@@ -96,7 +98,7 @@ class ChainPlan:
                 # The smaller id wins at this seq: the chain from here up moves aside, and grows
                 # again from the pool by the rule.
                 self._demote(key, seq, a.prev)
-                self._append(key, a)
+                self._append(key, a, at)
                 self._extend(key)
                 return Verdict(a.id, "accepted", message="replaces a fork with a larger id", proof=proof)
             if a.prev == kept.prev or self._on_aside(key, a):
@@ -110,7 +112,11 @@ class ChainPlan:
                 fork_below=a.prev != kept.prev,
             )
         if seq == head_seq + 1 and a.prev == head_id:
-            self._append(key, a)
+            self._append(key, a, at)
+            if not pool:
+                # Nothing else of this author is held: no rival at this seq, nothing to settle or
+                # take back. The common case (a chain growing one action at a time), kept short.
+                return Verdict(a.id, "accepted")
             proof = None
             for rival in [x for x in pool.values() if x.seq == seq]:
                 proof = self._prove(a, rival)
@@ -166,7 +172,7 @@ class ChainPlan:
                 if rival is not best:
                     self._prove(best, rival)
             self._take(key, best)
-            self._append(key, best)
+            self._append(key, best, (key[0], key[1], best.seq))
             self._settle(key, best.seq)
 
     def _settle(self, key: ChainKey, seq: int) -> None:
@@ -247,10 +253,11 @@ class ChainPlan:
         self.proofs[proof.id] = (proof.id, proof.coop, proof.author, proof.seq, proof.encode())
         return proof.id
 
-    def _append(self, key: ChainKey, a: Action) -> None:
+    def _append(self, key: ChainKey, a: Action, at: Where) -> None:
+        """``at``: (co-op, author, seq) of ``a``, which the caller has at hand."""
         self.appends.append(a)
-        self.heads[key] = (a.seq, a.id)
+        self.heads[key] = (at[2], a.id)
         self.dirty_heads.add(key)
-        self.occupants[(key[0], key[1], a.seq)] = a
+        self.occupants[at] = a
         if a.env.coop is None:
             self.new_coops[a.id] = a
