@@ -51,12 +51,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiosqlite
 
 from protocol import Action, EquivocationProof, ProtocolError, RejectCode, decode_action
-from protocol.forkchoice import ChainPlan
+from protocol.forkchoice import ChainPlan, Verdict
 from protocol.messages import Head, Want
 from protocol.reconcile import HeadSet
 
@@ -217,15 +217,9 @@ def hold_reason(policy: StorePolicy) -> str:
     )
 
 
-class IngestResult(NamedTuple):
-    # A named tuple rather than a frozen dataclass: one is built for every action a node
-    # receives, and a tuple is built in a third of the time.
-    id: bytes
-    status: str  # accepted | known | pending | held | rejected
-    code: RejectCode | None = None
-    message: str | None = None
-    proof: bytes | None = None  # the equivocation proof this action produced, if any
-    fork_below: bool = False  # its prev is not this node's action below it: the chains part further down
+# One action's result: fork choice's verdict itself (the same fields; the store adds the status
+# "held"), so that the one tuple built per action received is not copied into a second one.
+IngestResult = Verdict
 
 
 def _complete(raw: bytes) -> bool:
@@ -1665,7 +1659,7 @@ class _GroupPlan:
             self.chain_added[key] = self.chain_added.get(key, 0) + size
             self.coop_added[coop] = self.coop_added.get(coop, 0) + size
             self.bytes_added += size
-        return IngestResult(*v)
+        return v
 
     def _room(self, a: Action) -> str | None:
         """May ``a`` wait in pending? None if it may, else why not (it is refused ``chain_gap``)."""

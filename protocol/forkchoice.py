@@ -51,7 +51,7 @@ class Verdict(NamedTuple):
     # A named tuple rather than a frozen dataclass: one is built for every action a node
     # receives, and a tuple is built in a third of the time.
     id: bytes
-    status: str  # accepted | known | pending | rejected
+    status: str  # accepted | known | pending | rejected (and held: the node's store, for unknown authors)
     code: RejectCode | None = None
     message: str | None = None
     proof: bytes | None = None  # the equivocation proof this action produced, if any
