@@ -593,20 +593,8 @@ async def test_a_block_refuses_the_authors_actions_from_peers_too_and_peers_brin
 
         assert await statuses(http, b.url, hers) == ["accepted"] * 3  # B does not block her
 
-        async def counts() -> tuple[int, int]:
-            text = await get_text(http, a.url + "/metrics")
-            rounds = sum(int(metric(text, "coopnet_reconciliations_total", outcome=o) or 0) for o in ("differ", "in_sync"))
-            return rounds, int(metric(text, "coopnet_actions_rejected_total", code="blocked") or 0)
-
         async def rounds_on_a(n: int) -> int:
-            start = (await counts())[0]
-
-            async def done() -> bool:
-                await cluster.run_rounds()
-                return (await counts())[0] >= start + n
-
-            await wait_until(done, within=20, what=f"{n} reconciliations on A")
-            return (await counts())[1]
+            return await refused_after_rounds(http, cluster, a.url, "blocked", n)
 
         # A goes on reconciling with B (which has what A lacks), but does not fetch a blocked
         # author's actions: they would be signature-checked only to be refused, every round. (B
@@ -639,20 +627,8 @@ async def test_a_chain_a_quota_refused_is_not_fetched_again_every_round(tmp_path
         await cluster.start_all()
         assert await statuses(http, b.url, [g, *hers]) == ["accepted"] * 7
 
-        async def counts() -> tuple[int, int]:
-            text = await get_text(http, a.url + "/metrics")
-            rounds = sum(int(metric(text, "coopnet_reconciliations_total", outcome=o) or 0) for o in ("differ", "in_sync"))
-            return rounds, int(metric(text, "coopnet_actions_rejected_total", code="quota_exceeded") or 0)
-
         async def rounds_on_a(n: int) -> int:
-            start = (await counts())[0]
-
-            async def done() -> bool:
-                await cluster.run_rounds()
-                return (await counts())[0] >= start + n
-
-            await wait_until(done, within=20, what=f"{n} reconciliations on A")
-            return (await counts())[1]
+            return await refused_after_rounds(http, cluster, a.url, "quota_exceeded", n)
 
         async def stored_on_a() -> bool:
             await cluster.run_rounds()
@@ -666,3 +642,22 @@ async def test_a_chain_a_quota_refused_is_not_fetched_again_every_round(tmp_path
         assert_honest_peers_unpunished([a.running, b.running])
     finally:
         await cluster.close()
+
+
+async def refused_after_rounds(http: aiohttp.ClientSession, cluster: Cluster, url: str, code: str, n: int) -> int:
+    """Run gossip rounds until the node at ``url`` has reconciled ``n`` more times; then how many
+    actions it has refused with ``code`` in all (its metrics)."""
+
+    async def counts() -> tuple[int, int]:
+        text = await get_text(http, url + "/metrics")
+        rounds = sum(int(metric(text, "coopnet_reconciliations_total", outcome=o) or 0) for o in ("differ", "in_sync"))
+        return rounds, int(metric(text, "coopnet_actions_rejected_total", code=code) or 0)
+
+    start = (await counts())[0]
+
+    async def done() -> bool:
+        await cluster.run_rounds()
+        return (await counts())[0] >= start + n
+
+    await wait_until(done, within=20, what=f"{n} reconciliations")
+    return (await counts())[1]
